@@ -12,7 +12,7 @@ Two solvers give the same fixed point Q* = R + gamma P max_a Q*:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

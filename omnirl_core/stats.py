@@ -8,8 +8,8 @@ forward mass, band span, value ordering) measured the same way on both samplers.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from importlib import resources
-from typing import Iterable
 
 import numpy as np
 

@@ -29,6 +29,7 @@ __all__ = [
     "as_generator",
     "SamplingError",
     "sample_anymdp",
+    "sample_anymdp_batch",
     "sample_garnet",
     "episode_limit",
     "acceptance_statistics",
@@ -110,7 +111,7 @@ class Task:
         n_obs: int | None = None,
         kind: str = "custom",
         meta: dict | None = None,
-    ) -> "Task":
+    ) -> Task:
         """Build a task from arrays of any source, filling sensible defaults.
 
         ``reward`` may be [ns, na, ns] or [ns, na] (broadcast over next states). Defaults: no noise,
@@ -228,7 +229,7 @@ class Task:
             f"max_steps={self.max_steps:.1f}, meta={self.meta})"
         )
 
-    def equals(self, other: "Task") -> bool:
+    def equals(self, other: Task) -> bool:
         """Exact equality of every array and scalar."""
         return (
             isinstance(other, Task)
@@ -283,7 +284,7 @@ class Task:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Task":
+    def load(cls, path: str | os.PathLike) -> Task:
         """Read a task written by :meth:`save`; a missing, corrupt or foreign file raises TaskFileError."""
         import json
         import zipfile
@@ -574,11 +575,18 @@ def acceptance_statistics(P, reward, start_prob, terminal, max_steps) -> dict:
     Q_opt, _ = policy_iteration(arrays, gamma)
     V_rand = policy_value(arrays, np.broadcast_to(np.full((ns, na), 1.0 / na), P.shape[:-1]), gamma)
     Q_rand = q_values(arrays, V_rand, gamma)
-    scale = (1.0 - gamma) * max_steps
+    max_steps = np.asarray(max_steps, dtype=np.float64)  # scalar, or one per candidate
+    scale = (1.0 - gamma) * max_steps[..., None]
     starts = start_prob > 0
     gap = np.where(starts, (Q_opt.max(axis=-1) - Q_rand.max(axis=-1)) * scale, np.inf).min(axis=-1)
-    n_sq = int(np.log2(max_steps)) + 1
-    dist = stationary_distribution(arrays, Q_opt.argmax(axis=-1), n_sq) + 1e-12  # [..., ns, ns]
+    # Long-run distribution: the reset chain raised to 2^n_sq, n_sq = floor(log2 max_steps) + 1.
+    n_sq = np.broadcast_to(np.floor(np.log2(max_steps)).astype(int) + 1, P.shape[:-3])
+    chain = stationary_distribution(arrays, Q_opt.argmax(axis=-1), 0)
+    dist = np.empty_like(chain)
+    for k in range(int(n_sq.max()) + 1):
+        dist[n_sq == k] = chain[n_sq == k]
+        chain = np.matmul(chain, chain)
+    dist += 1e-12
     gini = np.where(starts, 1.0 - (dist**2).sum(axis=-1), np.inf).min(axis=-1)
     entropy = np.where(starts, -(dist * np.log(dist)).sum(axis=-1) / np.log(ns), np.inf).min(axis=-1)
     out = {"gap": gap, "gini": gini, "entropy": entropy}
@@ -595,8 +603,10 @@ def candidates_per_round(ns: int) -> int:
     return int(np.clip(256 // ns, 2, 16))
 
 
-def _draw_anymdp_candidates(K: int, ns: int, na: int, max_steps: float, rng: np.random.Generator):
-    """K independent draws of Algorithm 1 for ns >= 8 real states: (arrays [K, ...], accepted [K])."""
+def _draw_anymdp_candidates(K: int, ns: int, na: int, max_steps, rng: np.random.Generator):
+    """K independent draws of Algorithm 1 for ns >= 8 real states: (arrays [K, ...], accepted [K]).
+
+    ``max_steps`` is one limit for all candidates or one per candidate (the acceptance check uses it)."""
     start_prob, terminal, has_goal = _sample_start_and_terminals(K, ns, rng)
     P = _sample_transition(ns, na, terminal, rng)
     raw_reward, noise = _sample_rewards(ns, na, terminal, has_goal, rng)
@@ -607,7 +617,8 @@ def _draw_anymdp_candidates(K: int, ns: int, na: int, max_steps: float, rng: np.
     reward = raw_reward + bonus[:, None, None, :]
     idx = np.flatnonzero(ok)
     if idx.size:
-        stats = acceptance_statistics(P[idx], reward[idx], start_prob[idx], terminal[idx], max_steps)
+        limits = np.broadcast_to(np.asarray(max_steps, dtype=np.float64), (K,))[idx]
+        stats = acceptance_statistics(P[idx], reward[idx], start_prob[idx], terminal[idx], limits)
         ok[idx] = _accepted(stats)
     arrays = dict(transition=P, reward=reward, reward_noise=noise, start_prob=start_prob, terminal=terminal)
     return arrays, ok
@@ -652,6 +663,56 @@ def sample_anymdp(
             one = {k: v[first] for k, v in arrays.items()}
             return Task(max_steps=max_steps, state_mapping=mapping, n_obs=ns, kind="anymdp", meta=meta, **one)
     raise SamplingError(f"no acceptable AnyMDP({ns}, {na}) task in {max_draws} draws")
+
+
+def sample_anymdp_batch(
+    n_tasks: int,
+    ns: int,
+    na: int = 5,
+    seed: int | np.random.Generator | None = None,
+    *,
+    candidates_per_task: int | None = None,
+    max_rounds: int = 10_000,
+) -> list[Task]:
+    """Draw ``n_tasks`` independent AnyMDP(ns, na) tasks at once, sharing the linear algebra.
+
+    Each task draws its episode limit and observation mapping, then candidate draws are made for all
+    unfinished tasks together (candidate i of a round belongs to task i mod remaining) and each task
+    keeps its first accepted candidate: per task, the same distribution as :func:`sample_anymdp`. The
+    same seed gives the same list (but not the same tasks as ``sample_anymdp`` with per-task seeds).
+    """
+    _check_sizes(ns, na)
+    if n_tasks < 0:
+        raise ValueError(f"n_tasks must be >= 0, got {n_tasks}")
+    rng = as_generator(seed)
+    limits = np.array([episode_limit(ns, rng) for _ in range(n_tasks)])
+    mappings = [rng.permutation(ns) for _ in range(n_tasks)]
+    meta = {"sampler": "anymdp_batch", "ns": int(ns), "na": int(na)}
+    if isinstance(seed, (int, np.integer)):
+        meta["seed"] = int(seed)
+    if ns == 1:
+        return [
+            Task(max_steps=1.0, state_mapping=m, kind="bandit", meta={**meta, "index": i}, **_sample_bandit(na, rng))
+            for i, m in enumerate(mappings)
+        ]
+    per_task = candidates_per_task or max(1, candidates_per_round(ns) // 2)
+    result: list[Task | None] = [None] * n_tasks
+    pending = np.arange(n_tasks)
+    for _ in range(max_rounds):
+        if pending.size == 0:
+            return result  # type: ignore[return-value]
+        owner = np.tile(pending, per_task)  # candidate -> task
+        arrays, ok = _draw_anymdp_candidates(owner.size, ns, na, limits[owner], rng)
+        for c in np.flatnonzero(ok):
+            t = owner[c]
+            if result[t] is None:
+                one = {k: v[c] for k, v in arrays.items()}
+                result[t] = Task(max_steps=limits[t], state_mapping=mappings[t], kind="anymdp",
+                                 meta={**meta, "index": int(t)}, **one)
+        pending = np.array([t for t in pending if result[t] is None], dtype=int)
+    raise SamplingError(
+        f"no acceptable AnyMDP({ns}, {na}) tasks for {pending.size} of {n_tasks} in {max_rounds} rounds"
+    )
 
 
 def sample_garnet(

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Create or refresh the project virtualenv at <repo>/.venv.
+#
+# - Creates .venv with python3.11 (or python3, if it is >= 3.11; override with PYTHON=...).
+# - Installs torch first (default torch==2.13.0, the CPU wheel on a CPU machine; override with
+#   OMNIRL_TORCH_SPEC, e.g. a CUDA build on a GPU node), then this package with the [dev] extras.
+# - Registers the Jupyter kernel "omnirl" inside the venv.
+# Idempotent: a stamp in .venv holds a hash of pyproject.toml and this script; when it matches
+# (and the package imports), nothing is installed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.omnirl-setup-stamp"
+TORCH_SPEC="${OMNIRL_TORCH_SPEC:-torch==2.13.0}"
+
+say() { echo "[setup_venv] $*" >&2; }
+
+pick_python() {
+    if [[ -n "${PYTHON:-}" ]]; then echo "$PYTHON"; return; fi
+    local candidate
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    say "error: Python >= 3.11 not found (tried python3.11, python3); set PYTHON=/path/to/python"
+    exit 1
+}
+
+stamp_value() {
+    # Hash of what decides the install, plus where the checkout lives (editable installs record it).
+    { cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup_venv.sh"; echo "$ROOT"; echo "$TORCH_SPEC"; } \
+        | "$VENV/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
+}
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    PY="$(pick_python)"
+    say "creating $VENV with $("$PY" --version 2>&1)"
+    "$PY" -m venv "$VENV"
+fi
+
+installed() {
+    [[ -f "$VENV/share/jupyter/kernels/omnirl/kernel.json" ]] && "$VENV/bin/python" -c '
+import importlib.util, sys
+sys.exit(not all(importlib.util.find_spec(m) for m in ("omnirl_core", "papermill", "torch")))' 2>/dev/null
+}
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_value)" ]] && installed; then
+    exit 0  # up to date
+fi
+
+rm -f "$STAMP"
+PIP=("$VENV/bin/python" -m pip --quiet)
+say "upgrading pip"
+"${PIP[@]}" install --upgrade pip
+say "installing $TORCH_SPEC"
+"${PIP[@]}" install "$TORCH_SPEC"
+say "installing omnirl-workbench[dev] (editable)"
+"${PIP[@]}" install -e "$ROOT[dev]"
+say "registering the Jupyter kernel 'omnirl'"
+"$VENV/bin/python" -m ipykernel install --sys-prefix --name omnirl --display-name "OmniRL (.venv)" >/dev/null
+stamp_value > "$STAMP"
+say "done: $VENV"
