@@ -98,3 +98,13 @@ def test_broken_samplers_are_rejected(monkeypatch, breakage):
     breakage(monkeypatch)
     bad = disagreements(our_summary(16, SAMPLE_SIZES[16]), REFERENCE["ns16"])
     assert bad, f"{breakage.__name__} was not detected"
+
+
+@pytest.mark.parametrize("ns", [16, 64])
+def test_batch_sampler_agrees_with_reference(ns):
+    from omnirl_core.tasks import sample_anymdp_batch
+
+    tasks = sample_anymdp_batch(SAMPLE_SIZES[ns], ns, 5, seed=OUR_SEED0)
+    assert len(tasks) == SAMPLE_SIZES[ns] and all(t.ns == ns for t in tasks)
+    bad = disagreements(summarise(task_statistics(t) for t in tasks), REFERENCE[f"ns{ns}"])
+    assert not bad, f"batched AnyMDP({ns}, 5) differs from the reference:\n" + "\n".join(bad)

@@ -177,3 +177,15 @@ def test_garnet_structure():
         sample_garnet(16, 5, b=0, seed=0)
     with pytest.raises(ValueError, match="ns=4"):
         sample_garnet(4, 5, b=2, seed=0)
+
+
+def test_batch_sampler_is_deterministic_and_valid():
+    from omnirl_core.tasks import sample_anymdp_batch
+
+    a = sample_anymdp_batch(5, 16, 5, seed=9)
+    b = sample_anymdp_batch(5, 16, 5, seed=9)
+    assert all(x.equals(y) for x, y in zip(a, b))
+    assert len({t.transition.tobytes() for t in a}) == 5  # distinct tasks
+    bandits = sample_anymdp_batch(3, 1, 4, seed=0)
+    assert all(t.is_bandit and t.na == 4 for t in bandits)
+    assert sample_anymdp_batch(0, 16, seed=0) == []
