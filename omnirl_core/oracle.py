@@ -110,29 +110,39 @@ def value_iteration(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Synchronous value iteration, vectorised over states, actions and a batch of tasks.
 
-    Returns (Q [..., ns, na], V [..., ns]). Stops when max |V_k+1 - V_k| < tol * (1 - gamma) for every
-    task in the batch, which bounds the error of V by tol.
+    Returns (Q [..., ns, na], V [..., ns]). A task stops once max |V_k+1 - V_k| < tol * (1 - gamma),
+    which bounds the error of its V by tol; converged tasks leave the batch, so a batch costs what
+    its slowest task costs, not that times the batch size.
     """
     gamma = _check_gamma(gamma)
     arrays = stack_tasks(tasks)
     R = arrays.expected_reward  # [..., ns, na]
-    P = arrays.transition
-    live = ~arrays.terminal
-    V = np.zeros(R.shape[:-1]) if V0 is None else np.array(V0, dtype=np.float64)
-    threshold = tol * max(1.0 - gamma, 1e-12)
-    # Flatten (s, a) so each sweep is one batched matrix-vector product.
     batch, ns, na = R.shape[:-2], R.shape[-2], R.shape[-1]
-    P_flat = P.reshape(batch + (ns * na, ns))
-    R_flat = R.reshape(batch + (ns * na,))
+    B = int(np.prod(batch, dtype=np.int64))
+    # Flatten (s, a) so each sweep is one batched matrix-vector product: [B, ns*na, ns] @ [B, ns, 1].
+    P_flat = arrays.transition.reshape(B, ns * na, ns)
+    R_flat = R.reshape(B, ns * na)
+    live = ~arrays.terminal.reshape(B, ns)
+    V = np.zeros((B, ns)) if V0 is None else np.array(V0, dtype=np.float64).reshape(B, ns) * live
+    threshold = tol * max(1.0 - gamma, 1e-12)
+    active = np.arange(B)
+    P_a, R_a, live_a, V_a = P_flat, R_flat, live, V.copy()
     for _ in range(max_iter):
-        Q = (R_flat + gamma * np.matmul(P_flat, (V * live)[..., None])[..., 0]).reshape(R.shape)
-        V_new = Q.max(axis=-1) * live
-        delta = np.abs(V_new - V).max() if V.size else 0.0
-        V = V_new
-        if delta < threshold:
-            break
-    Q = q_values(arrays, V, gamma)
-    return Q, V * live
+        Q = R_a + gamma * np.matmul(P_a, V_a[:, :, None])[:, :, 0]
+        V_new = Q.reshape(-1, ns, na).max(axis=-1) * live_a
+        delta = np.abs(V_new - V_a).max(axis=-1)
+        V_a = V_new
+        done = delta < threshold
+        if done.any():
+            V[active[done]] = V_a[done]
+            keep = ~done
+            active, P_a, R_a, live_a, V_a = active[keep], P_a[keep], R_a[keep], live_a[keep], V_a[keep]
+            if active.size == 0:
+                break
+    else:
+        V[active] = V_a  # max_iter reached: return the last iterate
+    V = V.reshape(batch + (ns,))
+    return q_values(arrays, V, gamma), V
 
 
 def policy_value(tasks, policy: np.ndarray, gamma: float) -> np.ndarray:
