@@ -1,0 +1,591 @@
+"""Behaviour policies and tabular learners, batched over B tasks of the same (ns, na).
+
+Every policy here works on **inner state ids** (the hidden-ranking index of ``omnirl_core.tasks``), not on
+observations: the environments report inner states in their info dicts (``info["state"]``,
+``infos["next_state"]``), and data synthesis maps them to observations itself. A learner that should see
+only observations can be given ``state_mapping``-mapped ids and ``ns = n_obs``; nothing here depends on the
+ranking.
+
+Interface (:class:`BatchedPolicy`):
+
+- ``reset(tasks, rng)``: start B new, independent tasks. ``tasks`` is a sequence of ``Task`` (or one
+  ``Task``, or ``TaskArrays``), or just a shape ``(B, ns, na)`` for policies that do not need the true
+  model (only the oracles do). All per-task state is cleared.
+- ``act(states, rng) -> int[B]``: actions at the current inner states; ``act_info`` also returns a bool
+  array ``was_random`` saying which actions came from a random branch (see each class).
+- ``observe(states, actions, rewards, next_states, terminated, truncated)``: learn from one executed
+  transition per task, whoever chose the action (learners learn off-policy from every transition).
+  ``next_states`` are the states reached *before* any environment auto-reset.
+- ``end_episode(mask)``: the masked tasks finished an episode (the model-based learner re-plans there).
+- ``action_probs() -> [B, ns, na]``: the current acting distribution, where it is exact and cheap.
+
+All work is vectorised with numpy over the batch (no Python loop over tasks or states per step). All
+randomness comes from the ``numpy.random.Generator`` passed in; the global RNG is never used. Random
+branches draw actions from the whole range ``[0, na)``, the last action included.
+
+Terminal states are learned from experience: a state is *learned terminal* when an episode terminated on
+entering it and it has never been acted from (a state acted from cannot be terminal; this keeps bandits,
+whose every pull terminates while the arm state loops to itself, from being mistaken for terminals).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .oracle import TaskArrays, oracle_policy, stack_tasks
+from .tasks import Task, as_generator
+
+__all__ = [
+    "BatchedPolicy",
+    "RandomPolicy",
+    "DriftingSoftmaxPolicy",
+    "OraclePolicy",
+    "NoisyOraclePolicy",
+    "QLearner",
+    "ModelBasedLearner",
+    "run_policy",
+]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _resolve(tasks: Any) -> tuple[int, int, int, TaskArrays | None]:
+    """(B, ns, na, arrays or None) from tasks, TaskArrays or a (B, ns, na) shape."""
+    if isinstance(tasks, tuple) and len(tasks) == 3 and all(isinstance(x, (int, np.integer)) for x in tasks):
+        B, ns, na = (int(x) for x in tasks)
+        if B < 1 or ns < 1 or na < 1:
+            raise ValueError(f"shape (B, ns, na) must be positive, got {tasks}")
+        return B, ns, na, None
+    if isinstance(tasks, Task):
+        tasks = [tasks]
+    arrays = stack_tasks(tasks)
+    if arrays.transition.ndim == 3:  # an unbatched TaskArrays
+        arrays = TaskArrays(
+            arrays.transition[None],
+            arrays.reward[None],
+            None if arrays.start_prob is None else arrays.start_prob[None],
+            arrays.terminal[None],
+            None if arrays.horizon is None else np.asarray(arrays.horizon).reshape(1),
+        )
+    if arrays.transition.ndim != 4:
+        raise ValueError(f"expected a batch of tasks [B, ns, na, ns], got shape {arrays.transition.shape}")
+    B, ns, na, _ = arrays.transition.shape
+    return B, ns, na, arrays
+
+
+def _categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of probs [B, n] by inverse CDF with one uniform per row."""
+    cdf = np.cumsum(probs, axis=-1)
+    cdf /= cdf[:, -1:]
+    cdf[:, -1] = 1.0  # exactly: u < 1 never runs past the end, zero-probability entries are never hit
+    u = rng.random(probs.shape[0])
+    return (cdf <= u[:, None]).sum(axis=-1)
+
+
+def _argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Row-wise argmax of values [B, n] with ties broken uniformly at random."""
+    best = values.max(axis=-1, keepdims=True)
+    keys = rng.random(values.shape)
+    keys[values < best] = -1.0
+    return keys.argmax(axis=-1)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _ties_to_probs(values: np.ndarray) -> np.ndarray:
+    """Uniform distribution over each row's maximal entries ([..., n] -> [..., n])."""
+    best = values.max(axis=-1, keepdims=True)
+    mask = (values >= best).astype(np.float64)
+    return mask / mask.sum(axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------------------------- base
+class BatchedPolicy:
+    """Base class: B independent tasks of the same (ns, na); see the module docstring for the interface."""
+
+    #: whether this policy's actions count as "random behaviour" (tag 6 of data synthesis) in ``act_info``
+    is_random: bool = False
+
+    def __init__(self) -> None:
+        self.batch_size = 0
+        self.ns = 0
+        self.na = 0
+        self._rows = np.zeros(0, dtype=np.int64)
+
+    # -------------------------------------------------------------- lifecycle
+    def reset(self, tasks: Any, rng: np.random.Generator | int | None = None) -> None:
+        """Start B new tasks (see the module docstring for what ``tasks`` may be)."""
+        B, ns, na, arrays = _resolve(tasks)
+        self.batch_size, self.ns, self.na = B, ns, na
+        self._rows = np.arange(B)
+        self._reset(arrays, rng)
+
+    def _reset(self, arrays: TaskArrays | None, rng: np.random.Generator | int | None) -> None:
+        pass
+
+    def _check_ready(self) -> None:
+        if self.batch_size == 0:
+            raise RuntimeError(f"{type(self).__name__}: call reset(tasks, rng) before use")
+
+    def _states(self, states: Any) -> np.ndarray:
+        self._check_ready()
+        s = np.asarray(states)
+        if s.shape != (self.batch_size,):
+            raise ValueError(f"states must have shape ({self.batch_size},), got {s.shape}")
+        return s.astype(np.int64, copy=False)
+
+    # -------------------------------------------------------------- acting
+    def act(self, states: Any, rng: np.random.Generator) -> np.ndarray:
+        """int[B] actions at inner states [B]."""
+        return self.act_info(states, rng)[0]
+
+    def act_info(self, states: Any, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(actions int[B], was_random bool[B]); by default was_random is ``is_random`` for every task."""
+        s = self._states(states)
+        return self._act(s, rng), np.full(self.batch_size, self.is_random)
+
+    def _act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def action_probs(self) -> np.ndarray:
+        """[B, ns, na] current acting distribution."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact action distribution")
+
+    # -------------------------------------------------------------- learning
+    def observe(self, states, actions, rewards, next_states, terminated, truncated) -> None:
+        """Learn from one transition per task (no-op for fixed policies)."""
+
+    def end_episode(self, mask: Any) -> None:
+        """The masked tasks finished an episode (no-op by default)."""
+
+
+# ---------------------------------------------------------------------------------------------- fixed policies
+class RandomPolicy(BatchedPolicy):
+    """Uniform random actions over [0, na)."""
+
+    is_random = True
+
+    def _act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return rng.integers(0, self.na, size=self.batch_size)
+
+    def action_probs(self) -> np.ndarray:
+        self._check_ready()
+        return np.full((self.batch_size, self.ns, self.na), 1.0 / self.na)
+
+
+class DriftingSoftmaxPolicy(BatchedPolicy):
+    """Random per-state softmax policy whose probability table drifts slowly.
+
+    At reset, per task: e1 ~ Exp(mean ``logit_scale_mean``), logits ~ N(0, e1^2) per (s, a) (e1 is the std),
+    table = softmax(logits); e2 ~ Exp(mean ``drift_scale_mean``). After every ``act`` the [ns, na] table is
+    multiplied on the right by a near-identity matrix I + N(0, e2^2) (a fresh [na, na] draw per task),
+    clipped to >= 0 and renormalised (a row that clips to all zeros becomes uniform).
+    Its actions count as random behaviour (``is_random``).
+    """
+
+    is_random = True
+
+    def __init__(self, logit_scale_mean: float = 2.0, drift_scale_mean: float = 1e-5) -> None:
+        super().__init__()
+        if logit_scale_mean < 0 or drift_scale_mean < 0:
+            raise ValueError("logit_scale_mean and drift_scale_mean must be >= 0")
+        self.logit_scale_mean = float(logit_scale_mean)
+        self.drift_scale_mean = float(drift_scale_mean)
+
+    def _reset(self, arrays, rng) -> None:
+        rng = as_generator(rng)
+        B, ns, na = self.batch_size, self.ns, self.na
+        self.logit_scale = rng.exponential(self.logit_scale_mean, size=B) if self.logit_scale_mean > 0 else np.zeros(B)
+        self.drift_scale = rng.exponential(self.drift_scale_mean, size=B) if self.drift_scale_mean > 0 else np.zeros(B)
+        logits = rng.standard_normal((B, ns, na)) * self.logit_scale[:, None, None]
+        self.probs = _softmax(logits)
+
+    def _act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        actions = _categorical(self.probs[self._rows, states], rng)
+        self._drift(rng)
+        return actions
+
+    def _drift(self, rng: np.random.Generator) -> None:
+        B, na = self.batch_size, self.na
+        mix = np.eye(na)[None] + rng.standard_normal((B, na, na)) * self.drift_scale[:, None, None]
+        probs = np.clip(np.matmul(self.probs, mix), 0.0, None)
+        total = probs.sum(axis=-1, keepdims=True)
+        self.probs = np.where(total > 0, probs / np.where(total > 0, total, 1.0), 1.0 / na)
+
+    def action_probs(self) -> np.ndarray:
+        self._check_ready()
+        return self.probs.copy()
+
+
+class OraclePolicy(BatchedPolicy):
+    """Greedy action of the optimal Q at ``gamma`` on the true task (gamma 0: argmax of expected reward).
+
+    ``reset`` needs the true tasks (Task objects or TaskArrays), not just a shape.
+    """
+
+    def __init__(self, gamma: float) -> None:
+        super().__init__()
+        if not 0.0 <= float(gamma) < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {gamma}")
+        self.gamma = float(gamma)
+
+    def _reset(self, arrays, rng) -> None:
+        if arrays is None:
+            raise ValueError(f"{type(self).__name__} needs the true tasks at reset, not a shape")
+        self.policy = np.asarray(oracle_policy(arrays, self.gamma)).reshape(self.batch_size, self.ns)
+
+    def _act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return self.policy[self._rows, states]
+
+    def action_probs(self) -> np.ndarray:
+        self._check_ready()
+        return np.eye(self.na)[self.policy]
+
+
+class NoisyOraclePolicy(OraclePolicy):
+    """Epsilon-oracle: with probability eps a uniform random action over [0, na), else the oracle's.
+
+    eps starts at ``eps0`` and after every ``act`` decreases linearly by a per-task rate drawn at reset from
+    U(0, ``decay_max``) (default ``decay_max = 1 / (ns * na)``), down to ``eps_min``. ``act_info`` returns
+    ``was_random`` True exactly where the random branch acted.
+    """
+
+    def __init__(self, gamma: float, eps0: float = 1.0, decay_max: float | None = None, eps_min: float = 0.0) -> None:
+        super().__init__(gamma)
+        if not 0.0 <= eps_min <= eps0 <= 1.0:
+            raise ValueError(f"need 0 <= eps_min <= eps0 <= 1, got eps_min={eps_min}, eps0={eps0}")
+        if decay_max is not None and decay_max < 0:
+            raise ValueError(f"decay_max must be >= 0, got {decay_max}")
+        self.eps0 = float(eps0)
+        self.eps_min = float(eps_min)
+        self.decay_max = decay_max
+
+    def _reset(self, arrays, rng) -> None:
+        super()._reset(arrays, rng)
+        rng = as_generator(rng)
+        top = 1.0 / (self.ns * self.na) if self.decay_max is None else float(self.decay_max)
+        self.decay = rng.uniform(0.0, top, size=self.batch_size)
+        self.eps = np.full(self.batch_size, self.eps0)
+
+    def act_info(self, states: Any, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        s = self._states(states)
+        was_random = rng.random(self.batch_size) < self.eps
+        noise = rng.integers(0, self.na, size=self.batch_size)
+        actions = np.where(was_random, noise, self.policy[self._rows, s])
+        self.eps = np.maximum(self.eps - self.decay, self.eps_min)
+        return actions, was_random
+
+    def action_probs(self) -> np.ndarray:
+        greedy = super().action_probs()
+        eps = self.eps[:, None, None]
+        return eps / self.na + (1.0 - eps) * greedy
+
+
+# ---------------------------------------------------------------------------------------------- learners
+class _TabularLearner(BatchedPolicy):
+    """Shared bookkeeping: visit counts and learned terminal states."""
+
+    def _reset_counts(self) -> None:
+        B, ns, na = self.batch_size, self.ns, self.na
+        self.n_sa = np.zeros((B, ns, na), dtype=np.int64)  # visits of (s, a)
+        self.n_s = np.zeros((B, ns), dtype=np.int64)  # visits of s (as the state acted from)
+        self.total_steps = np.zeros(B, dtype=np.int64)  # transitions observed per task
+        self.terminal = np.zeros((B, ns), dtype=bool)  # learned terminal states
+
+    def _unpack(self, states, actions, rewards, next_states, terminated, truncated):
+        self._check_ready()
+        B = self.batch_size
+        s = np.asarray(states, dtype=np.int64)
+        a = np.asarray(actions, dtype=np.int64)
+        r = np.asarray(rewards, dtype=np.float64)
+        s2 = np.asarray(next_states, dtype=np.int64)
+        term = np.asarray(terminated, dtype=bool)
+        trunc = np.asarray(truncated, dtype=bool)
+        if not s.shape == a.shape == r.shape == s2.shape == term.shape == trunc.shape == (B,):
+            shapes = {
+                n: x.shape
+                for n, x in zip(
+                    ("states", "actions", "rewards", "next_states", "terminated", "truncated"),
+                    (s, a, r, s2, term, trunc),
+                )
+            }
+            raise ValueError(f"every transition array must have shape ({B},), got {shapes}")
+        if np.count_nonzero(a.view(np.uint64) >= self.na):
+            raise ValueError(f"actions must lie in [0, {self.na}), got {a}")
+        return s, a, r, s2, term, trunc
+
+    def _count(self, s: np.ndarray, a: np.ndarray) -> None:
+        rows = self._rows
+        self.n_sa[rows, s, a] += 1
+        self.n_s[rows, s] += 1
+        self.total_steps += 1
+        self.terminal[rows, s] = False  # acted from: not terminal
+
+    def _new_terminals(self, s2: np.ndarray, term: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(task ids, states) newly learned terminal: entered with termination, never acted from."""
+        if not np.count_nonzero(term):
+            return self._rows[:0], s2[:0]
+        new = term & (self.n_s[self._rows, s2] == 0) & ~self.terminal[self._rows, s2]
+        b = np.flatnonzero(new)
+        self.terminal[b, s2[b]] = True
+        return b, s2[b]
+
+    def greedy_actions(self) -> np.ndarray:
+        """[B, ns] argmax_a Q(s, a) (lowest action on ties): the learner's exploitation policy."""
+        self._check_ready()
+        return self.Q.argmax(axis=-1)
+
+
+class QLearner(_TabularLearner):
+    """Tabular Q-learning, batched [B, ns, na], with two exploration rules.
+
+    Shared: target ``r + gamma * max_a' Q(s', a')``, or ``r`` alone when the transition terminated (truncation
+    bootstraps); the row of a learned terminal state is set to 0. ``N(s, a)`` below counts visits including
+    the current one (1 at the first visit).
+
+    ``rule="ucb"`` (default; the TQL-UCB baseline, after Jin et al. 2018): Q starts at
+    ``reward_scale / (1 - gamma)``; step size ``(H + 1) / (H + N(s, a))``; acts greedily w.r.t.
+    ``Q(s, a) + c * sqrt(log(t + 1) / N(s, a))`` with t the task's observed steps and N the visits so far;
+    unvisited actions get an infinite bonus (tried first); ties are broken uniformly at random. ``c``
+    (default 1.0) scales exploration; ``H`` plays the role of the episode horizon of the analysis (4000 by
+    default; a task's ``max_steps`` is the textbook choice).
+
+    ``rule="softmax"`` (the data-synthesis reference rule): Q starts at ``reward_scale / (1 - gamma)``; step
+    size ``alpha * sqrt(max((H + 1) / (H + N(s, a)), 1e-3))``; acts by sampling
+    ``softmax((Q(s) - max Q(s)) / max(std Q(s), 0.01) * stiffness)`` with
+    ``stiffness = min((H + N(s)) / (H + 1), 10)``, N(s) = 1 + visits of s so far.
+    """
+
+    def __init__(
+        self,
+        rule: str = "ucb",
+        gamma: float = 0.99,
+        alpha: float = 0.5,
+        H: float = 4000.0,
+        c: float = 1.0,
+        reward_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if rule not in ("ucb", "softmax"):
+            raise ValueError(f"rule must be 'ucb' or 'softmax', got {rule!r}")
+        if not 0.0 <= gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {gamma}")
+        if alpha <= 0 or H <= 0 or c < 0:
+            raise ValueError("need alpha > 0, H > 0, c >= 0")
+        self.rule = rule
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+        self.H = float(H)
+        self.c = float(c)
+        self.q_init = float(reward_scale) / (1.0 - self.gamma)
+
+    def _reset(self, arrays, rng) -> None:
+        self._reset_counts()
+        self.Q = np.full((self.batch_size, self.ns, self.na), self.q_init)
+
+    # -------------------------------------------------------------- acting
+    def _bonus(self, n: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """UCB bonus for visit counts n [..., na] and task steps t broadcast to n."""
+        bonus = self.c * np.sqrt(np.log(t + 1.0) / np.maximum(n, 1))
+        bonus[n == 0] = np.inf
+        return bonus
+
+    def _softmax_logits(self, Q: np.ndarray, n_s: np.ndarray) -> np.ndarray:
+        z = Q - Q.max(axis=-1, keepdims=True)
+        scale = np.maximum(z.std(axis=-1, keepdims=True), 0.01)
+        stiffness = np.minimum((self.H + 1.0 + n_s[..., None]) / (self.H + 1.0), 10.0)
+        return z * (stiffness / scale)
+
+    def _act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        rows = self._rows
+        q = self.Q[rows, states]
+        if self.rule == "ucb":
+            bonus = self._bonus(self.n_sa[rows, states], self.total_steps[:, None])
+            return _argmax_random_ties(q + bonus, rng)
+        # Gumbel-max: argmax(logits + Gumbel noise) is an exact draw from softmax(logits)
+        logits = self._softmax_logits(q, self.n_s[rows, states])
+        return (logits + rng.gumbel(size=logits.shape)).argmax(axis=-1)
+
+    def action_probs(self) -> np.ndarray:
+        """[B, ns, na]: the softmax table, or the UCB-greedy choice (ties shared equally)."""
+        self._check_ready()
+        if self.rule == "ucb":
+            return _ties_to_probs(self.Q + self._bonus(self.n_sa, self.total_steps[:, None, None]))
+        return _softmax(self._softmax_logits(self.Q, self.n_s))
+
+    # -------------------------------------------------------------- learning
+    def observe(self, states, actions, rewards, next_states, terminated, truncated) -> None:
+        s, a, r, s2, term, _ = self._unpack(states, actions, rewards, next_states, terminated, truncated)
+        rows = self._rows
+        bootstrap = np.where(term, 0.0, self.Q[rows, s2].max(axis=-1))
+        target = r + self.gamma * bootstrap
+        self._count(s, a)
+        n = self.n_sa[rows, s, a]
+        ratio = (self.H + 1.0) / (self.H + n)
+        lr = ratio if self.rule == "ucb" else self.alpha * np.sqrt(np.maximum(ratio, 1e-3))
+        self.Q[rows, s, a] += lr * (target - self.Q[rows, s, a])
+        b, t = self._new_terminals(s2, term)
+        self.Q[b, t] = 0.0
+
+
+class ModelBasedLearner(_TabularLearner):
+    """Model-based learner with an optimistic, randomised bonus ("optimistic Thompson-style").
+
+    Model per task: transition counts ``C(s, a, s')`` with a prior of ``prior`` (0.01) per entry, the running
+    mean reward ``r_mean(s, a, s')`` and its spread (``reward_std``, Welford), and for each next state the
+    fraction of entries into it that terminated the episode (``term_rate``; this makes bandits, where every
+    pull terminates, come out right).
+
+    Planning: Q starts at 0. On every ``end_episode`` the masked tasks re-normalise the model,
+    ``P(s'|s,a) = (C + prior) / sum_s'(C + prior)`` (zero rows for learned terminal states), and run ONE
+    value-iteration sweep warm-started from the previous Q:
+    ``Q(s,a) = sum_s' P(s'|s,a) [r_mean(s,a,s') + gamma (1 - term_rate(s')) max_a' Q_old(s',a')]``.
+    The bonus is refreshed there too:
+    ``b(s, a) = c / (1 - gamma) * max(std over all entries of r_mean, 0.01) / sqrt(N(s, a) + 1)``
+    (the +1 avoids dividing by zero for unvisited pairs; the std is a per-task reward scale).
+
+    Acting: ``argmax_a Q(s, a) + b(s, a) * U(0, 1)`` with an independent uniform per action.
+    """
+
+    def __init__(self, gamma: float = 0.99, c: float = 1.0, prior: float = 0.01) -> None:
+        super().__init__()
+        if not 0.0 <= gamma < 1.0:
+            raise ValueError(f"gamma must be in [0, 1), got {gamma}")
+        if c < 0 or prior <= 0:
+            raise ValueError("need c >= 0 and prior > 0")
+        self.gamma = float(gamma)
+        self.c = float(c)
+        self.prior = float(prior)
+
+    def _reset(self, arrays, rng) -> None:
+        self._reset_counts()
+        B, ns, na = self.batch_size, self.ns, self.na
+        self.counts = np.zeros((B, ns, na, ns))
+        self.r_mean = np.zeros((B, ns, na, ns))
+        self._r_m2 = np.zeros((B, ns, na, ns))
+        self.n_into = np.zeros((B, ns), dtype=np.int64)
+        self.n_term_into = np.zeros((B, ns), dtype=np.int64)
+        self.Q = np.zeros((B, ns, na))
+        self.bonus = np.full((B, ns, na), self.c / (1.0 - self.gamma) * 0.01)
+        self.planned_episodes = np.zeros(B, dtype=np.int64)
+
+    @property
+    def reward_std(self) -> np.ndarray:
+        """[B, ns, na, ns] sample std of the observed rewards of each (s, a, s') (0 below two visits)."""
+        n = self.counts
+        return np.sqrt(np.where(n > 1, self._r_m2 / np.maximum(n - 1, 1), 0.0))
+
+    @property
+    def term_rate(self) -> np.ndarray:
+        """[B, ns] fraction of entries into each state that terminated the episode."""
+        return self.n_term_into / np.maximum(self.n_into, 1)
+
+    def model(self) -> np.ndarray:
+        """[B, ns, na, ns] current transition estimate (zero rows for learned terminal states)."""
+        return self._model(self._rows)
+
+    def _model(self, idx: np.ndarray) -> np.ndarray:
+        C = self.counts[idx] + self.prior
+        P = C / C.sum(axis=-1, keepdims=True)
+        P[self.terminal[idx]] = 0.0
+        return P
+
+    def _act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        rows = self._rows
+        u = rng.random((self.batch_size, self.na))
+        return (self.Q[rows, states] + self.bonus[rows, states] * u).argmax(axis=-1)
+
+    def observe(self, states, actions, rewards, next_states, terminated, truncated) -> None:
+        s, a, r, s2, term, _ = self._unpack(states, actions, rewards, next_states, terminated, truncated)
+        rows = self._rows
+        self._count(s, a)
+        self.counts[rows, s, a, s2] += 1.0
+        n = self.counts[rows, s, a, s2]
+        delta = r - self.r_mean[rows, s, a, s2]
+        self.r_mean[rows, s, a, s2] += delta / n
+        self._r_m2[rows, s, a, s2] += delta * (r - self.r_mean[rows, s, a, s2])
+        self.n_into[rows, s2] += 1
+        self.n_term_into[rows, s2] += term
+        b, t = self._new_terminals(s2, term)
+        self.Q[b, t] = 0.0
+
+    def end_episode(self, mask: Any) -> None:
+        """Re-normalise the model of the masked tasks and run one value-iteration sweep for them."""
+        self._check_ready()
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (self.batch_size,):
+            raise ValueError(f"mask must have shape ({self.batch_size},), got {mask.shape}")
+        idx = np.flatnonzero(mask)
+        if idx.size == 0:
+            return
+        P = self._model(idx)  # [k, ns, na, ns]
+        terminal = self.terminal[idx]
+        V = np.where(terminal, 0.0, self.Q[idx].max(axis=-1))
+        cont = (1.0 - self.term_rate[idx]) * V  # [k, ns]
+        Q = np.einsum("ksan,ksan->ksa", P, self.r_mean[idx]) + self.gamma * np.einsum("ksan,kn->ksa", P, cont)
+        Q[terminal] = 0.0
+        self.Q[idx] = Q
+        k = idx.size
+        r_scale = np.maximum(self.r_mean[idx].reshape(k, -1).std(axis=-1), 0.01)
+        self.bonus[idx] = (self.c / (1.0 - self.gamma)) * r_scale[:, None, None] / np.sqrt(self.n_sa[idx] + 1.0)
+        self.planned_episodes[idx] += 1
+
+
+# ---------------------------------------------------------------------------------------------- runner
+def run_policy(
+    env: Any,
+    policy: BatchedPolicy,
+    n_steps: int,
+    rng: np.random.Generator,
+    *,
+    learners: Sequence[BatchedPolicy] = (),
+    seed: int | None = None,
+    callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+) -> list[list[float]]:
+    """Run ``policy`` for ``n_steps`` batched steps in a :class:`~omnirl_core.envs.BatchedAnyMDPEnv`.
+
+    The env is reset (with ``seed``) when ``seed`` is given or it was never reset; otherwise it continues
+    from its current states. The policy and every extra ``learners`` observe each transition and get
+    ``end_episode`` calls (policies must already be ``reset`` for the env's tasks). ``callback(t, record)``
+    is called after each step with the transition arrays. Returns, per env, the returns of the episodes
+    that ended during the run (whole episodes, also those begun in an earlier call).
+    """
+    if seed is not None or getattr(env, "needs_reset", False):
+        env.reset(seed=seed)
+    members: list[BatchedPolicy] = [policy]
+    for learner in learners:
+        if all(learner is not m for m in members):
+            members.append(learner)
+    returns: list[list[float]] = [[] for _ in range(env.num_envs)]
+    for t in range(int(n_steps)):
+        states = env.states.copy()
+        actions = policy.act(states, rng)
+        _, rewards, terminated, truncated, infos = env.step(actions)
+        nxt = infos["next_state"]
+        for m in members:
+            m.observe(states, actions, rewards, nxt, terminated, truncated)
+        done = terminated | truncated
+        if np.count_nonzero(done):
+            for m in members:
+                m.end_episode(done)
+            for b in np.flatnonzero(done):
+                returns[b].append(float(infos["final_return"][b]))
+        if callback is not None:
+            callback(
+                t,
+                {
+                    "states": states,
+                    "actions": actions,
+                    "rewards": rewards,
+                    "next_states": nxt,
+                    "terminated": terminated,
+                    "truncated": truncated,
+                },
+            )
+    return returns
