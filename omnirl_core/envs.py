@@ -261,15 +261,28 @@ class BatchedAnyMDPEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
-        self.transition = np.stack([t.transition for t in tasks])  # [B, ns, na, ns]
-        self.reward = np.stack([t.reward for t in tasks])
-        self.reward_noise = np.stack([t.reward_noise for t in tasks])
+        # Tables are kept once per distinct task (a batch often repeats tasks); env b uses task_index[b].
+        unique: dict[int, int] = {}
+        self.task_index = np.array([unique.setdefault(id(t), len(unique)) for t in tasks], dtype=np.int64)
+        distinct: list[Task] = [None] * len(unique)  # type: ignore[list-item]
+        for t in tasks:
+            distinct[unique[id(t)]] = t
+        self.transition = np.stack([t.transition for t in distinct])  # [U, ns, na, ns]
+        self.reward = np.stack([t.reward for t in distinct])
+        self.reward_noise = np.stack([t.reward_noise for t in distinct])
         self.start_prob = np.stack([t.start_prob for t in tasks])  # [B, ns]
-        self.terminal = np.stack([t.terminal for t in tasks])  # [B, ns]
+        self.terminal = np.stack([t.terminal for t in distinct])  # [U, ns]
         self.max_steps = np.array([t.max_steps for t in tasks])  # [B]
         self.state_mapping = np.stack([t.state_mapping for t in tasks])  # [B, ns]
         self.is_bandit = self.ns == 1
-        self._cdf = _cumulative(self.transition)
+        # Next states by inverse CDF over ONE flat, globally increasing array: row r = (task, s, a) holds
+        # cdf(r) + r, so searchsorted(flat, r + u) lands in row r; O(B log) per step instead of O(B ns).
+        cdf = _cumulative(self.transition).reshape(-1, self.ns)  # [U*ns*na, ns]
+        self._row_base = self.task_index * (self.ns * self.na)  # first (s, a) row of each env's task
+        self._flat_cdf = (cdf + np.arange(cdf.shape[0])[:, None]).ravel()
+        self._flat_reward = self.reward.ravel()
+        self._flat_noise = self.reward_noise.ravel()
+        self._flat_terminal = self.terminal.ravel()
         self._start_cdf = _cumulative(self.start_prob)
         self._rows = np.arange(self.num_envs)
         self.states = np.zeros(self.num_envs, dtype=np.int64)
@@ -318,15 +331,18 @@ class BatchedAnyMDPEnv(VectorEnv):
             raise ResetNeeded("call reset() before step()")
         rng = self.np_random
         s = self.states
+        row = self._row_base + s * self.na + a  # [B] flat (task, s, a) rows
         u = rng.random(self.num_envs)
-        nxt = (self._cdf[self._rows, s, a] <= u[:, None]).sum(axis=1)
+        nxt = np.searchsorted(self._flat_cdf, row + u, side="right") - row * self.ns
+        np.minimum(nxt, self.ns - 1, out=nxt)  # guard against rounding at the very end of a row
+        flat = row * self.ns + nxt
         noise = rng.standard_normal(self.num_envs)
-        rewards = self.reward[self._rows, s, a, nxt] + self.reward_noise[self._rows, s, a, nxt] * noise
+        rewards = self._flat_reward[flat] + self._flat_noise[flat] * noise
         steps = self.steps + 1
         if self.is_bandit:
             terminated = np.ones(self.num_envs, dtype=bool)
         else:
-            terminated = self.terminal[self._rows, nxt]
+            terminated = self._flat_terminal[self.task_index * self.ns + nxt]
         truncated = ~terminated & (steps >= self.max_steps)
         done = terminated | truncated
         returns = self.returns + rewards
