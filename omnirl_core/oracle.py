@@ -173,22 +173,30 @@ def policy_iteration(
     B = int(np.prod(batch, dtype=np.int64))
     # Work on flat [B, ...] views; index arrays are built once.
     Pf = arrays.transition.reshape(B, ns, na, ns)
-    P_sa = arrays.transition.reshape(B, ns * na, ns)
     Rf = R.reshape(B, ns, na)
-    bi, si = np.arange(B)[:, None], np.arange(ns)[None, :]
+    si = np.arange(ns)[None, :]
     eye = np.eye(ns)
     policy = Rf.argmax(axis=-1) if policy0 is None else np.array(policy0, dtype=np.int64).reshape(B, ns)
+    Q_out, V_out = np.empty((B, ns, na)), np.empty((B, ns))
+    active = np.arange(B)  # tasks whose policy is still changing; stable ones leave the batch
+    P_a, R_a, pol = Pf, Rf, policy
     for _ in range(max_iter):
-        A = eye - gamma * Pf[bi, si, policy]
-        V = np.linalg.solve(A, Rf[bi, si, policy][..., None])  # [B, ns, 1]
-        Q = Rf + gamma * np.matmul(P_sa, V).reshape(B, ns, na)
-        current = Q[bi, si, policy]
+        bi = np.arange(active.size)[:, None]
+        A = eye - gamma * P_a[bi, si, pol]
+        V = np.linalg.solve(A, R_a[bi, si, pol][..., None])  # [b, ns, 1]
+        Q = R_a + gamma * np.matmul(P_a.reshape(-1, ns * na, ns), V).reshape(-1, ns, na)
+        current = Q[bi, si, pol]
         best_action = Q.argmax(axis=-1)
         best = Q[bi, si, best_action]
         improve = best > current + 1e-12 * np.maximum(1.0, np.abs(current))
-        if not improve.any():
-            return Q.reshape(R.shape), V[..., 0].reshape(batch + (ns,))
-        policy = np.where(improve, best_action, policy)
+        pol = np.where(improve, best_action, pol)
+        stable = ~improve.any(axis=1)
+        if stable.any():
+            Q_out[active[stable]], V_out[active[stable]] = Q[stable], V[stable, :, 0]
+            keep = ~stable
+            active, P_a, R_a, pol = active[keep], P_a[keep], R_a[keep], pol[keep]
+            if active.size == 0:
+                return Q_out.reshape(R.shape), V_out.reshape(batch + (ns,))
     raise RuntimeError(f"policy iteration did not converge in {max_iter} iterations (gamma={gamma})")
 
 

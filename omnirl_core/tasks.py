@@ -701,7 +701,8 @@ def sample_anymdp_batch(
     for _ in range(max_rounds):
         if pending.size == 0:
             return result  # type: ignore[return-value]
-        owner = np.tile(pending, per_task)  # candidate -> task
+        # Rounds have a fixed cost, so the last few stragglers get more candidates each.
+        owner = np.tile(pending, max(per_task, (512 // ns) // pending.size))  # candidate -> task
         arrays, ok = _draw_anymdp_candidates(owner.size, ns, na, limits[owner], rng)
         for c in np.flatnonzero(ok):
             t = owner[c]
