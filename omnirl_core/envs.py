@@ -283,6 +283,9 @@ class BatchedAnyMDPEnv(VectorEnv):
         self._flat_reward = self.reward.ravel()
         self._flat_noise = self.reward_noise.ravel()
         self._flat_terminal = self.terminal.ravel()
+        self._state_base = self.task_index * self.ns  # env -> first state of its task in flat [U*ns] tables
+        self._env_base = np.arange(self.num_envs) * self.ns  # env -> first entry of its row in state_mapping
+        self._flat_mapping = self.state_mapping.ravel()
         self._start_cdf = _cumulative(self.start_prob)
         self._rows = np.arange(self.num_envs)
         self.states = np.zeros(self.num_envs, dtype=np.int64)
@@ -319,6 +322,8 @@ class BatchedAnyMDPEnv(VectorEnv):
             if self._needs_reset and not mask.all():
                 raise ResetNeeded("the first reset() must reset every env (no reset_mask or an all-True mask)")
             idx = np.flatnonzero(mask)
+        # Copy before writing: arrays handed out in earlier infos must not change under the caller.
+        self.states, self.steps, self.returns = self.states.copy(), self.steps.copy(), self.returns.copy()
         self.states[idx] = self._sample_starts(idx)
         self.steps[idx] = 0
         self.returns[idx] = 0.0
@@ -342,31 +347,35 @@ class BatchedAnyMDPEnv(VectorEnv):
         if self.is_bandit:
             terminated = np.ones(self.num_envs, dtype=bool)
         else:
-            terminated = self._flat_terminal[self.task_index * self.ns + nxt]
+            terminated = self._flat_terminal[self._state_base + nxt]
         truncated = ~terminated & (steps >= self.max_steps)
         done = terminated | truncated
         returns = self.returns + rewards
-        final_obs = self._obs_of(nxt)
-        new_states = nxt.copy()
-        new_steps = steps.copy()
+        final_obs = self._flat_mapping[self._env_base + nxt]
+        # Fresh arrays every step, so the infos can share them without copies.
         if np.count_nonzero(done):
             idx = np.flatnonzero(done)
+            new_states, new_steps, obs = nxt.copy(), steps.copy(), final_obs.copy()
             new_states[idx] = self._sample_starts(idx)
             new_steps[idx] = 0
+            obs[idx] = self._flat_mapping[self._env_base[idx] + new_states[idx]]
+            self.returns = np.where(done, 0.0, returns)
+        else:
+            new_states, new_steps, obs = nxt, steps, final_obs
+            self.returns = returns
         self.states = new_states
         self.steps = new_steps
-        self.returns = np.where(done, 0.0, returns)
         infos = {
-            "state": new_states.copy(),
+            "state": new_states,
             "next_state": nxt,
-            "steps": new_steps.copy(),
+            "steps": new_steps,
             "final_obs": final_obs,
-            "final_state": nxt.copy(),
+            "final_state": nxt,
             "final_steps": steps,
             "final_return": returns,
-            "_final_obs": done.copy(),
+            "_final_obs": done,
         }
-        return self._obs_of(new_states), rewards, terminated, truncated, infos
+        return obs, rewards, terminated, truncated, infos
 
     def close_extras(self, **kwargs: Any) -> None:
         return None

@@ -517,3 +517,17 @@ def test_batched_matches_single_env_semantics_on_mapping():
         assert np.array_equal(obs, task.state_mapping[info["state"]])
         assert np.array_equal(info["final_obs"], task.state_mapping[info["next_state"]])
         assert np.array_equal(term, task.terminal[info["next_state"]])
+
+
+def test_batched_infos_are_not_mutated_by_later_steps_or_partial_resets():
+    from omnirl_core.envs import BatchedAnyMDPEnv
+    from omnirl_core.tasks import sample_anymdp
+
+    env = BatchedAnyMDPEnv([sample_anymdp(16, 5, seed=s) for s in range(4)])
+    env.reset(seed=0)
+    _, _, _, _, infos = env.step(np.zeros(4, dtype=np.int64))
+    kept = {k: v.copy() for k, v in infos.items()}
+    env.step(np.ones(4, dtype=np.int64))
+    env.reset(options={"reset_mask": np.array([True, False, True, False])})
+    for key, value in kept.items():
+        np.testing.assert_array_equal(infos[key], value, err_msg=key)
