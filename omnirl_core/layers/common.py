@@ -1,0 +1,121 @@
+"""Small building blocks shared by the backbone layers (parameter names follow flash-linear-attention)."""
+
+from __future__ import annotations
+
+import importlib
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["GatedMLP", "LoRA", "RMSNorm", "RMSNormGated", "ShortConvolution", "fla_op", "token_shift", "use_fla"]
+
+
+def token_shift(x: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
+    """Previous token of every position. x: [B, T, D]; last: [B, D] (token before x[:, 0]) or None (zeros)."""
+    first = x.new_zeros(x.shape[0], 1, x.shape[2]) if last is None else last.unsqueeze(1).to(x.dtype)
+    return torch.cat([first, x[:, :-1]], dim=1)  # [B, T, D]
+
+
+def fla_op(module: str, name: str, required: bool = False):
+    """Return ``fla.ops.<module>.<name>``; None (or RuntimeError if ``required``) when it cannot be imported."""
+    try:
+        return getattr(importlib.import_module(f"fla.ops.{module}"), name)
+    except Exception as err:  # ImportError without triton; anything else means the GPU path is not usable
+        if required:
+            raise RuntimeError(
+                f"backend 'fla' needs flash-linear-attention with triton (fla.ops.{module}.{name}): {err}"
+            ) from err
+        return None
+
+
+def use_fla(x: torch.Tensor, backend: str) -> bool:
+    """Kernel choice: ``"torch"`` always the pure-PyTorch path; ``"fla"`` always fla's kernels; ``"auto"``: fla's
+    kernels on a CUDA tensor when importable, else the PyTorch path."""
+    if backend == "torch":
+        return False
+    if backend == "fla":
+        return True
+    return x.is_cuda and fla_op("utils", "contiguous") is not None
+
+
+class LoRA(nn.Module):
+    """Low-rank projection ``d -> r -> out`` with an activation in between (keys ``lora.0.weight``, ``lora.2.*``)."""
+
+    def __init__(self, input_dim: int, output_dim: int, low_rank_dim: int, bias: bool = True, activation=None):
+        super().__init__()
+        act = {None: nn.Identity, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}[activation]
+        self.lora = nn.Sequential(
+            nn.Linear(input_dim, low_rank_dim, bias=False), act(), nn.Linear(low_rank_dim, output_dim, bias=bias)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lora(x)
+
+    @torch.no_grad()
+    def reset_lowrank(self, bias_value: torch.Tensor | float | None = None) -> None:
+        """RWKV-7 style init: first matrix zero, second orthogonal with a small gain, bias = ``bias_value``."""
+        w1, w2 = self.lora[0].weight, self.lora[2].weight
+        if w1.is_meta:
+            return
+        nn.init.zeros_(w1)
+        gain = math.sqrt(w2.shape[0] / w2.shape[1]) if w2.shape[0] > w2.shape[1] else 1.0
+        nn.init.orthogonal_(w2, gain=0.1 * gain)
+        if self.lora[2].bias is not None:
+            self.lora[2].bias.zero_()
+            if bias_value is not None:
+                self.lora[2].bias.add_(bias_value)
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, hidden_size: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (y * self.weight).to(x.dtype)
+
+
+class RMSNormGated(RMSNorm):
+    """``rmsnorm(x) * weight * silu(gate)`` over the last dim (fla's ``FusedRMSNormGated`` with swish)."""
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x) * F.silu(gate)
+
+
+class GatedMLP(nn.Module):
+    """SwiGLU MLP: ``down(silu(gate(x)) * up(x))`` (fla's ``GatedMLP`` keys)."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.up_proj = nn.Linear(hidden_size, intermediate_size, bias=False)
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class ShortConvolution(nn.Conv1d):
+    """Causal depthwise convolution over time followed by SiLU (weight ``[D, 1, W]``, as fla's).
+
+    ``forward(x [B, T, D], cache [B, D, W-1] | None) -> (y [B, T, D], new cache [B, D, W-1])``: the cache holds
+    the last ``W - 1`` inputs, so chunked or step-by-step calls equal one call on the whole sequence.
+    """
+
+    def __init__(self, hidden_size: int, kernel_size: int = 4, bias: bool = False):
+        super().__init__(hidden_size, hidden_size, kernel_size, groups=hidden_size, padding=0, bias=bias)
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None):  # type: ignore[override]
+        B, T, D = x.shape
+        W = self.kernel_size[0]
+        xt = x.transpose(1, 2)  # [B, D, T]
+        if cache is None:
+            cache = xt.new_zeros(B, D, W - 1)
+        xx = torch.cat([cache.to(xt.dtype), xt], dim=-1)  # [B, D, W-1+T]
+        y = F.conv1d(xx, self.weight, self.bias, groups=D)  # [B, D, T]
+        return F.silu(y).transpose(1, 2), xx[..., xx.shape[-1] - (W - 1) :]
