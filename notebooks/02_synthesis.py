@@ -19,7 +19,8 @@
 # distillation (DPD)** separates the two roles of a trajectory (paper section 2, Algorithm 2):
 #
 # - the **behaviour** that acts is drawn from a broad mixture: drifting random policies, a model-based learner
-#   and a Q-learner (both with decaying noise), the model-based learner mixed with oracles of four discounts,
+#   and a Q-learner (each with its own hyperparameters drawn per sequence, half of them with decaying noise),
+#   the model-based learner mixed with oracles of four discounts,
 #   noisy oracles whose epsilon decays, and pure oracles. Learners learn from *every* executed step, so a
 #   learner switched in later is already partly trained; in 85% of sequences the behaviour is re-drawn with
 #   probability 0.2 at each episode end;
@@ -150,6 +151,30 @@ if n_show:
 stats = synthesis.tag_statistics(data)
 display(Markdown("| quantity | fraction |\n|---|---|\n" + "\n".join(f"| {k} | {v:.3f} |" for k, v in stats.items())))
 (out_dir / "tag_statistics.json").write_text(json.dumps(stats, indent=1))
+
+# %% [markdown]
+# ## The learners' hyperparameters
+#
+# Each sequence draws the hyperparameters of its Q-learner and of its model-based learner once (stored per
+# sequence as `learner_params`): with probability 0.5 the noise-free branch (c = 0.005, alpha = 0.01,
+# gamma ~ U(0.90, 0.99)), else the noisy branch (c = 0.005 Exp(1), alpha = 0.01 Exp(1), gamma 0.99, a random-action
+# probability starting at U(0.1, 0.5) that decays while the learner's behaviour acts).
+
+# %%
+lp = data["learner_params"]
+col = {n: i for i, n in enumerate(synthesis.LEARNER_PARAMS)}
+hp_rows = []
+for learner, scale in (("q", "alpha"), ("mb", "c")):
+    noisy = lp[:, col[f"{learner}_noisy"]] == 1
+    for branch, m in (("noise-free", ~noisy), ("noisy", noisy)):
+        if not m.any():
+            continue
+        g, x = lp[m, col[f"{learner}_gamma"]], lp[m, col[f"{learner}_{scale}"]]
+        p0 = lp[m, col[f"{learner}_noise_start"]]
+        hp_rows.append(f"| {learner} | {branch} | {m.mean():.2f} | {g.min():.3f} .. {g.max():.3f} | {scale} mean "
+                       f"{x.mean():.4f} (min {x.min():.4f}, max {x.max():.4f}) | {p0.mean():.2f} |")
+display(Markdown("| learner | branch | share | gamma | step size / bonus scale | mean initial noise |\n"
+                 "|---|---|---|---|---|---|\n" + "\n".join(hp_rows)))
 
 # %% [markdown]
 # ## Reward along the sequence, per tag

@@ -814,11 +814,19 @@ class MixtureConfig:
     episode_mask_prob: float = param(0.15, ge=0, le=1)
     "Probability that every tag of an episode is set to 7 (unknown), independently per episode."
     learner_noise_prob: float = param(0.5, ge=0, le=1)
-    "Probability that a learner behaviour gets decaying random-action noise when drawn."
+    "Probability that a sequence's learner (drawn per learner) is in the noisy branch, else the noise-free one."
     learner_noise_range: list[float] = param([0.1, 0.5], ge=0, le=1, min_len=2, max_len=2)
     "Range of the initial noise probability of a noisy learner (uniform)."
     learner_noise_decay: float = param(0.1, ge=0)
     "Noise decays per step by U(0, learner_noise_decay / (ns * na))."
+    learner_c_base: float = param(0.005, ge=0)
+    "Model-based bonus scale c: exactly this in the noise-free branch, this * Exp(1) in the noisy branch."
+    learner_alpha_base: float = param(0.01, gt=0)
+    "Q-learner step-size scale alpha: exactly this in the noise-free branch, this * Exp(1) in the noisy branch."
+    learner_gamma_range: list[float] = param([0.90, 0.99], ge=0, lt=1, min_len=2, max_len=2)
+    "Range of a learner's discount in the noise-free branch (uniform)."
+    learner_noisy_gamma: float = param(0.99, ge=0, lt=1)
+    "Discount of a learner in the noisy branch."
     mb_oracle_random_start: list[float] = param([0.0, 1.0], min_len=2, max_len=2)
     "Range of the initial random-action probability of the model-based + oracle mixture."
     mb_oracle_random_floor: list[float] = param([-0.5, 0.5], min_len=2, max_len=2)
@@ -836,15 +844,12 @@ class MixtureConfig:
     drift_scale: float = param(1e-5, ge=0)
     "Mean of the exponential scale of the drifting policy's per-step perturbation."
     q_rule: str = param("softmax", choices=("softmax", "ucb"))
-    "Exploration rule of the Q-learner behaviour."
-    q_gamma: float = param(0.99, ge=0, lt=1)
-    "Discount of the Q-learner behaviour."
-    q_alpha: float = param(0.5, gt=0)
-    "Step-size scale of the Q-learner behaviour (softmax rule)."
-    mb_gamma: float = param(0.99, ge=0, lt=1)
-    "Discount of the model-based learner behaviour."
-    mb_c: float = param(1.0, ge=0)
-    "Optimism bonus scale of the model-based learner behaviour."
+    "Exploration rule of the Q-learner behaviour (alpha is used by the softmax rule only)."
+
+    def validate(self) -> None:
+        for key in ("learner_noise_range", "learner_gamma_range"):
+            lo, hi = getattr(self, key)
+            check(lo <= hi, key, [lo, hi], "[low, high] with low <= high")
 
 
 @dataclass
@@ -914,6 +919,7 @@ class SynthesisConfig:
 NOTEBOOK_CONFIGS: dict[str, type] = {
     "01_tasks": TasksConfig,
     "02_synthesis": SynthesisConfig,
-    "03_training": __import__("omnirl_core.training", fromlist=["TrainConfig"]).TrainConfig,  # needs torch
+    "03_training": getattr(__import__("omnirl_core.training", fromlist=["_"]), "TrainConfig", None),  # or set there
+    "04_evaluation": __import__("omnirl_core.evaluation", fromlist=["EvaluationConfig"]).EvaluationConfig,
 }
 """Notebook stem (file name without ``.py``) -> its configuration class."""

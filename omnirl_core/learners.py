@@ -98,6 +98,24 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _hyper(value: Any, name: str) -> float | np.ndarray:
+    """A learner hyperparameter: a scalar (shared by every task) or a 1-D array with one value per task."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        return float(arr)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a scalar or a 1-D array with one value per task, got shape {arr.shape}")
+    return arr.copy()
+
+
+def _per_task(value: float | np.ndarray, B: int, name: str) -> np.ndarray:
+    """[B] values of a hyperparameter (a scalar broadcast, or its per-task array checked against B)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 1 and arr.shape != (B,):
+        raise ValueError(f"{name} has {arr.size} per-task values but the learner was reset for {B} tasks")
+    return np.broadcast_to(arr, (B,)).copy()
+
+
 def _ties_to_probs(values: np.ndarray) -> np.ndarray:
     """Uniform distribution over each row's maximal entries ([..., n] -> [..., n])."""
     best = values.max(axis=-1, keepdims=True)
@@ -360,13 +378,16 @@ class QLearner(_TabularLearner):
     size ``alpha * sqrt(max((H + 1) / (H + N(s, a)), 1e-3))``; acts by sampling
     ``softmax((Q(s) - max Q(s)) / max(std Q(s), 0.01) * stiffness)`` with
     ``stiffness = min((H + N(s)) / (H + 1), 10)``, N(s) = 1 + visits of s so far.
+
+    ``gamma`` and ``alpha`` are scalars shared by every task, or arrays [B] with one value per task (then
+    ``reset`` must be given B tasks); ``q_init`` follows (scalar or [B]).
     """
 
     def __init__(
         self,
         rule: str = "ucb",
-        gamma: float = 0.99,
-        alpha: float = 0.5,
+        gamma: float | np.ndarray = 0.99,
+        alpha: float | np.ndarray = 0.5,
         H: float = 4000.0,
         c: float = 1.0,
         reward_scale: float = 1.0,
@@ -374,20 +395,25 @@ class QLearner(_TabularLearner):
         super().__init__()
         if rule not in ("ucb", "softmax"):
             raise ValueError(f"rule must be 'ucb' or 'softmax', got {rule!r}")
-        if not 0.0 <= gamma < 1.0:
+        gamma, alpha = _hyper(gamma, "gamma"), _hyper(alpha, "alpha")
+        if not np.all((np.asarray(gamma) >= 0.0) & (np.asarray(gamma) < 1.0)):
             raise ValueError(f"gamma must be in [0, 1), got {gamma}")
-        if alpha <= 0 or H <= 0 or c < 0:
+        if not np.all(np.asarray(alpha) > 0) or H <= 0 or c < 0:
             raise ValueError("need alpha > 0, H > 0, c >= 0")
         self.rule = rule
-        self.gamma = float(gamma)
-        self.alpha = float(alpha)
+        self.gamma = gamma
+        self.alpha = alpha
         self.H = float(H)
         self.c = float(c)
-        self.q_init = float(reward_scale) / (1.0 - self.gamma)
+        self.q_init = float(reward_scale) / (1.0 - gamma)
 
     def _reset(self, arrays, rng) -> None:
         self._reset_counts()
-        self.Q = np.full((self.batch_size, self.ns, self.na), self.q_init)
+        B = self.batch_size
+        self._gamma = _per_task(self.gamma, B, "gamma")
+        self._alpha = _per_task(self.alpha, B, "alpha")
+        q0 = _per_task(self.q_init, B, "gamma")
+        self.Q = np.broadcast_to(q0[:, None, None], (B, self.ns, self.na)).copy()
 
     # -------------------------------------------------------------- acting
     def _bonus(self, n: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -424,11 +450,11 @@ class QLearner(_TabularLearner):
         s, a, r, s2, term, _ = self._unpack(states, actions, rewards, next_states, terminated, truncated)
         rows = self._rows
         bootstrap = np.where(term, 0.0, self.Q[rows, s2].max(axis=-1))
-        target = r + self.gamma * bootstrap
+        target = r + self._gamma * bootstrap
         self._count(s, a)
         n = self.n_sa[rows, s, a]
         ratio = (self.H + 1.0) / (self.H + n)
-        lr = ratio if self.rule == "ucb" else self.alpha * np.sqrt(np.maximum(ratio, 1e-3))
+        lr = ratio if self.rule == "ucb" else self._alpha * np.sqrt(np.maximum(ratio, 1e-3))
         self.Q[rows, s, a] += lr * (target - self.Q[rows, s, a])
         b, t = self._new_terminals(s2, term)
         self.Q[b, t] = 0.0
@@ -451,28 +477,34 @@ class ModelBasedLearner(_TabularLearner):
     (the +1 avoids dividing by zero for unvisited pairs; the std is a per-task reward scale).
 
     Acting: ``argmax_a Q(s, a) + b(s, a) * U(0, 1)`` with an independent uniform per action.
+
+    ``gamma`` and ``c`` are scalars shared by every task, or arrays [B] with one value per task (then
+    ``reset`` must be given B tasks).
     """
 
-    def __init__(self, gamma: float = 0.99, c: float = 1.0, prior: float = 0.01) -> None:
+    def __init__(self, gamma: float | np.ndarray = 0.99, c: float | np.ndarray = 1.0, prior: float = 0.01) -> None:
         super().__init__()
-        if not 0.0 <= gamma < 1.0:
+        gamma, c = _hyper(gamma, "gamma"), _hyper(c, "c")
+        if not np.all((np.asarray(gamma) >= 0.0) & (np.asarray(gamma) < 1.0)):
             raise ValueError(f"gamma must be in [0, 1), got {gamma}")
-        if c < 0 or prior <= 0:
+        if not np.all(np.asarray(c) >= 0) or prior <= 0:
             raise ValueError("need c >= 0 and prior > 0")
-        self.gamma = float(gamma)
-        self.c = float(c)
+        self.gamma = gamma
+        self.c = c
         self.prior = float(prior)
 
     def _reset(self, arrays, rng) -> None:
         self._reset_counts()
         B, ns, na = self.batch_size, self.ns, self.na
+        self._gamma = _per_task(self.gamma, B, "gamma")
+        self._scale = _per_task(self.c, B, "c") / (1.0 - self._gamma)  # c / (1 - gamma) per task
         self.counts = np.zeros((B, ns, na, ns))
         self.r_mean = np.zeros((B, ns, na, ns))
         self._r_m2 = np.zeros((B, ns, na, ns))
         self.n_into = np.zeros((B, ns), dtype=np.int64)
         self.n_term_into = np.zeros((B, ns), dtype=np.int64)
         self.Q = np.zeros((B, ns, na))
-        self.bonus = np.full((B, ns, na), self.c / (1.0 - self.gamma) * 0.01)
+        self.bonus = np.broadcast_to((self._scale * 0.01)[:, None, None], (B, ns, na)).copy()
         self.planned_episodes = np.zeros(B, dtype=np.int64)
 
     @property
@@ -528,12 +560,13 @@ class ModelBasedLearner(_TabularLearner):
         terminal = self.terminal[idx]
         V = np.where(terminal, 0.0, self.Q[idx].max(axis=-1))
         cont = (1.0 - self.term_rate[idx]) * V  # [k, ns]
-        Q = np.einsum("ksan,ksan->ksa", P, self.r_mean[idx]) + self.gamma * np.einsum("ksan,kn->ksa", P, cont)
+        gamma = self._gamma[idx, None, None]
+        Q = np.einsum("ksan,ksan->ksa", P, self.r_mean[idx]) + gamma * np.einsum("ksan,kn->ksa", P, cont)
         Q[terminal] = 0.0
         self.Q[idx] = Q
         k = idx.size
         r_scale = np.maximum(self.r_mean[idx].reshape(k, -1).std(axis=-1), 0.01)
-        self.bonus[idx] = (self.c / (1.0 - self.gamma)) * r_scale[:, None, None] / np.sqrt(self.n_sa[idx] + 1.0)
+        self.bonus[idx] = (self._scale[idx] * r_scale)[:, None, None] / np.sqrt(self.n_sa[idx] + 1.0)
         self.planned_episodes[idx] += 1
 
 

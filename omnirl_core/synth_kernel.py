@@ -14,6 +14,8 @@ environment, learners and mixture:
   one warm-started value-iteration sweep and a bonus refresh at every episode end, acting by
   ``argmax Q + b U(0, 1)``;
 - learned terminal states as in ``omnirl_core.learners``;
+- the per-sequence learner hyperparameters (``_draw_learners``, the same map from uniforms as
+  ``omnirl_core.synthesis._draw_learner_params``), written to ``out_lp``;
 - the drifting softmax policy, the schedules, tags, masking and boundary steps of ``omnirl_core.synthesis``.
 
 Randomness: inside compiled code ``np.random.*`` is numba's own generator (numpy's global RNG is never
@@ -57,16 +59,44 @@ def _next_state(cdf_row, ns):
 
 
 @njit(cache=True)
-def _draw_schedule(kind, ns, na, fp, sch):
+def _draw_learners(ns, na, fp, hp, lp):
+    """Hyperparameters of a sequence's Q-learner (lp[0:5]) and model-based learner (lp[5:10]).
+
+    Columns per learner: noisy (1/0), gamma, alpha or c, noise start, noise decay per step (see
+    ``omnirl_core.synthesis.LEARNER_PARAMS``). hp = (c_base, alpha_base, gamma_lo, gamma_hi, noisy_gamma).
+    """
+    unit = 1.0 / (ns * na)
+    for j in range(2):
+        u = np.random.random(5)  # branch, gamma, Exp(1) by inversion, noise start, noise decay
+        o = 5 * j
+        base = hp[1] if j == 0 else hp[0]
+        if u[0] < fp[0]:
+            lp[o] = 1.0
+            lp[o + 1] = hp[4]
+            lp[o + 2] = base * max(-math.log1p(-u[2]), 1e-12)
+            lp[o + 3] = fp[1] + (fp[2] - fp[1]) * u[3]
+            lp[o + 4] = u[4] * fp[3] * unit
+        else:
+            lp[o] = 0.0
+            lp[o + 1] = hp[2] + (hp[3] - hp[2]) * u[1]
+            lp[o + 2] = base
+            lp[o + 3] = 0.0
+            lp[o + 4] = 0.0
+
+
+@njit(cache=True)
+def _draw_schedule(kind, src, ns, na, fp, sch, lp):
     # fp: learner_noise_prob, noise_lo, noise_hi, learner_noise_decay, rs_lo, rs_hi, rf_lo, rf_hi,
     #     os_lo, os_hi, oc_lo, oc_hi, mb_oracle_rate, noisy_oracle_decay
+    # A learner behaviour (kind 1) takes its noise from its learner's draws lp (zero when noise-free).
     unit = 1.0 / (ns * na)
     u = np.random.random(8)
     for i in range(6):
         sch[i] = 0.0
-    if kind == 1 and u[0] < fp[0]:
-        sch[0] = fp[1] + (fp[2] - fp[1]) * u[1]
-        sch[1] = u[2] * fp[3] * unit
+    if kind == 1:
+        o = 5 if src == 1 else 0
+        sch[0] = lp[o + 3]
+        sch[1] = lp[o + 4]
     elif kind == 2:
         sch[0] = fp[4] + (fp[5] - fp[4]) * u[1]
         sch[1] = u[2] * fp[12] * unit
@@ -163,18 +193,23 @@ def _mb_plan(counts, r_mean, n_sa, terminal, n_into, n_term_into, Qm, bonus, ns,
 
 @njit(cache=True)
 def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, mapping, label_pol, orc, cum_w,
-                  b_src, b_tag, b_orc, b_noise, fp, T, is_bandit, self_label, no_tags, q_ucb, qp, mbp, dp,
-                  out_obs, out_tag, out_act, out_rew, out_lab, out_beh):
-    """Fill out_* [B, T] for B sequences. qp = (gamma, alpha, H, c); mbp = (gamma, c, prior);
+                  b_src, b_tag, b_orc, b_noise, fp, T, is_bandit, self_label, no_tags, q_ucb, qp, mbp, hp, dp,
+                  out_obs, out_tag, out_act, out_rew, out_lab, out_beh, out_lp):
+    """Fill out_* [B, T] and the learner hyperparameters out_lp [B, 10] for B sequences. qp = (H, UCB c);
+    mbp = (prior,); hp = (c_base, alpha_base, gamma_lo, gamma_hi, noisy_gamma);
     dp = (logit_scale, drift_scale, switch_fraction, switch_prob, seq_mask_prob, episode_mask_prob)."""
     B = seeds.shape[0]
     ns = cdf.shape[1]
     na = cdf.shape[2]
     nb = cum_w.shape[0]
-    q_gamma, q_alpha, H, q_c = qp[0], qp[1], qp[2], qp[3]
-    mb_gamma, mb_c, prior = mbp[0], mbp[1], mbp[2]
+    H, q_c = qp[0], qp[1]
+    prior = mbp[0]
     for b in range(B):
         np.random.seed(seeds[b])
+        lp = out_lp[b]
+        _draw_learners(ns, na, fp, hp, lp)
+        q_gamma, q_alpha = lp[1], lp[2]
+        mb_gamma, mb_c = lp[6], lp[7]
         Q = np.full((ns, na), 1.0 / (1.0 - q_gamma))
         n_sa = np.zeros((ns, na))
         n_s = np.zeros(ns)
@@ -200,7 +235,7 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             return nb - 1
 
         beh = draw_beh()
-        _draw_schedule(b_noise[beh], ns, na, fp, sch)
+        _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch, lp)
         if b_src[beh] == 0:
             e2 = _draw_drift(table, ns, na, dp[0], dp[1])
         since = 0.0
@@ -335,7 +370,7 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
                 if switching and np.random.random() < dp[3]:
                     beh = draw_beh()
                     since = 0.0
-                    _draw_schedule(b_noise[beh], ns, na, fp, sch)
+                    _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch, lp)
                     if b_src[beh] == 0:
                         e2 = _draw_drift(table, ns, na, dp[0], dp[1])
                 ep_masked = np.random.random() < dp[5]

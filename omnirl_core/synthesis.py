@@ -5,7 +5,9 @@ store the observation ``obs`` (the task's ``state_mapping`` of the inner state),
 :data:`TAG_NAMES`), the executed action ``action`` (``na`` on a boundary step), the reward ``reward`` and the
 label ``label`` (the action of the oracle at gamma 0.994 on the true task; :data:`LABEL_MASKED` = 255 where the
 label is masked out of the loss), plus ``behaviour``, the id of the behaviour that acted (:data:`BEHAVIOURS`,
-255 on boundary steps) for analysis. Per sequence: ``ns``, ``na``, ``task_seed`` and ``task_index``: the
+255 on boundary steps) for analysis. Per sequence: ``learner_params`` (float64 [n, len(LEARNER_PARAMS)], the
+hyperparameters drawn for the sequence's learners, columns :data:`LEARNER_PARAMS`, also named in the manifest
+and in each shard.json), ``ns``, ``na``, ``task_seed`` and ``task_index``: the
 AnyMDP tasks of a shard are drawn together by ``sample_anymdp_batch(n, ns, na, seed=task_seed)`` (the sequence's
 task is entry ``task_index``); Garnet tasks and members of a task pool by ``sample_garnet`` /
 ``sample_anymdp`` with their own ``task_seed``. :func:`shard_tasks` rebuilds the tasks of a shard.
@@ -22,10 +24,26 @@ schedules in the number of steps since the behaviour was drawn (a re-drawn behav
 again). Tags: the acting component's tag (oracle i -> i, model-based 4, Q 5, any random action 6); all
 tags of a sequence become 7 with probability ``seq_mask_prob``, those of an episode with ``episode_mask_prob``.
 
-Simplifications (documented, deliberate): the learners' hyperparameters (gamma, alpha, c) are the same for
-every sequence of a dataset, the reference draws them per learner; the drifting softmax policy drifts on every
-step where any sequence of its batch uses it; the D_Large ns range is drawn per shard (all sequences of a shard
-share ns so that they advance as one batch), which gives the same ns distribution over the dataset.
+Learner hyperparameters (paper section 2, after the reference's behaviour solvers): each learner of a sequence
+(its Q-learner and its model-based learner, independently) is drawn once, at the start of the sequence, in one
+of two branches. With probability ``1 - learner_noise_prob`` the noise-free branch: gamma ~
+U(``learner_gamma_range``), c = ``learner_c_base`` (model-based) or alpha = ``learner_alpha_base`` (Q), no
+noise. Otherwise the noisy branch: gamma = ``learner_noisy_gamma``, c = ``learner_c_base`` * Exp(1) or alpha =
+``learner_alpha_base`` * Exp(1) (Exp(1) draws floored at 1e-12 so that alpha stays positive), and a random-action
+probability starting at U(``learner_noise_range``) and decaying per step by U(0, ``learner_noise_decay`` /
+(ns * na)) (tag 6 where the noise acts, the learner's tag otherwise). The model-based bonus keeps its form
+c / (1 - gamma) * max(std, 0.01) / sqrt(N + 1). The reference builds a fresh solver, with fresh draws, each time
+a learner behaviour is chosen; here one Q-learner and one model-based learner per sequence learn from every
+transition and are kept across behaviour switches, so their hyperparameters and noise branch belong to the
+learner and are drawn once per sequence. A noisy learner's noise applies whenever its own behaviour
+(``model_based`` or ``q_learning``) acts, on the schedule clock of that behaviour (steps since it was drawn);
+the model-based learner inside the ``mb_oracle_*`` mixtures uses that mixture's schedules instead, and
+``q_learning_pure`` (preset ``ad``) acts without noise. The Q-learner's alpha is its step-size scale
+under the softmax rule (the UCB rule has its own step size and bonus scale 1).
+
+Simplifications (documented, deliberate): the drifting softmax policy drifts on every step where any sequence
+of its batch uses it; the D_Large ns range is drawn per shard (all sequences of a shard share ns so that they
+advance as one batch), which gives the same ns distribution over the dataset.
 
 Presets: ``dpd`` (the mixture above), ``no_tags`` (dpd with every tag 7), ``ad`` (Q-learner behaviour without
 noise, labels = its own actions), ``ad_eps`` (noisy oracle gamma 0.994 behaviour, labels = its actions),
@@ -69,6 +87,7 @@ __all__ = [
     "BEHAVIOURS",
     "BOUNDARY",
     "LABEL_MASKED",
+    "LEARNER_PARAMS",
     "SCHEMA_VERSION",
     "STEP_FIELDS",
     "TAG_NAMES",
@@ -89,7 +108,7 @@ __all__ = [
     "verify_shard_dir",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: per-sequence learner hyperparameters (learner_params)
 FORMAT = "omnirl-dpd-dataset"
 LABEL_MASKED = 255
 BOUNDARY = 255  # behaviour id of boundary steps
@@ -108,7 +127,23 @@ TAG_NAMES = (
     "unknown",
 )
 STEP_FIELDS = ("obs", "tag", "action", "reward", "label", "behaviour")
-SEQ_FIELDS = ("ns", "na", "task_seed", "task_index")
+SEQ_FIELDS = ("learner_params", "ns", "na", "task_seed", "task_index")
+LEARNER_PARAMS = (
+    "q_noisy",
+    "q_gamma",
+    "q_alpha",
+    "q_noise_start",
+    "q_noise_decay",
+    "mb_noisy",
+    "mb_gamma",
+    "mb_c",
+    "mb_noise_start",
+    "mb_noise_decay",
+)
+"""Columns of the per-sequence ``learner_params`` array: for the Q-learner (``q_*``) and the model-based learner
+(``mb_*``): 1.0 in the noisy branch (else 0.0), discount, alpha (Q) or bonus scale c (model-based), initial
+random-action probability and its decay per step (both 0 in the noise-free branch)."""
+_LP_Q, _LP_MB = 0, 5  # first column of each learner
 
 # Behaviour table: name, base source, base tag, oracle index (BEHAVIOUR_GAMMAS) of the base or mixed oracle,
 # noise kind. Sources: drift, mb, q, oracle, uniform. Noise: none, learner, mb_oracle, eps.
@@ -257,23 +292,26 @@ class _Schedules:
 
 
 def _draw_schedules(beh: np.ndarray, idx: np.ndarray, sch: _Schedules, cfg: DatasetConfig, ns: int,
-                    rng: np.random.Generator) -> None:
-    """Fill the schedules of the sequences ``idx`` for their (new) behaviours ``beh[idx]``."""
+                    rng: np.random.Generator, lp: np.ndarray) -> None:
+    """Fill the schedules of the sequences ``idx`` for their (new) behaviours ``beh[idx]``.
+
+    A learner behaviour takes its noise (start, decay; zero in the noise-free branch) from its learner's
+    per-sequence draws ``lp`` [B, len(LEARNER_PARAMS)].
+    """
     m, n = cfg.mixture, idx.size
     unit = 1.0 / (ns * cfg.na)
     kind = _NOISE[beh[idx]]
     u = rng.random((n, 8))  # fixed draw count per sequence, whatever the kind
-    lo, hi = m.learner_noise_range
-    noisy = u[:, 0] < m.learner_noise_prob
     r0 = np.zeros(n)
     r_rate = np.zeros(n)
     r_floor = np.zeros(n)
     o0 = np.zeros(n)
     o_rate = np.zeros(n)
     o_cap = np.zeros(n)
-    le = (kind == 1) & noisy
-    r0[le] = lo + (hi - lo) * u[le, 1]
-    r_rate[le] = u[le, 2] * m.learner_noise_decay * unit
+    le = kind == 1
+    col = np.where(_SRC[beh[idx]] == 1, _LP_MB, _LP_Q)[le]
+    r0[le] = lp[idx[le], col + 3]
+    r_rate[le] = lp[idx[le], col + 4]
     mo = kind == 2
 
     def _rng(bounds, col):
@@ -291,6 +329,30 @@ def _draw_schedules(beh: np.ndarray, idx: np.ndarray, sch: _Schedules, cfg: Data
     for name, val in (("r0", r0), ("r_rate", r_rate), ("r_floor", r_floor), ("o0", o0), ("o_rate", o_rate),
                       ("o_cap", o_cap)):
         getattr(sch, name)[idx] = val
+
+
+def _draw_learner_params(u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarray:
+    """[n, len(LEARNER_PARAMS)] hyperparameters of the learners of n sequences from uniforms u [n, 2, 5].
+
+    Per learner (0: Q, 1: model-based), uniforms: branch, gamma, Exp(1) (by inversion), noise start, noise decay.
+    The compiled engine's ``_draw_learners`` maps its uniforms the same way.
+    """
+    m = cfg.mixture
+    n = u.shape[0]
+    unit = 1.0 / (ns * cfg.na)
+    out = np.zeros((n, len(LEARNER_PARAMS)))
+    g_lo, g_hi = m.learner_gamma_range
+    n_lo, n_hi = m.learner_noise_range
+    for j, (col, base) in enumerate(((_LP_Q, m.learner_alpha_base), (_LP_MB, m.learner_c_base))):
+        v = u[:, j]
+        noisy = v[:, 0] < m.learner_noise_prob
+        expo = np.maximum(-np.log1p(-v[:, 2]), 1e-12)
+        out[:, col] = noisy
+        out[:, col + 1] = np.where(noisy, m.learner_noisy_gamma, g_lo + (g_hi - g_lo) * v[:, 1])
+        out[:, col + 2] = np.where(noisy, base * expo, base)
+        out[:, col + 3] = np.where(noisy, n_lo + (n_hi - n_lo) * v[:, 3], 0.0)
+        out[:, col + 4] = np.where(noisy, v[:, 4] * m.learner_noise_decay * unit, 0.0)
+    return out
 
 
 class _DriftingTables:
@@ -334,7 +396,10 @@ def _dtype_obs(cfg: DatasetConfig) -> np.dtype:
 
 
 def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedSequence) -> dict[str, np.ndarray]:
-    """Simulate ``len(tasks)`` sequences of ``cfg.seq_len`` steps together; returns the per-step arrays [B, T]."""
+    """Simulate ``len(tasks)`` sequences of ``cfg.seq_len`` steps together.
+
+    Returns the per-step arrays [B, T] (:data:`STEP_FIELDS`) and ``learner_params`` [B, len(LEARNER_PARAMS)].
+    """
     if cfg.engine == "numba":
         return _synthesize_batch_numba(tasks, cfg, seq)
     B, T, m = len(tasks), cfg.seq_len, cfg.mixture
@@ -353,12 +418,13 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     for i in orc_needed:
         g = BEHAVIOUR_GAMMAS[i]
         orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
+    lp = _draw_learner_params(rng.random((B, 2, 5)), cfg, ns)  # drawn for every sequence, used or not
     q = mb = drift = None
     if 2 in used_src:
-        q = QLearner(rule=m.q_rule, gamma=m.q_gamma, alpha=m.q_alpha)
+        q = QLearner(rule=m.q_rule, gamma=lp[:, _LP_Q + 1], alpha=lp[:, _LP_Q + 2])
         q.reset((B, ns, na))
     if 1 in used_src:
-        mb = ModelBasedLearner(gamma=m.mb_gamma, c=m.mb_c)
+        mb = ModelBasedLearner(gamma=lp[:, _LP_MB + 1], c=lp[:, _LP_MB + 2])
         mb.reset((B, ns, na))
     if 0 in used_src:
         drift = _DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale)
@@ -386,7 +452,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         drift.draw(np.flatnonzero(_SRC[beh] == 0), rng)
     since = np.zeros(B)
     sch = _Schedules(*(np.zeros(B) for _ in range(6)))
-    _draw_schedules(beh, rows, sch, cfg, ns, rng)
+    _draw_schedules(beh, rows, sch, cfg, ns, rng, lp)
     switching = rng.random(B) < m.switch_fraction
     seq_masked = rng.random(B) < m.seq_mask_prob
     ep_masked = rng.random(B) < m.episode_mask_prob
@@ -451,12 +517,14 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
             if redraw.size:
                 beh[redraw] = draw_beh(redraw.size)
                 since[redraw] = 0
-                _draw_schedules(beh, redraw, sch, cfg, ns, rng)
+                _draw_schedules(beh, redraw, sch, cfg, ns, rng, lp)
                 if drift is not None:
                     drift.draw(redraw[_SRC[beh[redraw]] == 0], rng)
             ep_masked[d] = rng.random(d.size) < m.episode_mask_prob
         pos += 1 + done
-    return {k: np.ascontiguousarray(v[:, :T]) for k, v in out.items()}
+    res = {k: np.ascontiguousarray(v[:, :T]) for k, v in out.items()}
+    res["learner_params"] = lp
+    return res
 
 
 def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedSequence) -> dict:
@@ -486,7 +554,9 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
         "reward": np.zeros((B, T), np.float32),
         "label": np.zeros((B, T), np.uint8),
         "behaviour": np.zeros((B, T), np.uint8),
+        "learner_params": np.zeros((B, len(LEARNER_PARAMS))),
     }
+    hp = np.array([m.learner_c_base, m.learner_alpha_base, *m.learner_gamma_range, m.learner_noisy_gamma])
     run_sequences(
         seeds, _cumulative(arrays.transition), np.stack([t.reward for t in tasks]),
         np.stack([t.reward_noise for t in tasks]), _cumulative(np.stack([t.start_prob for t in tasks])),
@@ -494,10 +564,10 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
         np.stack([t.state_mapping for t in tasks]).astype(np.int64), label_pol.astype(np.int64), orc, cum,
         _SRC.astype(np.int64), _TAG.astype(np.int64), _ORC.astype(np.int64), _NOISE.astype(np.int64), fp, T,
         ns == 1, cfg.preset in ("ad", "ad_eps"), cfg.preset == "no_tags", m.q_rule == "ucb",
-        np.array([m.q_gamma, m.q_alpha, 4000.0, 1.0]), np.array([m.mb_gamma, m.mb_c, 0.01]),
+        np.array([4000.0, 1.0]), np.array([0.01]), hp,
         np.array([m.drift_logit_scale, m.drift_scale, m.switch_fraction, m.switch_prob, m.seq_mask_prob,
                   m.episode_mask_prob]),
-        out["obs"], out["tag"], out["action"], out["reward"], out["label"], out["behaviour"],
+        out["obs"], out["tag"], out["action"], out["reward"], out["label"], out["behaviour"], out["learner_params"],
     )
     return out
 
@@ -511,7 +581,7 @@ def synthesize_shard(cfg: DatasetConfig, k: int) -> dict[str, np.ndarray]:
     batch_ss = sim_ss.spawn((n + cfg.batch_size - 1) // cfg.batch_size)
     for j, start in enumerate(range(0, n, cfg.batch_size)):
         parts.append(synthesize_batch(tasks[start:start + cfg.batch_size], cfg, batch_ss[j]))
-    data = {f: np.concatenate([p[f] for p in parts]) for f in STEP_FIELDS}
+    data = {f: np.concatenate([p[f] for p in parts]) for f in (*STEP_FIELDS, "learner_params")}
     data["ns"] = np.full(n, ns, dtype=np.uint16)
     data["na"] = np.full(n, cfg.na, dtype=np.uint8)
     data["task_seed"] = seeds.astype(np.uint64)
@@ -562,7 +632,8 @@ def _write_shard(root: Path, k: int, data: dict[str, np.ndarray]) -> dict:
             files[name] = {"sha256": _sha256(path), "dtype": arr.dtype.str, "shape": list(arr.shape),
                            "bytes": path.stat().st_size}
         record = {"index": k, "dir": final.name, "n_sequences": int(data["obs"].shape[0]),
-                  "ns": int(data["ns"][0]) if data["ns"].size else 0, "files": files}
+                  "ns": int(data["ns"][0]) if data["ns"].size else 0, "files": files,
+                  "learner_params": list(LEARNER_PARAMS)}
         _write_json_atomic(tmp / "shard.json", record)
         os.chmod(tmp, 0o755)
         try:
@@ -615,6 +686,7 @@ def _manifest(cfg: DatasetConfig, records: dict[int, dict]) -> dict:
         "label_masked": LABEL_MASKED,
         "tag_names": list(TAG_NAMES),
         "behaviours": list(BEHAVIOURS),
+        "learner_params": list(LEARNER_PARAMS),
         "complete": len(records) == len(plan),
         "shards": [records[k] for k in sorted(records)],
     }
@@ -651,6 +723,9 @@ def synthesize(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1,
             raise SynthesisError(f"{manifest_path} is unreadable: {exc}") from None
         if old.get("format") != FORMAT or old.get("config") != identity:
             raise SynthesisError(f"{root} holds a dataset of another configuration; use another folder")
+        if old.get("schema_version") != SCHEMA_VERSION:
+            raise SynthesisError(f"{root} holds a dataset of schema version {old.get('schema_version')}, this code "
+                                 f"writes {SCHEMA_VERSION}; use another folder")
     for leftover in root.glob(".tmp_*"):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)

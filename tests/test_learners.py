@@ -199,6 +199,41 @@ def test_batched_updates_equal_separate_updates(make):
             assert np.allclose(single.reward_std[0], batched.reward_std[b], rtol=0, atol=1e-12)
 
 
+GAMMAS = np.array([0.9, 0.5, 0.99, 0.93])
+SCALES = np.array([0.01, 0.3, 1.0, 0.005])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda g, x: QLearner("ucb", gamma=g, alpha=x), lambda g, x: QLearner("softmax", gamma=g, alpha=x),
+     lambda g, x: ModelBasedLearner(gamma=g, c=x)],
+    ids=["q-ucb", "q-softmax", "mb"],
+)
+def test_per_task_hyperparameters_equal_separate_scalar_learners(make):
+    tasks = anymdp_batch(51, n=4)
+    record = record_transitions(tasks, 3000, seed=5)
+    batched = make(GAMMAS, SCALES)
+    batched.reset((4, 16, 5))
+    if isinstance(batched, QLearner):  # optimistic init follows each task's gamma
+        assert np.allclose(batched.Q[:, 0, 0], 1.0 / (1.0 - GAMMAS))
+    else:
+        assert np.allclose(batched.bonus[:, 0, 0], SCALES / (1.0 - GAMMAS) * 0.01)
+    _feed(batched, record)
+    for b in range(4):
+        single = make(float(GAMMAS[b]), float(SCALES[b]))
+        single.reset((1, 16, 5))
+        _feed(single, record, rows=slice(b, b + 1))
+        assert np.allclose(single.Q[0], batched.Q[b], rtol=1e-12, atol=1e-12)
+        if isinstance(single, ModelBasedLearner):
+            assert np.allclose(single.bonus[0], batched.bonus[b], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="per-task"):
+        make(GAMMAS, SCALES).reset((3, 16, 5))
+    with pytest.raises(ValueError):
+        make(np.array([0.5, 1.0]), 0.1)
+    with pytest.raises(ValueError):
+        make(0.5, np.array([[0.1]]))
+
+
 def test_q_learner_update_rules_by_hand():
     task = chain_task()
     for rule in ("ucb", "softmax"):

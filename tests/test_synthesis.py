@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from scipy import stats
 
 from omnirl_core.config import DatasetConfig, SynthesisConfig, load_config
 from omnirl_core.oracle import oracle_policy
@@ -20,6 +21,8 @@ from omnirl_core.synthesis import (
     BEHAVIOURS,
     BOUNDARY,
     LABEL_MASKED,
+    LEARNER_PARAMS,
+    SCHEMA_VERSION,
     TAG_UNKNOWN,
     dataset_tasks,
     shard_tasks,
@@ -64,6 +67,7 @@ def test_shapes_and_dtypes(dpd):
         assert d[f].shape == (n, T) and d[f].dtype == np.uint8
     assert d["reward"].dtype == np.float32 and d["reward"].shape == (n, T)
     assert d["ns"].shape == d["na"].shape == d["task_seed"].shape == (n,)
+    assert d["learner_params"].shape == (n, len(LEARNER_PARAMS)) and d["learner_params"].dtype == np.float64
 
 
 def test_labels_are_the_oracle_action_at_every_non_boundary_step(dpd):
@@ -169,7 +173,7 @@ def test_learners_improve_along_a_sequence_and_oracle_is_flat(engine):
     q = d["reward"].copy()
     q[~real] = np.nan
     quarters = np.nanmean(q.reshape(64, 4, -1), axis=(0, 2))
-    assert quarters[3] > quarters[0] + 0.04  # about +0.08 on these tasks
+    assert quarters[3] > quarters[0] + 0.04  # about +0.17 on these tasks (both engines)
     cfg_o = _cfg(preset="dpd", seq_len=2000, n_sequences=64, sequences_per_shard=64, batch_size=64, engine=engine,
                  mixture={"w_drift_random": 0, "w_model_based": 0, "w_q_learning": 0, "w_mb_oracle": [0, 0, 0, 0],
                           "w_noisy_oracle": [0, 0], "w_oracle": [0, 0, 1]})
@@ -228,6 +232,13 @@ def test_determinism_across_worker_counts(tmp_path, engine):
     assert m1 == m2 and m1["complete"]
     assert _files(tmp_path / "w1") == _files(tmp_path / "w2")
     assert len(m1["shards"]) == 4
+    # the per-sequence learner hyperparameters are stored and named
+    assert m1["schema_version"] == SCHEMA_VERSION and m1["learner_params"] == list(LEARNER_PARAMS)
+    rec = m1["shards"][0]
+    assert rec["learner_params"] == list(LEARNER_PARAMS)
+    assert rec["files"]["learner_params"]["shape"] == [3, len(LEARNER_PARAMS)]
+    lp = np.load(tmp_path / "w1" / rec["dir"] / "learner_params.npy")
+    assert np.array_equal(lp, synthesize_shard(cfg, 0)["learner_params"])
     # a second run changes nothing and regenerates nothing
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "w1").rglob("*.npy")}
     synthesize(cfg, tmp_path / "w1", workers=1, progress=False)
@@ -253,6 +264,12 @@ def test_other_config_in_the_same_folder_is_refused(tmp_path):
     synthesize(_cfg(n_sequences=2, sequences_per_shard=2, batch_size=2, seq_len=50), tmp_path, progress=False)
     with pytest.raises(SynthesisError, match="another configuration"):
         synthesize(_cfg(n_sequences=2, sequences_per_shard=2, batch_size=2, seq_len=60), tmp_path, progress=False)
+    # a dataset of an older on-disk format is refused too, not extended
+    path = tmp_path / "manifest.json"
+    man = json.loads(path.read_text())
+    path.write_text(json.dumps({**man, "schema_version": SCHEMA_VERSION - 1}))
+    with pytest.raises(SynthesisError, match="schema version"):
+        synthesize(_cfg(n_sequences=2, sequences_per_shard=2, batch_size=2, seq_len=50), tmp_path, progress=False)
 
 
 def _write_params(path: Path, n_sequences: int) -> Path:
@@ -319,3 +336,77 @@ def test_oracle_steps_act_like_the_label(dpd):
     noisy = (beh == BEHAVIOURS.index("noisy_oracle_0.994")) & (tag == 3)  # its oracle (not random) steps
     assert noisy.any()
     assert np.array_equal(d["action"][noisy], d["label"][noisy])
+
+
+# ---------------------------------------------------------------------------------------------- learner draws
+def _col(name: str) -> int:
+    return LEARNER_PARAMS.index(name)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_learner_hyperparameters_are_drawn_per_sequence_as_specified(engine):
+    n = 800
+    cfg = _cfg(n_sequences=n, sequences_per_shard=n, batch_size=400, seq_len=20, engine=engine, seed=11)
+    lp = synthesize_shard(cfg, 0)["learner_params"]
+    unit = 1.0 / (cfg.ns * cfg.na)
+    for learner, base_name, base in (("q", "alpha", 0.01), ("mb", "c", 0.005)):
+        noisy = lp[:, _col(f"{learner}_noisy")]
+        assert set(np.unique(noisy)) == {0.0, 1.0}
+        noisy = noisy == 1.0
+        assert abs(noisy.mean() - 0.5) < 4 * np.sqrt(0.25 / n)  # branch probability 0.5
+        gamma = lp[:, _col(f"{learner}_gamma")]
+        scale = lp[:, _col(f"{learner}_{base_name}")]
+        start = lp[:, _col(f"{learner}_noise_start")]
+        decay = lp[:, _col(f"{learner}_noise_decay")]
+        # noise-free branch: fixed c / alpha, gamma ~ U(0.90, 0.99), no noise
+        q = ~noisy
+        assert (scale[q] == base).all()
+        assert (gamma[q] >= 0.90).all() and (gamma[q] <= 0.99).all()
+        assert stats.kstest(gamma[q], stats.uniform(0.90, 0.09).cdf).pvalue > 1e-3
+        assert (start[q] == 0).all() and (decay[q] == 0).all()
+        # noisy branch: gamma 0.99, c / alpha = base * Exp(1), noise start U(0.1, 0.5), decay U(0, 0.1 / (ns na))
+        assert (gamma[noisy] == 0.99).all()
+        ratio = scale[noisy] / base
+        assert (ratio > 0).all()
+        assert abs(ratio.mean() - 1.0) < 4 / np.sqrt(noisy.sum())
+        assert stats.kstest(ratio, stats.expon().cdf).pvalue > 1e-3
+        assert stats.kstest(start[noisy], stats.uniform(0.1, 0.4).cdf).pvalue > 1e-3
+        assert (decay[noisy] >= 0).all() and (decay[noisy] <= 0.1 * unit).all()
+        assert stats.kstest(decay[noisy] / (0.1 * unit), stats.uniform().cdf).pvalue > 1e-3
+    # the two learners of a sequence are drawn independently
+    both = (lp[:, _col("q_noisy")] == 1) & (lp[:, _col("mb_noisy")] == 1)
+    assert abs(both.mean() - 0.25) < 4 * np.sqrt(0.25 * 0.75 / n)
+    # sequences draw different values
+    assert len(np.unique(lp[:, _col("q_gamma")])) > n // 3
+
+
+def test_learner_noise_acts_only_for_noisy_learners(dpd):
+    cfg, d = dpd
+    lp, beh, tag = d["learner_params"], d["behaviour"], d["tag"]
+    for learner, name, own_tag in (("q", "q_learning", 5), ("mb", "model_based", 4)):
+        noisy = lp[:, _col(f"{learner}_noisy")] == 1
+        acts = (beh == BEHAVIOURS.index(name)) & (tag != TAG_UNKNOWN)
+        quiet_tags = tag[acts & ~noisy[:, None]]
+        noisy_tags = tag[acts & noisy[:, None]]
+        assert quiet_tags.size and noisy_tags.size
+        assert set(np.unique(quiet_tags)) == {own_tag}  # no noise in the noise-free branch
+        assert set(np.unique(noisy_tags)) == {own_tag, 6}  # the decaying noise acts, tagged 6
+        assert 0.02 < (noisy_tags == 6).mean() < 0.5
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_learner_hyperparameter_config_is_used(engine):
+    mix = {"learner_noise_prob": 0.0, "learner_gamma_range": [0.95, 0.95], "learner_c_base": 0.2,
+           "learner_alpha_base": 0.3}
+    cfg = _cfg(n_sequences=6, sequences_per_shard=6, batch_size=6, seq_len=50, engine=engine, mixture=mix)
+    lp = synthesize_shard(cfg, 0)["learner_params"]
+    assert (lp[:, [_col("q_noisy"), _col("mb_noisy")]] == 0).all()
+    assert (lp[:, [_col("q_gamma"), _col("mb_gamma")]] == 0.95).all()
+    assert (lp[:, _col("mb_c")] == 0.2).all() and (lp[:, _col("q_alpha")] == 0.3).all()
+    mix = {"learner_noise_prob": 1.0, "learner_noisy_gamma": 0.97, "learner_noise_range": [0.3, 0.3]}
+    lp = synthesize_shard(_cfg(n_sequences=6, sequences_per_shard=6, batch_size=6, seq_len=50, engine=engine,
+                               mixture=mix), 0)["learner_params"]
+    assert (lp[:, [_col("q_gamma"), _col("mb_gamma")]] == 0.97).all()
+    assert (lp[:, [_col("q_noise_start"), _col("mb_noise_start")]] == 0.3).all()
+    with pytest.raises(Exception, match="learner_gamma_range"):
+        _cfg(mixture={"learner_gamma_range": [0.99, 0.9]})

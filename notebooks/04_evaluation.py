@@ -1,0 +1,133 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     name: omnirl
+#     display_name: OmniRL (.venv)
+#     language: python
+# ---
+
+# %% [markdown]
+# # 04 · Evaluation: in-context RL against the baselines
+#
+# The paper evaluates OmniRL on tasks it never saw in training (section 5, Algorithm 4): unseen AnyMDP tasks,
+# Garnet, the tabular Gymnasium classics, a discretised Pendulum and DarkRoom. A run starts from an **empty
+# context**; the model acts with tag 7 ("unknown behaviour") at every step, sampling from
+# `softmax(logits / 0.5)`, and keeps its memory over all episodes of the task. Its episodes are scored as
+#
+# $$\text{score} = \frac{R - R_\text{random}}{R_\text{oracle} - R_\text{random}},$$
+#
+# with exact reference returns wherever the dynamics are known. This notebook
+#
+# 1. builds the test suites and shows their reference returns,
+# 2. runs the baselines (uniform random, oracle, TQL-UCB with a small grid of exploration bonuses) and, when a
+#    checkpoint is configured, OmniRL online and with demonstrations (offline RL / imitation),
+# 3. writes a Table-1 style report next to the paper's numbers, and learning curves per suite.
+#
+# All logic lives in `omnirl_core` (`suites`, `evaluation`); cells here only call it.
+
+# %% tags=["parameters"]
+config_path = "params/quick/04_evaluation.yaml"
+run_dir = "outputs/quick"
+
+# %%
+import time
+from pathlib import Path
+
+import numpy as np
+from IPython.display import Image, Markdown, display
+
+from omnirl_core import evaluation as ev
+from omnirl_core import suites as su
+from omnirl_core.config import load_config, repo_path
+
+cfg = load_config(ev.EvaluationConfig, config_path)
+out_dir = Path(run_dir) / "04_evaluation"
+out_dir.mkdir(parents=True, exist_ok=True)
+cfg
+
+# %% [markdown]
+# ## 1. The test suites
+#
+# Test tasks never share a seed with training: training draws task seeds from `[0, 2**32)`, test tasks use
+# seeds from `2**32` upwards. Gymnasium tasks with fewer than 5 actions map action `a` to `a mod n`, and their
+# rewards are reshaped as in the paper (e.g. FrozenLake non-slippery: +1 goal, -1 hole, -0.05 per step).
+# For Pendulum the references are Monte-Carlo estimates: the oracle plans on a tabular model estimated from many
+# sampled transitions; its R_oracle is its measured return in the real system.
+
+# %%
+t0 = time.time()
+suite_objs = {
+    name: su.build_suite(name, cfg.n_tasks, pendulum_samples=cfg.pendulum_samples,
+                         pendulum_reference_episodes=cfg.pendulum_reference_episodes)
+    for name in cfg.suites
+}
+lines = ["| suite | runs | obs ids | actions | reference | mean R_oracle | mean R_random | skipped |", "|" + "---|" * 8]
+for name, s in suite_objs.items():
+    lines.append(f"| {name} | {s.num_envs} | {s.n_obs} | {s.na} | {s.reference} | {s.r_oracle.mean():.3f} | "
+                 f"{s.r_random.mean():.3f} | {int((~s.valid).sum())} |")
+display(Markdown("\n".join(lines)))
+print(f"suites built in {time.time() - t0:.1f} s")
+
+# %% [markdown]
+# ## 2. Runs
+#
+# Every agent runs `n_episodes` episodes on every task of a suite; all tasks of a suite advance together as one
+# batch, each with its own random stream (a task's run does not depend on its batch). TQL-UCB is run with each
+# bonus scale of the grid and the best is kept (tuned per task family, as in the paper). OmniRL runs only when
+# `checkpoint` is set.
+
+# %%
+model = None
+if cfg.checkpoint and "omnirl" in cfg.agents:
+    ckpt = Path(cfg.checkpoint)
+    if not ckpt.is_absolute():
+        ckpt = Path(run_dir) / ckpt if (Path(run_dir) / ckpt).exists() else repo_path(ckpt)
+    model = ev.load_model(ckpt, device=cfg.device)
+    print(f"OmniRL loaded from {ckpt}: {model.cfg.backbone}, {model.cfg.num_layers} x {model.cfg.hidden_size}")
+
+t0 = time.time()
+results = ev.evaluate(cfg, model=model)
+print(f"evaluation took {time.time() - t0:.1f} s")
+
+# %% [markdown]
+# ## 3. Table 1
+#
+# For each suite and agent: the best average score within the episode budget (trailing mean over `smooth`
+# episodes), and the episodes and steps (mean over runs) until the curve first reaches 99% of that best. The paper's
+# columns give its Table 1 for the same method (OmniRL, TQL-UCB, PPO); our budgets are far smaller in the quick
+# profile, so the numbers are not comparable there, only the mechanics.
+
+# %%
+paths = ev.write_report(results, out_dir, smooth=cfg.smooth)
+display(Markdown(paths["md"].read_text()))
+print("written:", *[str(p) for p in paths.values()], sep="\n  ")
+
+# %% [markdown]
+# ## 4. Learning curves
+#
+# Mean normalised score against episodes and against environment steps (per run), one line per agent. Random sits
+# at 0 and the oracle at 1 by construction; a learner should climb from 0 towards 1.
+
+# %%
+figs = ev.plot_curves(results, out_dir)
+for name in figs:
+    display(Image(filename=str(out_dir / f"curves_{name}.png")))
+
+# %% [markdown]
+# ## 5. Sanity checks
+#
+# The oracle's average score should be 1 and the random policy's 0 on every suite, up to sampling error (exact
+# references) or the references' own Monte-Carlo error (Pendulum).
+
+# %%
+for r in results:
+    if r.agent in ("oracle", "random"):
+        s = r.scores[r.valid]
+        s = s[~np.isnan(s)]
+        print(f"{r.suite:22s} {r.agent:7s} mean score {s.mean():+.3f} +- {s.std(ddof=1) / np.sqrt(s.size):.3f}")

@@ -1,0 +1,263 @@
+"""Evaluation loop, agents (OmniRL mechanics with a tiny untrained model), metrics, reports, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from omnirl_core.config import config_to_dict, load_config
+from omnirl_core.evaluation import (
+    CheckpointConfigError,
+    EvaluationConfig,
+    NoisyOracleAgent,
+    OmniRLAgent,
+    OracleAgent,
+    RandomAgent,
+    RunResult,
+    TQLAgent,
+    evaluate,
+    load_model,
+    run_agent,
+    table_metrics,
+    table_rows,
+    write_report,
+)
+from omnirl_core.model import ModelConfig, OmniRL
+from omnirl_core.suites import build_suite, task_suite
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Single-token model steps are far faster on one thread (and the machine may be shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_config(**kw) -> ModelConfig:
+    base = dict(backbone="rwkv7", ns_max=64, na=5, hidden_size=32, num_layers=2, intermediate_size=48, head_dim=8,
+                chunk_size=8, backend="torch")
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def tiny_model(seed: int = 0, **kw) -> OmniRL:
+    torch.manual_seed(seed)
+    return OmniRL(tiny_config(**kw)).eval()
+
+
+@pytest.fixture(scope="module")
+def anymdp16():
+    return build_suite("anymdp_16", 3)
+
+
+def _record(store):
+    def on_step(t, rec):
+        store.append({k: np.array(v, copy=True) for k, v in rec.items()})
+
+    return on_step
+
+
+def _actions(records, b):
+    return np.array([r["actions"][b] for r in records])
+
+
+# ---------------------------------------------------------------------------------------------- batched == single
+@pytest.mark.parametrize("make_agent", [lambda: OmniRLAgent(tiny_model()), lambda: TQLAgent(c=0.5), RandomAgent],
+                         ids=["omnirl", "tql_ucb", "random"])
+def test_batched_loop_equals_single_task_loop(anymdp16, make_agent):
+    seeds = [101, 202, 303]
+    batched: list = []
+    res = run_agent(anymdp16, make_agent(), 2, seed=seeds, on_step=_record(batched))
+    for b in range(3):
+        single_suite = task_suite("one", [anymdp16.tasks[b]])
+        single: list = []
+        one = run_agent(single_suite, make_agent(), 2, seed=[seeds[b]], on_step=_record(single))
+        n = len(single)
+        assert np.array_equal(_actions(batched[:n], b), _actions(single, 0))
+        assert np.allclose(res.returns[b], one.returns[0])
+
+
+def test_runs_are_deterministic_and_depend_on_the_seed(anymdp16):
+    a = run_agent(anymdp16, OmniRLAgent(tiny_model()), 2, seed=5)
+    b = run_agent(anymdp16, OmniRLAgent(tiny_model()), 2, seed=5)
+    c = run_agent(anymdp16, OmniRLAgent(tiny_model()), 2, seed=6)
+    assert np.array_equal(a.returns, b.returns) and np.array_equal(a.steps, b.steps)
+    assert not np.array_equal(a.returns, c.returns)
+    assert a.returns.shape == (3, 2) and not np.isnan(a.returns).any()
+
+
+# ---------------------------------------------------------------------------------------------- OmniRL mechanics
+def test_omnirl_online_uses_tag_7_and_writes_boundary_steps(anymdp16):
+    model = tiny_model()
+    calls = []
+    orig = model.step
+
+    def spy(obs, tag, action, reward, state=None):
+        calls.append((tag.clone(), action.clone(), reward.clone()))
+        return orig(obs, tag, action, reward, state)
+
+    model.step = spy
+    records: list = []
+    res = run_agent(anymdp16, OmniRLAgent(model), 2, seed=1, on_step=_record(records))
+    assert all((r["tags"] == 7).all() for r in records)
+    n_episode_ends = sum(int(r["done"].any()) for r in records)
+    assert len(calls) == n_episode_ends > 0  # one (batched, masked) boundary step per step where any episode ended
+    for tag, action, reward in calls:
+        assert (tag == 7).all() and (action == 5).all() and (reward == 0).all()
+    assert np.all(res.steps[:, 1] > res.steps[:, 0])
+
+
+def test_boundary_step_only_changes_the_memory_of_finished_runs(anymdp16):
+    agent = OmniRLAgent(tiny_model())
+    agent.reset(anymdp16, [1, 2, 3])
+    obs = np.array([0, 1, 2])
+    agent.act(obs)
+    agent.observe(obs, np.array([0, 1, 2]), np.zeros(3), obs, np.zeros(3, bool), np.zeros(3, bool), np.full(3, 7))
+    before = [t.clone() for t in _tensors(agent.state)]
+    agent.end_episode(np.array([False, True, False]), obs)
+    after = _tensors(agent.state)
+    for x, y in zip(before, after):
+        assert torch.equal(x[0], y[0]) and torch.equal(x[2], y[2])
+    assert any(not torch.equal(x[1], y[1]) for x, y in zip(before, after))
+
+
+def _tensors(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for v in state.values() for t in _tensors(v)]
+    if isinstance(state, (list, tuple)):
+        return [t for v in state for t in _tensors(v)]
+    return []
+
+
+def test_demonstrations_fill_the_context_with_their_tags(anymdp16):
+    records: list = []
+    res = run_agent(anymdp16, OmniRLAgent(tiny_model()), 1, seed=2, demo=NoisyOracleAgent(0.5), demo_episodes=2,
+                    on_step=_record(records))
+    tags = np.stack([r["tags"] for r in records])  # [T, B]
+    for b in range(3):
+        col = tags[:, b]
+        first_own = int(np.argmax(col == 7))
+        assert set(np.unique(col[:first_own])) <= {3, 6} and {3, 6} <= set(np.unique(col[:first_own]))
+        assert (col[first_own:] == 7).all()
+        ends = np.flatnonzero([r["done"][b] for r in records])
+        assert first_own == ends[1] + 1  # two demonstration episodes, then the agent acts
+    assert res.returns.shape == (3, 1) and not np.isnan(res.returns).any()
+    # Imitation: the oracle's own tag and actions
+    records = []
+    run_agent(anymdp16, RandomAgent(), 1, seed=2, demo=OracleAgent(), demo_episodes=1, on_step=_record(records))
+    assert records[0]["tags"].tolist() == [3, 3, 3]
+
+
+def test_temperature_schedule(anymdp16):
+    agent = OmniRLAgent(tiny_model(), schedule="decay", decay_steps=100)
+    agent.reset(anymdp16, [0, 1, 2])
+    assert np.allclose(agent._temperature(), 1.0)
+    agent.t[:] = [50, 100, 1000]
+    assert np.allclose(agent._temperature(), [0.55, 0.1, 0.1])
+    const = OmniRLAgent(tiny_model(), temperature=0.5)
+    const.reset(anymdp16, [0, 1, 2])
+    assert np.allclose(const._temperature(), 0.5)
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+def test_tql_ucb_improves_with_experience_on_anymdp16():
+    suite = build_suite("anymdp_16", 8)
+    res = run_agent(suite, TQLAgent(c=0.5), 60, seed=0)
+    s = res.scores
+    early, late = np.nanmean(s[:, :10]), np.nanmean(s[:, -10:])
+    assert late > early + 0.3, (early, late)
+    assert late > 0.2
+
+
+def test_ppo_baseline_protocol():
+    pytest.importorskip("stable_baselines3")
+    from omnirl_core.evaluation import run_ppo
+
+    suite = build_suite("frozenlake", 1)
+    res = run_ppo(suite, 200, eval_every=100, n_steps=128)
+    assert res.returns.shape == (1, 2) and not np.isnan(res.returns).any()
+    assert res.steps[0, 1] > res.steps[0, 0] > 0  # training steps at each test point
+    assert table_metrics(res)["episodes_99"] in (100, 200)
+
+
+# ---------------------------------------------------------------------------------------------- metrics and report
+def _result(curve, steps_per_episode=10.0, n=2):
+    K = len(curve)
+    returns = np.tile(np.asarray(curve, float), (n, 1))
+    steps = np.tile(np.cumsum(np.full(K, steps_per_episode)), (n, 1))
+    return RunResult("anymdp_16", "TQL-UCB (c=1)", returns, steps, np.ones(n), np.zeros(n), np.ones(n, bool),
+                     info={"c": 1.0})
+
+
+def test_table_metrics_best_and_time_to_99_percent():
+    m = table_metrics(_result([0.0, 0.5, 0.9, 0.995, 1.0, 0.2]), smooth=1)
+    assert m["best"] == pytest.approx(1.0)
+    assert m["episodes_99"] == 4 and m["steps_99"] == pytest.approx(40.0)
+    m2 = table_metrics(_result([0.0, 1.0, 1.0, 1.0]), smooth=2)
+    assert m2["best"] == pytest.approx(1.0) and m2["episodes_99"] == 3
+
+
+def test_report_files_and_paper_columns(tmp_path):
+    rows = table_rows([_result([0.1, 0.9])])
+    assert rows[0]["paper_best_score"] == pytest.approx(0.92) and rows[0]["paper_steps_to_99"] == 297e3
+    paths = write_report([_result([0.1, 0.9])], tmp_path)
+    assert paths["csv"].is_file() and "anymdp_16" in paths["md"].read_text()
+    assert len(paths["curves"].read_text().splitlines()) == 3
+
+
+def test_evaluate_driver_runs_baselines_and_skips_omnirl_without_checkpoint():
+    cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 5,
+                                         "agents": ["random", "oracle", "tql_ucb", "omnirl"], "tql_c_grid": [0.5],
+                                         "progress": False})
+    logs = []
+    results = evaluate(cfg, log=logs.append)
+    assert [r.agent for r in results] == ["random", "oracle", "TQL-UCB (c=0.5)"]
+    assert any("OmniRL skipped" in line for line in logs)
+    assert table_metrics(results[1])["best"] == pytest.approx(1.0)
+
+
+def test_config_rejects_unknown_suites_and_agents():
+    from omnirl_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match="suites"):
+        load_config(EvaluationConfig, {"suites": ["nope"]})
+    with pytest.raises(ConfigError, match="agents"):
+        load_config(EvaluationConfig, {"agents": ["dqn"]})
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def _save(path, model, cfg):
+    torch.save({"format": "omnirl-checkpoint", "model": model.state_dict(), "model_config": config_to_dict(cfg)},
+               path)
+
+
+def test_checkpoint_round_trip(tmp_path, anymdp16):
+    model = tiny_model(seed=3)
+    _save(tmp_path / "checkpoint.pt", model, model.cfg)
+    loaded = load_model(tmp_path / "checkpoint.pt", tiny_config())
+    obs = torch.tensor([0, 1, 2])
+    assert torch.allclose(model.act(obs)[0], loaded.act(obs)[0])
+    a = run_agent(anymdp16, OmniRLAgent(model), 1, seed=0)
+    b = run_agent(anymdp16, OmniRLAgent(load_model(tmp_path / "checkpoint.pt")), 1, seed=0)
+    assert np.array_equal(a.returns, b.returns)
+
+
+def test_checkpoint_from_another_config_fails_clearly(tmp_path):
+    model = tiny_model(hidden_size=48, intermediate_size=64)
+    _save(tmp_path / "checkpoint.pt", model, model.cfg)
+    with pytest.raises(CheckpointConfigError, match=r"another model configuration(.|\n)*hidden_size"):
+        load_model(tmp_path / "checkpoint.pt", tiny_config())
+    # weights that do not fit the configuration they claim
+    _save(tmp_path / "bad.pt", model, tiny_config())
+    with pytest.raises(CheckpointConfigError, match="do not fit"):
+        load_model(tmp_path / "bad.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointConfigError, match="not a readable"):
+        load_model(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointConfigError, match="no such"):
+        load_model(tmp_path / "missing.pt")

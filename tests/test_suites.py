@@ -1,0 +1,263 @@
+"""Test suites: reference returns, Gymnasium wrappers, reward shaping, Pendulum bins, DarkRoom, seeds."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from omnirl_core.envs import AnyMDPEnv
+from omnirl_core.evaluation import OracleAgent, RandomAgent, run_agent
+from omnirl_core.suites import (
+    SUITE_NAMES,
+    TEST_SEED_OFFSET,
+    BatchedDiscretePendulum,
+    DiscretePendulum,
+    DiscreteWrapper,
+    TaskBatchEnv,
+    _pendulum_step,
+    build_suite,
+    cliffwalking_shaping,
+    cliffwalking_task,
+    darkroom_task,
+    expand_actions,
+    frozenlake_shaping,
+    frozenlake_task,
+    gym_suite,
+    pendulum_bins,
+    pendulum_shaping,
+    task_suite,
+    test_seed,
+)
+from omnirl_core.tasks import Task, sample_anymdp
+
+# Small versions of every suite: (tasks or parallel runs, episodes per run).
+SIZES = {"anymdp_64": (3, 8), "anymdp_128": (2, 6), "garnet_64": (4, 8)}
+
+
+@pytest.fixture(scope="module")
+def suites():
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            n = SIZES.get(name, (6, 0))[0]
+            cache[name] = build_suite(name, n, pendulum_samples=40, pendulum_reference_episodes=48)
+        return cache[name]
+
+    return get
+
+
+def _mean_and_se(result):
+    s = result.scores[result.valid]
+    s = s[~np.isnan(s)]
+    return float(s.mean()), float(s.std(ddof=1) / math.sqrt(s.size)), s.size
+
+
+@pytest.mark.parametrize("name", SUITE_NAMES)
+def test_oracle_scores_one_and_random_zero(name, suites):
+    """Per-episode scores are independent draws around the expected score, so the mean over runs x episodes
+    must lie within 4 standard errors (plus a small slack) of 1 (oracle) and 0 (random). For estimated
+    references (Pendulum) the references' own Monte-Carlo error is added."""
+    suite = suites(name)
+    assert suite.valid.any()
+    episodes = SIZES.get(name, (0, 20))[1]
+    gap = float(np.mean((suite.r_oracle - suite.r_random)[suite.valid]))
+    ref_err = 0.0
+    if suite.reference == "estimated":
+        ref_err = 4 * (suite.info["oracle_se"] + suite.info["random_se"]) / abs(gap)
+    for agent, target in ((OracleAgent(), 1.0), (RandomAgent(), 0.0)):
+        res = run_agent(suite, agent, episodes, seed=3)
+        mean, se, n = _mean_and_se(res)
+        assert abs(mean - target) < 4 * se + ref_err + 0.03, (name, agent.name, mean, se, n)
+
+
+def test_exact_suites_use_exact_references(suites):
+    for name in ("anymdp_16", "garnet_16", "cliffwalking", "frozenlake", "darkroom_6"):
+        assert suites(name).reference == "exact"
+        assert suites(name).tasks is not None
+    assert suites("pendulum_g1").reference == "estimated"
+
+
+def test_skipped_tasks_are_those_with_equal_references():
+    flat = Task.from_arrays(np.ones((2, 5, 2)) / 2, np.zeros((2, 5)), max_steps=10)
+    good = Task.from_arrays(np.ones((2, 5, 2)) / 2, np.arange(10.0).reshape(2, 5), max_steps=10)
+    suite = task_suite("mixed", [flat, good])
+    assert suite.valid.tolist() == [False, True]
+    res = run_agent(suite, OracleAgent(), 3)
+    assert res.n_skipped == 1 and np.isnan(res.scores[0]).all() and not np.isnan(res.scores[1]).any()
+
+
+# ---------------------------------------------------------------------------------------------- seeds
+def test_test_seeds_never_in_the_training_seed_space():
+    seeds = [test_seed(f, ns, i) for f in (0, 1) for ns in (1, 16, 128) for i in range(64)]
+    assert min(seeds) >= TEST_SEED_OFFSET == 2**32
+    assert len(set(seeds)) == len(seeds)
+    task = sample_anymdp(16, 5, seed=test_seed(0, 16, 0))
+    assert task.meta["seed"] >= 2**32
+
+
+def test_task_batch_env_runs_do_not_depend_on_the_batch():
+    tasks = [sample_anymdp(16, 5, seed=test_seed(0, 16, i)) for i in range(3)]
+    seeds = [11, 22, 33]
+    big = TaskBatchEnv(tasks)
+    big.reset(seed=seeds)
+    alone = TaskBatchEnv([tasks[1]])
+    alone.reset(seed=[seeds[1]])
+    assert big.states[1] == alone.states[0]
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        a = rng.integers(0, 5, 3)
+        o3, r3, *_ = big.step(a)
+        o1, r1, *_ = alone.step(a[1:2])
+        assert o3[1] == o1[0] and r3[1] == r1[0]
+
+
+# ---------------------------------------------------------------------------------------------- wrappers
+def test_wrappers_pass_the_gymnasium_env_checker():
+    fl = gym.make("FrozenLake-v1", is_slippery=False).unwrapped
+    check_env(DiscreteWrapper(gym.make("FrozenLake-v1", is_slippery=False), 5,
+                              frozenlake_shaping(fl.desc, False)), skip_render_check=True)
+    check_env(DiscreteWrapper(gym.make("CliffWalking-v1"), 5, cliffwalking_shaping()), skip_render_check=True)
+    check_env(DiscretePendulum(g=5.0), skip_render_check=True)
+    check_env(AnyMDPEnv(darkroom_task(6)), skip_render_check=True)
+
+
+def test_frozenlake_shaping_exact_in_wrapper_and_task():
+    for slippery, step in ((False, -0.05), (True, 0.0)):
+        env = gym.make("FrozenLake-v1", is_slippery=slippery)
+        desc = env.unwrapped.desc.astype(str).ravel()
+        task = frozenlake_task(slippery)
+        for s in range(16):
+            if task.terminal[s]:
+                continue
+            for a in range(5):
+                for s2 in np.flatnonzero(task.transition[s, a]):
+                    want = 1.0 if desc[s2] == "G" else -1.0 if desc[s2] == "H" else step
+                    assert task.reward[s, a, s2] == want
+        assert set(np.flatnonzero(task.terminal)) == {i for i, c in enumerate(desc) if c in "GH"}
+    # The wrapper on the real env: right, right, down, down, down, right reaches the goal (non-slippery).
+    w = DiscreteWrapper(gym.make("FrozenLake-v1", is_slippery=False), 5,
+                        frozenlake_shaping(gym.make("FrozenLake-v1").unwrapped.desc, False))
+    w.reset(seed=0)
+    rewards = [w.step(a)[1] for a in (2, 2, 1, 1, 1)]
+    assert rewards == [-0.05] * 5
+    _, r, term, _, _ = w.step(2)
+    assert (r, term) == (1.0, True)
+    w.reset(seed=0)
+    w.step(2)
+    obs, r, term, _, _ = w.step(1)  # right then down: the hole at (1, 1)
+    assert (obs, r, term) == (5, -1.0, True)
+
+
+def test_action_mapping_is_mod_na():
+    task = frozenlake_task(False)
+    assert task.na == 5
+    assert np.array_equal(task.transition[:, 4], task.transition[:, 0])
+    w = DiscreteWrapper(gym.make("FrozenLake-v1", is_slippery=False), 5)
+    w.reset(seed=0)
+    assert w.step(4)[0] == 0  # action 4 -> 0 (left): stays in the top-left corner
+    assert w.step(1)[0] == 4  # down
+    base = Task.from_arrays(np.eye(3)[[1, 2, 0]][:, None, :].repeat(2, axis=1), np.zeros((3, 2)), max_steps=5)
+    big = expand_actions(base, 5)
+    assert [int(np.argmax(big.transition[0, a])) for a in range(5)] == [1] * 5
+    assert big.meta["native_na"] == 2
+
+
+def test_cliffwalking_shaping_exact():
+    task = cliffwalking_task()
+    start = 36
+    assert task.start_prob[start] == 1.0
+    assert task.reward[start, 1, start] == -1.0 and task.transition[start, 1, start] == 1.0  # into the cliff
+    assert not task.terminal[start] and task.terminal[47]
+    assert task.reward[start, 0, 24] == -0.03
+    assert task.reward[35, 2, 47] == 1.0
+    w = DiscreteWrapper(gym.make("CliffWalking-v1"), 5, cliffwalking_shaping())
+    w.reset(seed=0)
+    obs, r, term, _, _ = w.step(1)  # right from the start: the cliff
+    assert (obs, r, term) == (36, -1.0, False)
+    rewards = [w.step(a)[1] for a in [0] + [1] * 11]
+    assert rewards == [-0.03] * 12
+    obs, r, term, _, _ = w.step(2)
+    assert (obs, r, term) == (47, 1.0, True)
+
+
+# ---------------------------------------------------------------------------------------------- Pendulum
+def test_pendulum_bins_of_known_states():
+    cases = [  # (theta, theta_dot) -> id = angle_bin * 5 + speed_bin
+        (0.0, 0.0, 0 * 5 + 2),
+        (math.pi, 0.0, 6 * 5 + 2),
+        (-0.1, 0.0, 11 * 5 + 2),
+        (0.1, -8.0, 0 * 5 + 0),
+        (0.1, 8.0, 0 * 5 + 4),
+        (math.pi / 2 + 0.01, -4.9, 3 * 5 + 0),
+        (math.pi / 2 - 0.01, -4.7, 2 * 5 + 1),
+        (2 * math.pi - 0.01, 1.7, 11 * 5 + 3),
+    ]
+    for th, v, want in cases:
+        assert int(pendulum_bins(math.cos(th), math.sin(th), v)) == want, (th, v)
+    assert pendulum_bins(np.ones(60), np.zeros(60), np.zeros(60)).shape == (60,)
+
+
+def test_pendulum_shaping_and_dynamics_match_gymnasium():
+    assert pendulum_shaping(0.0) == pytest.approx(0.1)
+    assert pendulum_shaping(-3.0) == pytest.approx(0.0)
+    assert pendulum_shaping(-16.0) == pytest.approx(-0.1)
+    env = DiscretePendulum(g=5.0)
+    env.reset(seed=1)
+    raw = env.env.unwrapped
+    for a in (0, 4, 2, 1, 3, 4, 4):
+        th, thdot = (float(x) for x in raw.state)
+        th2, v2, r = _pendulum_step(np.array([th]), np.array([thdot]), np.array([np.linspace(-2, 2, 5)[a]]), 5.0)
+        obs, rew, *_ = env.step(a)
+        assert obs == int(pendulum_bins(np.cos(th2), np.sin(th2), v2)[0])
+        assert rew == pytest.approx(float(pendulum_shaping(r)[0]), abs=1e-5)
+    b = BatchedDiscretePendulum(9.8, 4)
+    obs, _ = b.reset(seed=0)
+    assert obs.shape == (4,) and obs.max() < 60
+    for _ in range(200):
+        obs, r, term, trunc, infos = b.step(np.zeros(4, dtype=int))
+    assert trunc.all() and not term.any() and np.all(infos["final_return"] < 0)
+
+
+# ---------------------------------------------------------------------------------------------- DarkRoom
+@pytest.mark.parametrize("size", [6, 8, 10])
+def test_darkroom_goal_and_start_rules(size):
+    corners = {0: 0, 1: size - 1, 2: size * (size - 1), 3: size * size - 1}
+    for corner, goal in corners.items():
+        t = darkroom_task(size, corner)
+        assert t.meta["goal"] == goal and t.na == 5
+        assert np.flatnonzero(t.terminal).tolist() == [goal]
+        assert t.start_prob[goal] == 0 and np.allclose(t.start_prob[t.start_prob > 0], 1 / (size * size - 1))
+        into_goal = t.transition[:, :, goal] > 0
+        assert np.all(t.reward[:, :, goal][into_goal] == 1.0)
+        others = np.ones(size * size, bool)
+        others[goal] = False
+        assert np.all(t.reward[:, :, others] == 0)
+        assert t.max_steps == 4 * size
+    t = darkroom_task(size, 3)
+    assert t.transition[0, 0, 0] == 1.0 and t.transition[0, 2, 0] == 1.0  # walls at the top-left corner
+    assert t.transition[0, 1, size] == 1.0 and t.transition[0, 3, 1] == 1.0 and t.transition[0, 4, 0] == 1.0
+    t4 = darkroom_task(size, 3, n_actions=4)
+    assert np.array_equal(t4.transition[:, 4], t4.transition[:, 0])  # 5th action maps to 0 (mod 4)
+
+
+def test_gym_suite_brings_your_own_env():
+    taxi = gym_suite("taxi", lambda: gym.make("Taxi-v4"), 2)
+    assert taxi.reference == "exact" and taxi.na == 6 and taxi.n_obs == 500
+
+    class Hidden(gym.Wrapper):  # hides the transition table: the suite falls back to an estimated model
+        @property
+        def unwrapped(self):
+            return self
+
+    est = gym_suite("fl", lambda: Hidden(gym.make("FrozenLake-v1", is_slippery=False)), 3,
+                    shaping=frozenlake_shaping(gym.make("FrozenLake-v1").unwrapped.desc, False),
+                    model_steps=3000, reference_episodes=16)
+    assert est.reference == "estimated"
+    assert est.r_oracle[0] == pytest.approx(1.0 - 0.05 * 5)
+    res = run_agent(est, OracleAgent(), 4)
+    assert np.allclose(res.returns, est.r_oracle[0])

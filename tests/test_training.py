@@ -1,0 +1,274 @@
+"""Meta-training (Algorithm 3): chunked gradients, learning, DDP equivalence, exact resume, NaN guard, mismatches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_file
+
+from omnirl_core.config import ConfigError, config_to_dict, load_config
+from omnirl_core.model import OmniRL, detach_state, policy_loss, ramp_weights
+from omnirl_core.training import (
+    CHECKPOINT,
+    WEIGHTS,
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    StandInData,
+    TrainConfig,
+    accumulate_gradients,
+    load_checkpoint,
+    lr_at,
+    read_eval,
+    read_metrics,
+    train,
+)
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "seed": 0,
+    "steps": 6,
+    "chunk_len": 16,
+    "model": {"backbone": "rwkv7", "layout": "compact", "ns_max": 8, "na": 5, "hidden_size": 32, "num_layers": 2,
+              "intermediate_size": 48, "head_dim": 8, "chunk_size": 8, "backend": "torch"},
+    "data": {"batch_size": 2, "seq_len": 48, "ns": 8, "na": 5, "episode_len": 15},
+    "optim": {"lr": 3e-3, "warmup_steps": 2},
+    "loss": {"ramp_steps": 16},
+    "eval": {"position_bins": 4},
+    "log_every": 1,
+    "checkpoint_every": 2,
+}
+
+
+def tiny(**overrides) -> TrainConfig:
+    return load_config(TrainConfig, TINY, overrides=overrides)
+
+
+def _perturbed(cfg: TrainConfig) -> OmniRL:
+    torch.manual_seed(0)
+    model = OmniRL(cfg.model)
+    with torch.no_grad():  # some RWKV-7 matrices start at zero: perturb so every path carries gradient
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def _grads(model) -> list[torch.Tensor]:
+    return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+
+def _reference_truncated_bptt(model, batch, chunk_len, ramp_steps):
+    """The same rule written independently: one graph over all chunks, memory detached at chunk boundaries,
+    one weighted cross entropy normalised over the whole sequence, a single backward."""
+    B, T = batch["obs"].shape
+    na = model.cfg.na
+    w = ramp_weights(T, 0, ramp_steps)
+    m = batch["label_mask"].float()
+    total, memory = 0.0, None
+    for t0 in range(0, T, chunk_len):
+        sl = slice(t0, t0 + chunk_len)
+        logits, _, memory_new = model(batch["obs"][:, sl], batch["tag"][:, sl], batch["action"][:, sl],
+                                      batch["reward"][:, sl], memory)
+        ce = F.cross_entropy(logits.reshape(-1, na), batch["label"][:, sl].reshape(-1), reduction="none")
+        total = total + (ce.view(B, -1) * w[sl] * m[:, sl]).sum()
+        memory = detach_state(memory_new)
+    loss = total / (w * m).sum()
+    model.zero_grad()
+    loss.backward()
+    return float(loss.detach()), _grads(model)
+
+
+@pytest.mark.parametrize("layout", ["paper", "compact"])
+def test_chunked_gradients_match_truncated_bptt_and_full_backprop(layout):
+    cfg = tiny(**{"model.layout": layout, "loss.state_mask_prob": 0.0, "data.seq_len": 48})
+    model = _perturbed(cfg)
+    batch = StandInData(cfg.data, seed=3).batch(0)
+    params = list(model.parameters())
+
+    # chunks of 16 over T = 48: equals the reference truncated-BPTT rule
+    model.zero_grad()
+    terms = accumulate_gradients(model, batch, batch["obs"], cfg)
+    chunked = _grads(model)
+    ref_loss, ref = _reference_truncated_bptt(model, batch, 16, cfg.loss.ramp_steps)
+    assert terms["finite"] and terms["loss"] == pytest.approx(ref_loss, rel=1e-5)
+    for g, r, p in zip(chunked, ref, params):
+        assert torch.allclose(g, r, rtol=1e-4, atol=1e-6), p.shape
+
+    # one chunk covering the sequence: exactly the gradient of the full, unchunked loss (model.policy_loss)
+    full_cfg = tiny(**{"model.layout": layout, "loss.state_mask_prob": 0.0, "chunk_len": 64})
+    model.zero_grad()
+    full_terms = accumulate_gradients(model, batch, batch["obs"], full_cfg)
+    one_chunk = _grads(model)
+    model.zero_grad()
+    logits, _, _ = model(batch["obs"], batch["tag"], batch["action"], batch["reward"])
+    loss = policy_loss(logits, batch["label"], batch["label_mask"], warmup=cfg.loss.ramp_steps)
+    loss.backward()
+    full = _grads(model)
+    assert full_terms["loss"] == pytest.approx(float(loss.detach()), rel=1e-5)
+    assert terms["loss"] == pytest.approx(float(loss.detach()), rel=1e-4)  # the forward pass is exact across chunks
+    for g, r in zip(one_chunk, full):
+        assert torch.allclose(g, r, rtol=1e-4, atol=1e-6)
+    # and cutting back-propagation at chunk boundaries does change the gradient
+    assert any(not torch.allclose(g, r, rtol=1e-3, atol=1e-5) for g, r in zip(chunked, full))
+
+
+def test_world_model_terms_and_state_masking_run():
+    cfg = tiny(**{"model.layout": "paper", "model.world_model": True, "loss.state": 0.5, "loss.reward": 0.5})
+    model = _perturbed(cfg)
+    batch = StandInData(cfg.data, seed=1).batch(0)
+    terms = accumulate_gradients(model, batch, batch["obs"], cfg)
+    assert terms["state"] > 0 and terms["reward"] > 0
+    assert terms["loss"] == pytest.approx(terms["policy"] + 0.5 * terms["state"] + 0.5 * terms["reward"])
+    assert model.state_head.out.weight.grad is not None
+
+
+def test_world_model_loss_needs_world_model_heads():
+    with pytest.raises(ConfigError, match="model.world_model"):
+        tiny(**{"loss.state": 0.5})
+
+
+def test_learning_rate_schedule():
+    cfg = tiny(**{"optim.lr": 2e-4, "optim.warmup_steps": 100}).optim
+    assert lr_at(0, cfg) == pytest.approx(2e-6) and lr_at(99, cfg) == pytest.approx(2e-4)
+    assert lr_at(399, cfg) == pytest.approx(1e-4)  # 1/sqrt decay: 4x the warmup -> half the peak
+
+
+def test_loss_decreases_on_stand_in_data(tmp_path):
+    cfg = tiny(steps=40, checkpoint_every=40, **{"data.batch_size": 4})
+    res = train(cfg, tmp_path / "run", progress=False)
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(1, 41))
+    first = sum(r["policy"] for r in rows[:5]) / 5
+    last = sum(r["policy"] for r in rows[-5:]) / 5
+    assert last < first - 0.1, (first, last)
+    assert res.bad_steps == 0
+    ev = read_eval(tmp_path / "run")
+    assert ev and ev[-1]["hook"] == "position_loss" and len(ev[-1]["loss"]) == 4
+
+
+def _write_yaml(path: Path, cfg: TrainConfig) -> Path:
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    return path
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def test_ddp_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
+    cfg = _write_yaml(tmp_path / "c.yaml", tiny(steps=3))
+    ddp = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "omnirl_core.train", str(cfg), "--out", str(tmp_path / "ddp"), "--no-progress"],
+        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
+    one = subprocess.run(
+        [sys.executable, "-m", "omnirl_core.train", str(cfg), "--out", str(tmp_path / "one"), "--no-progress",
+         "data.batch_size=4"],
+        env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = load_file(tmp_path / "ddp" / WEIGHTS), load_file(tmp_path / "one" / WEIGHTS)
+    assert a.keys() == b.keys()
+    for k in a:  # Adam divides by |g|: float rounding of the cross-process sum shows at ~1e-5 (lr is 3e-3)
+        assert torch.allclose(a[k], b[k], rtol=1e-4, atol=3e-5), k
+    la, lb = read_metrics(tmp_path / "ddp"), read_metrics(tmp_path / "one")
+    assert [r["loss"] for r in la] == pytest.approx([r["loss"] for r in lb], rel=1e-5)
+    assert [r["grad_norm"] for r in la] == pytest.approx([r["grad_norm"] for r in lb], rel=1e-5)
+
+
+def test_kill_9_and_resume_ends_with_identical_weights(tmp_path):
+    cfg = _write_yaml(tmp_path / "c.yaml", tiny(steps=40, checkpoint_every=4, **{"eval.every": 0}))
+
+    def cmd(out, *extra):
+        return [sys.executable, "-m", "omnirl_core.train", str(cfg), "--out", str(out), "--no-progress", *extra]
+
+    full = subprocess.run(cmd(tmp_path / "full"), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(out), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / CHECKPOINT).exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    step_at_kill = load_checkpoint(out / CHECKPOINT)["step"]
+    assert 0 < step_at_kill < 40
+
+    resumed = subprocess.run(cmd(out, "--resume"), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_file(tmp_path / "full" / WEIGHTS), load_file(out / WEIGHTS)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ca = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)
+    cb = torch.load(out / CHECKPOINT, weights_only=True)
+    assert ca["step"] == cb["step"] == 40 and ca["data"] == cb["data"]
+    assert [r["step"] for r in read_metrics(out)] == list(range(1, 41))  # one row per iteration, no duplicates
+
+
+def test_nan_loss_is_skipped_and_counted(tmp_path):
+    res = train(tiny(steps=5, inject_nan_steps=[2]), tmp_path / "r", progress=False, hooks=[])
+    assert res.bad_steps == 1
+    rows = read_metrics(tmp_path / "r")
+    assert [r["skipped"] for r in rows] == [0, 0, 1, 0, 0]
+    assert all(torch.isfinite(p).all() for p in res.model.parameters())
+    assert load_checkpoint(tmp_path / "r" / CHECKPOINT)["counters"]["bad_steps_total"] == 1
+
+
+def test_consecutive_nans_stop_with_a_named_error_and_keep_the_last_good_checkpoint(tmp_path):
+    cfg = tiny(steps=10, checkpoint_every=1, max_bad_steps=3, inject_nan_steps=[3, 4, 5, 6])
+    with pytest.raises(NonFiniteLossError, match="3 consecutive"):
+        train(cfg, tmp_path / "r", progress=False, hooks=[])
+    ckpt = load_checkpoint(tmp_path / "r" / CHECKPOINT, cfg)
+    assert ckpt["step"] == 3  # iterations 0..2 were good; nothing was written afterwards
+    weights = load_file(tmp_path / "r" / WEIGHTS)
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert all(torch.equal(weights[k], v) for k, v in ckpt["model"].items())
+
+
+def test_checkpoint_from_another_model_config_gives_a_clear_error(tmp_path):
+    train(tiny(steps=1), tmp_path / "r", progress=False, hooks=[])
+    other = tiny(steps=2, **{"model.hidden_size": 48, "model.num_layers": 3})
+    with pytest.raises(CheckpointMismatchError) as err:
+        train(other, tmp_path / "r", resume=True, progress=False, hooks=[])
+    msg = str(err.value)
+    assert "model.hidden_size: checkpoint 32, this config 48" in msg and "model.num_layers" in msg
+    with pytest.raises(FileExistsError, match="resume"):
+        train(tiny(steps=2), tmp_path / "r", progress=False, hooks=[])
+
+
+def test_trains_from_a_synthesised_dataset(tmp_path):
+    from omnirl_core.config import DatasetConfig
+    from omnirl_core.synthesis import synthesize
+
+    dcfg = load_config(DatasetConfig, {"seq_len": 64, "n_sequences": 8, "sequences_per_shard": 4, "batch_size": 4,
+                                       "seed": 1, "engine": "numpy", "ns": 16})
+    synthesize(dcfg, tmp_path / "ds", workers=1, progress=False)
+    cfg = tiny(steps=5, **{"data.path": str(tmp_path / "ds"), "data.seq_len": None, "model.ns_max": 16})
+    res = train(cfg, tmp_path / "r", progress=False)
+    assert res.step == 5 and all(r["policy"] > 0 for r in read_metrics(tmp_path / "r"))
+    # 4 batches per epoch (2 shards x 2 groups of 2): iteration 5 starts epoch 1
+    assert load_checkpoint(tmp_path / "r" / CHECKPOINT)["data"] == [{"kind": "dataset", "epoch": 1, "pos": 1}]
+    with pytest.raises(ValueError, match="model.ns_max"):
+        train(tiny(steps=1, **{"data.path": str(tmp_path / "ds")}), tmp_path / "r2", progress=False)
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_shipped_params_validate(profile):
+    cfg = load_config(TrainConfig, ROOT / "params" / profile / "03_training.yaml")
+    if profile == "paper":
+        assert cfg.chunk_len == 2048 and cfg.optim.lr == 2e-4 and cfg.optim.grad_clip == 1.0
+        assert cfg.loss.ramp_steps == 512 and cfg.loss.state_mask_prob == 0.15 and cfg.model.num_layers == 18
