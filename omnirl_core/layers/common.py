@@ -119,3 +119,19 @@ class ShortConvolution(nn.Conv1d):
         xx = torch.cat([cache.to(xt.dtype), xt], dim=-1)  # [B, D, W-1+T]
         y = F.conv1d(xx, self.weight, self.bias, groups=D)  # [B, D, T]
         return F.silu(y).transpose(1, 2), xx[..., xx.shape[-1] - (W - 1) :]
+
+
+class PreNormBlock(nn.Module):
+    """``x + attn(norm(x))`` then ``+ mlp(norm(.))``; subclasses set attn_norm, attn, mlp_norm, mlp.
+
+    ``forward(x [B, T, D], state, v_first) -> (y, state, v_first)``; ``step`` is the one-token case.
+    """
+
+    def forward(self, x: torch.Tensor, state: dict | None = None, v_first=None):
+        o, state = self.attn(self.attn_norm(x), state)
+        x = x + o
+        return x + self.mlp(self.mlp_norm(x)), state, v_first
+
+    def step(self, x_t: torch.Tensor, state: dict | None = None, v_first=None):
+        y, state, _ = self.forward(x_t.unsqueeze(1), state)
+        return y.squeeze(1), state, v_first

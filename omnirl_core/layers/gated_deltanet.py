@@ -17,7 +17,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from omnirl_core.layers.common import GatedMLP, RMSNorm, RMSNormGated, ShortConvolution, fla_op, use_fla
+from omnirl_core.layers.common import (
+    GatedMLP,
+    PreNormBlock,
+    RMSNorm,
+    RMSNormGated,
+    ShortConvolution,
+    fla_op,
+    use_fla,
+)
 from omnirl_core.ops.gated_delta import gated_delta_chunked, gated_delta_naive
 
 __all__ = ["GatedDeltaNet", "GatedDeltaNetBlock"]
@@ -87,7 +95,7 @@ class GatedDeltaNet(nn.Module):
         return self.o_proj(o.reshape(B, T, H * V)), {"conv_q": cq, "conv_k": ck, "conv_v": cv, "ssm": S}
 
 
-class GatedDeltaNetBlock(nn.Module):
+class GatedDeltaNetBlock(PreNormBlock):
     """``x + attn(RMSNorm(x))`` then ``+ mlp(RMSNorm(.))``; ``forward(x, state)`` and ``step(x_t, state)``."""
 
     def __init__(
@@ -108,12 +116,3 @@ class GatedDeltaNetBlock(nn.Module):
         )
         self.mlp_norm = RMSNorm(hidden_size, eps=norm_eps)
         self.mlp = GatedMLP(hidden_size, intermediate_size)
-
-    def forward(self, x: torch.Tensor, state: dict | None = None, v_first=None):
-        o, state = self.attn(self.attn_norm(x), state)
-        x = x + o
-        return x + self.mlp(self.mlp_norm(x)), state, v_first
-
-    def step(self, x_t: torch.Tensor, state: dict | None = None, v_first=None):
-        y, state, _ = self.forward(x_t.unsqueeze(1), state)
-        return y.squeeze(1), state, v_first

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from omnirl_core.layers.common import GatedMLP, RMSNorm
+from omnirl_core.layers.common import GatedMLP, PreNormBlock, RMSNorm
 from omnirl_core.ops.gsa import gsa_chunked, gsa_naive
 
 __all__ = ["GSABlock", "GatedSlotAttention"]
@@ -64,7 +64,7 @@ class GatedSlotAttention(nn.Module):
         return self.o_proj(o), {"hk": hk, "hv": hv}
 
 
-class GSABlock(nn.Module):
+class GSABlock(PreNormBlock):
     """``forward(x, state, v_first) -> (y, state, v_first)``; ``step(x_t, state)``."""
 
     def __init__(
@@ -75,12 +75,3 @@ class GSABlock(nn.Module):
         self.attn = GatedSlotAttention(hidden_size, head_dim, norm_eps=norm_eps, chunk_size=chunk_size)
         self.mlp_norm = RMSNorm(hidden_size, eps=norm_eps)
         self.mlp = GatedMLP(hidden_size, intermediate_size)
-
-    def forward(self, x: torch.Tensor, state: dict | None = None, v_first=None):
-        o, state = self.attn(self.attn_norm(x), state)
-        x = x + o
-        return x + self.mlp(self.mlp_norm(x)), state, v_first
-
-    def step(self, x_t: torch.Tensor, state: dict | None = None, v_first=None):
-        y, state, _ = self.forward(x_t.unsqueeze(1), state)
-        return y.squeeze(1), state, v_first
