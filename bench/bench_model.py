@@ -7,7 +7,9 @@ alternately and the medians compared):
   (chunk 16), target >= 2x;
 - Gated DeltaNet: ``omnirl_core.ops.gated_delta.gated_delta_chunked`` vs fla-core's
   ``naive_chunk_gated_delta_rule`` (chunk 64), target >= 1x;
-- for scale, the per-step naive references (on a shorter sequence, reported per token).
+- for scale, the per-step naive references (on a shorter sequence, reported per token);
+- training throughput of the quick training config (``params/quick/03_training.yaml``) on this CPU, in
+  environment steps per second (``--train-steps`` iterations after one warm-up iteration).
 
 Shape: one layer's recurrence with hidden 128 = 2 heads of 64, B = 4, T = 2048, fp32, forward + backward
 (gradients of every input), ``--threads`` torch threads (2). fla-core is loaded by file path (its package
@@ -95,6 +97,24 @@ def compare(name: str, ours, ref, inputs, tokens: int, repeats: int) -> dict:
     return row
 
 
+def quick_training_rate(steps: int) -> float:
+    """Environment steps per second of the quick training config (timed after a 1-iteration warm-up)."""
+    import tempfile
+
+    from omnirl_core.config import load_config, repo_path
+    from omnirl_core.training import TrainConfig, train
+
+    cfg = load_config(TrainConfig, repo_path("params/quick/03_training.yaml"))
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = load_config(TrainConfig, repo_path("params/quick/03_training.yaml"), overrides={"steps": 1})
+        train(warm, Path(tmp) / "warm", progress=False)
+        timed_cfg = load_config(TrainConfig, repo_path("params/quick/03_training.yaml"), overrides={"steps": steps})
+        t0 = time.perf_counter()
+        train(timed_cfg, Path(tmp) / "run", progress=False)
+        seconds = time.perf_counter() - t0
+    return steps * cfg.data.batch_size * cfg.data.seq_len / seconds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--B", type=int, default=4)
@@ -104,6 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--naive-T", type=int, default=256, help="sequence length for the per-step references")
+    parser.add_argument("--train-steps", type=int, default=40, help="iterations of the quick training config")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -161,6 +182,8 @@ def main(argv=None) -> int:
     short = [t.detach()[:, : args.naive_T].clone().requires_grad_() for t in y]
     rows.append(compare("Gated DeltaNet per-step naive (ours)", gated_delta_naive, None, short, B * args.naive_T, 2))
 
+    train_rate = quick_training_rate(args.train_steps)
+
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
         f"date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
@@ -192,6 +215,10 @@ def main(argv=None) -> int:
         widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
         for line in [head, *lines]:
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)))
+    print(
+        f"training, params/quick/03_training.yaml on CPU: {train_rate:,.0f} environment steps/s "
+        f"(batch x sequence length per iteration / seconds, {args.train_steps} iterations)"
+    )
     if dplr_ref is None or gdn_ref is None:
         print("fla-core is not installed: reference columns are empty (pip install fla-core==0.6.0)")
     return 0
