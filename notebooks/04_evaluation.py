@@ -39,6 +39,7 @@ run_dir = "outputs/quick"
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, Markdown, display
 
@@ -79,12 +80,13 @@ print(f"suites built in {time.time() - t0:.1f} s")
 #
 # Every agent runs `n_episodes` episodes on every task of a suite; all tasks of a suite advance together as one
 # batch, each with its own random stream (a task's run does not depend on its batch). TQL-UCB is run with each
-# bonus scale of the grid and the best is kept (tuned per task family, as in the paper). OmniRL runs only when
-# `checkpoint` is set.
+# bonus scale of the grid and the best is kept (tuned per task family, as in the paper). OmniRL runs when
+# `checkpoint` is set: by default (`shipped`) the model shipped in `models/` that covers the suite (OmniRL-tiny
+# covers the bandit suite `anymdp_1`), at the temperature chosen for it on validation tasks.
 
 # %%
-model = None
-if cfg.checkpoint and "omnirl" in cfg.agents:
+model = None  # checkpoint "shipped": evaluate() picks, per suite, the shipped model covering it
+if cfg.checkpoint and cfg.checkpoint != ev.SHIPPED and "omnirl" in cfg.agents:
     ckpt = Path(cfg.checkpoint)
     if not ckpt.is_absolute():
         ckpt = Path(run_dir) / ckpt if (Path(run_dir) / ckpt).exists() else repo_path(ckpt)
@@ -120,7 +122,39 @@ for name in figs:
     display(Image(filename=str(out_dir / f"curves_{name}.png")))
 
 # %% [markdown]
-# ## 5. Sanity checks
+# ## 5. Is the learning in context?
+#
+# The best score says how good an agent gets; whether it *learns* shows in how its score changes along a run.
+# For every suite where OmniRL ran: the mean score in each quarter of the steps that every run reached, with 95%
+# intervals over the runs, for OmniRL and TQL-UCB (`omnirl_core.incontext`). A rising line with the interval of
+# "last quarter - first quarter" above 0 is in-context learning that is really there.
+
+# %%
+from omnirl_core import incontext as ic  # noqa: E402
+
+omnirl_suites = [r.suite for r in results if r.agent == "OmniRL"]
+lines = ["| suite | agent | steps | Q1 | Q4 | Q4 - Q1 [95% CI] |", "|---|---|---|---|---|---|"]
+gains: dict[str, dict] = {}
+for r in results:
+    if r.suite in omnirl_suites and (r.agent == "OmniRL" or r.agent.startswith("TQL")):
+        g = ic.result_gain(r)
+        gains.setdefault(r.suite, {})[r.agent] = g
+        d = g["gain"]
+        lines.append(f"| {r.suite} | {r.agent} | {g['steps']} | {g['q1'][0]:.3f} | {g['q4'][0]:.3f} | "
+                     f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}] |")
+if gains:
+    display(Markdown("\n".join(lines)))
+    fig, axes = plt.subplots(1, len(gains), figsize=(5.5 * len(gains), 3.4), squeeze=False)
+    for ax, (suite_name, summaries) in zip(axes[0], gains.items()):
+        ic.plot_gain(summaries, title=suite_name, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out_dir / "incontext_gain.png", dpi=100)
+    plt.show()
+else:
+    print("OmniRL did not run (no checkpoint, or none covering these suites)")
+
+# %% [markdown]
+# ## 6. Sanity checks
 #
 # The oracle's average score should be 1 and the random policy's 0 on every suite, up to sampling error (exact
 # references) or the references' own Monte-Carlo error (Pendulum).

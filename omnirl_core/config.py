@@ -921,5 +921,6 @@ NOTEBOOK_CONFIGS: dict[str, type] = {
     "02_synthesis": SynthesisConfig,
     "03_training": getattr(__import__("omnirl_core.training", fromlist=["_"]), "TrainConfig", None),  # or set there
     "04_evaluation": __import__("omnirl_core.evaluation", fromlist=["EvaluationConfig"]).EvaluationConfig,
+    "05_ablations": getattr(__import__("omnirl_core.ablations", fromlist=["_"]), "AblationConfig", None),
 }
 """Notebook stem (file name without ``.py``) -> its configuration class."""

@@ -93,8 +93,8 @@ class EvaluationConfig:
     "Discount of TQL-UCB."
     ppo_eval_every: int = 100
     "PPO is tested (5 episodes) after every this many training episodes."
-    checkpoint: str | None = None
-    "OmniRL checkpoint (checkpoint.pt or model.safetensors); relative: run folder, then repository; None skips OmniRL."
+    checkpoint: str | None = "shipped"
+    "OmniRL checkpoint (.pt/.safetensors; relative: run folder, then repo); 'shipped': models/ per suite; None: skip."
     modes: list[str] = field(default_factory=lambda: ["online"])
     "OmniRL modes: online, offline (perturbed-oracle demonstrations), imitation (oracle demonstrations)."
     demo_episodes: int = 10
@@ -708,11 +708,35 @@ def plot_curves(results: Sequence[RunResult], out_dir: str | os.PathLike | None 
 
 
 # ---------------------------------------------------------------------------------------------- driver
+SHIPPED = "shipped"
+_SHIPPED_MODELS: dict[str, Any] = {}
+
+
+def _model_for_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool):
+    """(model, temperature, reason when None) for OmniRL on ``suite``."""
+    if shipped:
+        from .incontext import load_shipped, shipped_model_for
+
+        try:
+            info = shipped_model_for(suite.n_obs)
+        except LookupError as exc:
+            return None, None, str(exc)
+        if info.name not in _SHIPPED_MODELS:
+            _SHIPPED_MODELS[info.name] = load_shipped(info.path, device=cfg.device)[0]
+        return _SHIPPED_MODELS[info.name], info.temperature, ""
+    if model is None:
+        return None, None, "no checkpoint configured"
+    if suite.n_obs > model.cfg.ns_max:
+        return None, None, f"the model takes at most {model.cfg.ns_max} observation ids, the suite has {suite.n_obs}"
+    return model, cfg.temperature, ""
+
+
 def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | None = print) -> list[RunResult]:
     """Every configured agent (and OmniRL mode) on every configured suite. ``model``: a loaded OmniRL model
     (default: loaded from ``cfg.checkpoint`` when "omnirl" is among the agents)."""
     results: list[RunResult] = []
-    if "omnirl" in cfg.agents and model is None and cfg.checkpoint:
+    shipped = model is None and cfg.checkpoint == SHIPPED
+    if "omnirl" in cfg.agents and model is None and cfg.checkpoint and not shipped:
         model = load_model(cfg.checkpoint, device=cfg.device)
     for name in cfg.suites:
         suite = build_suite(name, cfg.n_tasks, pendulum_samples=cfg.pendulum_samples,
@@ -729,9 +753,10 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
                 res.agent = f"TQL-UCB (c={res.info['c']:g})"
                 results.append(res)
             elif agent == "omnirl":
-                if model is None:
+                suite_model, temperature, why = _model_for_suite(cfg, suite, model, shipped)
+                if suite_model is None:
                     if log:
-                        log(f"{name}: OmniRL skipped (no checkpoint configured)")
+                        log(f"{name}: OmniRL skipped ({why})")
                     continue
                 for mode in cfg.modes:
                     demo = None
@@ -739,7 +764,7 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
                         demo = NoisyOracleAgent(cfg.demo_noise)
                     elif mode == "imitation":
                         demo = OracleAgent()
-                    ag = OmniRLAgent(model, cfg.temperature, cfg.temperature_schedule, cfg.device)
+                    ag = OmniRLAgent(suite_model, temperature, cfg.temperature_schedule, cfg.device)
                     import torch
 
                     threads = torch.get_num_threads()

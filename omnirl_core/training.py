@@ -196,6 +196,8 @@ class TrainConfig:
     "Stop with NonFiniteLossError after this many consecutive non-finite steps."
     inject_nan_steps: list[int] = param([], ge=0)
     "Iterations whose loss is replaced by NaN (to exercise the guard; leave empty)."
+    init_from: str | None = None
+    "Start from these weights (.pt/.safetensors, relative: the repo); tensors of another shape start fresh."
 
     def validate(self) -> None:
         wm = self.loss.state > 0 or self.loss.reward > 0
@@ -685,6 +687,31 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
 
 
+def init_weights_from(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+    """Copy into ``model`` every tensor of the checkpoint at ``path`` with the same name and shape.
+
+    Returns the names ``loaded`` and those kept ``fresh`` (absent there or of another shape). Raises
+    ``ValueError`` when nothing fits (the checkpoint is of another architecture altogether)."""
+    from .config import repo_path
+
+    path = repo_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from: {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        source = load_file(str(path))
+    else:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        source = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+    own = model.state_dict()
+    loaded = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not loaded:
+        raise ValueError(f"init_from: no tensor of {path} fits this model (another architecture?)")
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in loaded.items()}})
+    return {"loaded": sorted(loaded), "fresh": sorted(k for k in own if k not in loaded)}
+
+
 def _dist() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -731,6 +758,11 @@ def train(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = M.OmniRL(cfg.model).to(device)
+    if cfg.init_from and not (resume and (out / CHECKPOINT).is_file()):
+        kept = init_weights_from(model, cfg.init_from)
+        if rank == 0:
+            print(f"init_from {cfg.init_from}: {len(kept['loaded'])} tensors loaded, "
+                  f"{len(kept['fresh'])} kept fresh ({', '.join(kept['fresh']) or 'none'})")
     o = cfg.optim
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]

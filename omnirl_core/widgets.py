@@ -20,7 +20,7 @@ import numpy as np
 from . import oracle, viz
 from .tasks import Task
 
-__all__ = ["TaskExplorer", "PlayResult", "POLICIES", "NS_CHOICES", "play_policy", "make_policy"]
+__all__ = ["TaskExplorer", "PlayResult", "POLICIES", "NS_CHOICES", "play_policy", "play_shipped_model", "make_policy"]
 
 NS_CHOICES = (1, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 POLICIES = {
@@ -28,6 +28,7 @@ POLICIES = {
     "random": "random",
     "q_ucb": "Q-learning (UCB)",
     "model_based": "model-based learner",
+    "omnirl": "OmniRL-tiny (shipped model, in context)",
 }
 CSS_CLASS = "omnirl-explorer"
 
@@ -82,6 +83,47 @@ def make_policy(name: str):
     raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
 
 
+_SHIPPED_CACHE: dict[str, tuple] = {}
+
+
+def _shipped_for(ns: int):
+    """(model, ShippedModel) of the shipped OmniRL-tiny covering ``ns`` states, loaded once per process."""
+    from .incontext import load_shipped, shipped_model_for
+
+    info = shipped_model_for(ns)
+    if info.name not in _SHIPPED_CACHE:
+        _SHIPPED_CACHE[info.name] = load_shipped(info.path)
+    return _SHIPPED_CACHE[info.name]
+
+
+def play_shipped_model(task: Task, steps: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Let the shipped OmniRL-tiny act in ``task`` from an empty memory (tag 7, its validated temperature).
+
+    Returns (inner states, actions, rewards, dones), each [steps]. Raises ``LookupError`` when no shipped
+    model covers the task's number of states."""
+    import torch
+
+    from .evaluation import OmniRLAgent, run_agent
+    from .suites import task_suite
+
+    model, info = _shipped_for(task.ns)
+    trace: dict[str, list] = {"obs": [], "actions": [], "rewards": [], "done": []}
+
+    def record(_t: int, step: dict) -> None:
+        for key in trace:
+            trace[key].append(int(step[key][0]) if key != "rewards" else float(step[key][0]))
+
+    suite = task_suite("explorer", [task])
+    with torch.no_grad():
+        run_agent(suite, OmniRLAgent(model, temperature=info.temperature), n_episodes=steps, max_steps=steps,
+                  seed=[int(seed)], on_step=record)
+    inner_of_obs = np.full(task.n_obs, -1, dtype=np.int64)  # state_mapping: inner state -> observation id
+    inner_of_obs[task.state_mapping] = np.arange(task.ns)
+    states = inner_of_obs[np.asarray(trace["obs"], dtype=np.int64)]
+    return (states, np.asarray(trace["actions"], dtype=np.int64), np.asarray(trace["rewards"]),
+            np.asarray(trace["done"], dtype=bool))
+
+
 def play_policy(
     task: Task,
     policy: str = "oracle",
@@ -102,6 +144,13 @@ def play_policy(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     t0 = time.perf_counter()
+    if exact_returns is None:
+        exact_returns = (float(oracle.oracle_return(task)), float(oracle.random_return(task)))
+    if policy == "omnirl":
+        states, actions, rewards, dones = play_shipped_model(task, steps, seed)
+        return PlayResult(policy=policy, states=states, actions=actions, rewards=rewards, dones=dones,
+                          oracle_return=float(exact_returns[0]), random_return=float(exact_returns[1]),
+                          seconds=time.perf_counter() - t0)
     rng = np.random.default_rng([int(seed), 1])
     agent = make_policy(policy)
     agent.reset([task], rng)
@@ -120,8 +169,6 @@ def play_policy(
         if term or trunc:
             agent.end_episode(np.array([True]))
             _, info = env.reset()
-    if exact_returns is None:
-        exact_returns = (float(oracle.oracle_return(task)), float(oracle.random_return(task)))
     return PlayResult(
         policy=policy,
         states=states,
@@ -140,6 +187,17 @@ def _default_sampler(ns: int, na: int, seed: int) -> Task:
     return tasks.sample_anymdp(ns, na, seed=seed)
 
 
+def _default_policy(ns: int) -> str:
+    """The shipped model when one covers ``ns`` states, else the oracle."""
+    from .incontext import shipped_model_for
+
+    try:
+        shipped_model_for(ns)
+    except LookupError:
+        return "oracle"
+    return "omnirl"
+
+
 class TaskExplorer:
     """Sample an AnyMDP task, look at its transition graph and play a policy in it.
 
@@ -150,8 +208,10 @@ class TaskExplorer:
     - view: selected ``state``, ``action`` (all = max over actions, or one), probability ``threshold``,
       ``layout`` (hidden ranking / observation id), ``color by`` (probability / reward) and an oracle-policy
       overlay checkbox; any change redraws the graph (:meth:`render_graph`);
-    - play: a ``policy`` (oracle, random, Q-learning UCB, model-based), ``steps`` and a Play button that runs
-      :meth:`play` and shows the trajectory and the returns next to the exact oracle/random returns.
+    - play: a ``policy`` (the shipped OmniRL-tiny acting in context, oracle, random, Q-learning UCB,
+      model-based), ``steps`` and a Play button that runs :meth:`play` and shows the trajectory and the returns
+      next to the exact oracle/random returns. The shipped model is the default policy when one covers the
+      starting ``ns`` (see :func:`omnirl_core.incontext.shipped_models`), else the oracle.
 
     ``sampler(ns, na, seed) -> Task`` defaults to :func:`omnirl_core.tasks.sample_anymdp`.
     """
@@ -204,7 +264,7 @@ class TaskExplorer:
         self.color_by = W.ToggleButtons(options=[("probability", "prob"), ("reward", "reward")], value="prob",
                                         description="edges by", style=style)
         self.overlay = W.Checkbox(value=False, description="oracle policy overlay", style=style, indent=False)
-        self.policy = W.Dropdown(options=[(v, k) for k, v in POLICIES.items()], value="oracle",
+        self.policy = W.Dropdown(options=[(v, k) for k, v in POLICIES.items()], value=_default_policy(ns),
                                  description="policy", style=style, layout=W.Layout(width="260px"))
         self.steps = W.BoundedIntText(value=int(play_steps), min=1, max=20000, description="steps", style=style,
                                       layout=W.Layout(width="150px"))

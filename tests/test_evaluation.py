@@ -261,3 +261,25 @@ def test_checkpoint_from_another_config_fails_clearly(tmp_path):
         load_model(tmp_path / "junk.pt")
     with pytest.raises(CheckpointConfigError, match="no such"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_shipped_checkpoint_runs_where_a_shipped_model_covers_the_suite():
+    from omnirl_core.evaluation import SHIPPED
+    from omnirl_core.incontext import shipped_model_for
+
+    cfg = load_config(EvaluationConfig, {"suites": ["anymdp_1", "garnet_64"], "n_tasks": 4, "n_episodes": 20,
+                                         "agents": ["omnirl"], "checkpoint": SHIPPED, "progress": False})
+    logs: list[str] = []
+    res = evaluate(cfg, log=logs.append)
+    assert [(r.suite, r.agent) for r in res] == [("anymdp_1", "OmniRL")]
+    assert np.isfinite(res[0].scores).all() and res[0].returns.shape == (4, 20)
+    assert any("garnet_64: OmniRL skipped (no shipped model covers tasks with 64 states" in m for m in logs)
+    assert shipped_model_for(1).ns_max >= 1
+    # a user checkpoint that is too small for a suite is skipped with the reason, not a crash
+    small = OmniRL(ModelConfig(backbone="rwkv7", layout="compact", ns_max=1, na=5, hidden_size=16, num_layers=1,
+                               intermediate_size=16, head_dim=8, backend="torch"))
+    cfg.checkpoint = None
+    logs.clear()
+    res = evaluate(cfg, model=small, log=logs.append)
+    assert [r.suite for r in res] == ["anymdp_1"]
+    assert any("at most 1 observation ids, the suite has 64" in m for m in logs)

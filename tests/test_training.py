@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from omnirl_core.training import (
     StandInData,
     TrainConfig,
     accumulate_gradients,
+    init_weights_from,
     load_checkpoint,
     lr_at,
     read_eval,
@@ -272,3 +274,28 @@ def test_shipped_params_validate(profile):
     if profile == "paper":
         assert cfg.chunk_len == 2048 and cfg.optim.lr == 2e-4 and cfg.optim.grad_clip == 1.0
         assert cfg.loss.ramp_steps == 512 and cfg.loss.state_mask_prob == 0.15 and cfg.model.num_layers == 18
+
+
+def test_init_from_copies_matching_tensors_and_keeps_the_rest_fresh(tmp_path):
+    base = train(tiny(steps=2), tmp_path / "small", progress=False)
+    # a curriculum step: the same blocks, more states (the state embedding changes shape)
+    cfg = tiny(steps=2, init_from=str(tmp_path / "small" / WEIGHTS), **{"model.ns_max": 12, "data.ns": 12})
+    model = OmniRL(cfg.model)
+    kept = init_weights_from(model, cfg.init_from)
+    assert kept["fresh"] == ["state_emb.weight"] and len(kept["loaded"]) > 10
+    src = base.model.state_dict()
+    for name, tensor in model.state_dict().items():
+        if name in kept["loaded"]:
+            torch.testing.assert_close(tensor, src[name])
+    res = train(cfg, tmp_path / "big", progress=False)  # trains from there
+    assert res.step == 2 and math.isfinite(res.last_loss)
+    other = OmniRL(tiny(**{"model.backbone": "mamba2"}).model)  # another backbone: its blocks stay fresh
+    kept = init_weights_from(other, tmp_path / "small" / WEIGHTS)
+    assert all(not name.startswith("blocks") for name in kept["loaded"])
+    from safetensors.torch import save_file
+
+    save_file({"unrelated": torch.zeros(3)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ValueError, match="no tensor"):
+        init_weights_from(model, tmp_path / "foreign.safetensors")
+    with pytest.raises(FileNotFoundError):
+        train(tiny(init_from=str(tmp_path / "missing.safetensors")), tmp_path / "none", progress=False)

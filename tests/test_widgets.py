@@ -116,6 +116,8 @@ def test_summary_tab_renders_lazily(explorer):
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_play_returns_a_trajectory_of_the_requested_length(explorer, policy):
+    if policy == "omnirl" and widgets._default_policy(explorer.task.ns) != "omnirl":
+        explorer.ns.value = 1  # the shipped models cover bandits at least
     res = explorer.play(policy, steps=120, seed=0)
     assert res.steps == 120
     for arr in (res.states, res.actions, res.rewards, res.dones):
@@ -193,3 +195,26 @@ def test_errors_are_shown_in_the_status_line():
     with pytest.raises(RuntimeError):
         ex.seed.value = 1
     assert "cannot draw this one" in ex.status.value
+
+
+def test_shipped_model_plays_by_default_where_it_covers_the_task():
+    from omnirl_core.incontext import shipped_models
+
+    ex = TaskExplorer(ns=1, seed=4, play_steps=300, dpi=30)
+    assert ex.policy.value == "omnirl"  # a shipped model covers bandits
+    res = ex.play()
+    assert res.policy == "omnirl" and res.steps == 300
+    assert (res.states == 0).all() and res.dones.all()  # a bandit: every pull is an episode from state 0
+    assert set(np.unique(res.actions)) <= set(range(5))
+    np.testing.assert_allclose(res.episode_returns, res.rewards)
+    again = ex.play()
+    np.testing.assert_array_equal(again.actions, res.actions)  # the run seed fixes the model's sampling
+    # in context: the model picks the oracle's arm more often late in the run than early
+    best = ex.oracle_actions[0]
+    assert (res.actions[-100:] == best).mean() > (res.actions[:100] == best).mean()
+    beyond = [n for n in widgets.NS_CHOICES if n > max(m.ns_max for m in shipped_models())]
+    if beyond:
+        ex.ns.value = beyond[0]
+        assert ex.policy.value == "omnirl"
+        with pytest.raises(LookupError, match="no shipped model covers"):
+            ex.play()

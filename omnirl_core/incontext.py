@@ -1,0 +1,288 @@
+"""Is in-context learning really there? The gain along a run, and the shipped OmniRL-tiny models.
+
+A model that learns in context scores better late in a run than early in it, on tasks it never saw, with an
+empty memory at the start and no gradient step. :func:`online_gain` measures exactly that: it runs an agent
+for a fixed number of environment steps per task, assigns every finished episode to the segment of the run
+(by default a quarter) in which it ended, averages the normalised scores per task and segment, and reports the
+mean over tasks of every segment and of the difference last - first, each with a t-based 95% confidence
+interval over tasks (:func:`segment_summary`).
+
+The models shipped in ``models/`` are found through their ``config.json`` (:func:`shipped_models`,
+:func:`shipped_model_for`), so notebooks and the task explorer can load one by default
+(:func:`load_shipped`).
+
+Command line (the numbers in ``models/*/README.md`` come from it)::
+
+    python -m omnirl_core.incontext models/omnirl-tiny-bandit --suite anymdp_1 --steps 400 --tql
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import repo_path
+from .evaluation import RunResult, TQLAgent, run_agent
+from .suites import Suite, build_suite, task_suite, test_seed
+
+__all__ = [
+    "ShippedModel",
+    "shipped_models",
+    "shipped_model_for",
+    "load_shipped",
+    "segment_scores",
+    "segment_summary",
+    "online_gain",
+    "result_gain",
+    "validation_suite",
+    "plot_gain",
+    "main",
+]
+
+MODELS_DIR = "models"
+VALIDATION_INDEX = 50_000  # test-seed indices of validation tasks: apart from the suites' 0..n-1
+TQL_C_GRID = (0.1, 0.5, 1.0, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- shipped models
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model folder under ``models/``: weights, its ``config.json`` and what it covers."""
+
+    name: str
+    path: Path  # the folder
+    ns_max: int  # largest number of observation ids it accepts
+    na: int
+    temperature: float  # sampling temperature chosen on validation tasks
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "model.safetensors"
+
+
+def shipped_models(root: str | os.PathLike | None = None) -> list[ShippedModel]:
+    """Every ``models/<name>/`` with ``model.safetensors`` and ``config.json``, smallest ``ns_max`` first."""
+    root = repo_path(MODELS_DIR) if root is None else Path(root)
+    found = []
+    for cfg_path in sorted(root.glob("*/config.json")):
+        folder = cfg_path.parent
+        if not (folder / "model.safetensors").is_file():
+            continue
+        cfg = json.loads(cfg_path.read_text())
+        found.append(ShippedModel(name=folder.name, path=folder, ns_max=int(cfg["model"]["ns_max"]),
+                                  na=int(cfg["model"]["na"]), temperature=float(cfg.get("temperature", 1.0))))
+    return sorted(found, key=lambda m: (m.ns_max, m.name))
+
+
+def shipped_model_for(ns: int, root: str | os.PathLike | None = None) -> ShippedModel:
+    """The shipped model trained for the smallest state count that still covers ``ns`` observation ids.
+
+    Raises ``LookupError`` naming what is shipped when none covers ``ns``."""
+    models = shipped_models(root)
+    for m in models:
+        if m.ns_max >= ns:
+            return m
+    have = ", ".join(f"{m.name} (ns <= {m.ns_max})" for m in models) or "none"
+    raise LookupError(f"no shipped model covers tasks with {ns} states; shipped: {have}")
+
+
+def load_shipped(which: str | int | os.PathLike = 1, device: str = "cpu"):
+    """(model, ShippedModel) for a shipped model: by folder name or path, or (an int) the one covering that ns."""
+    from .evaluation import load_model
+
+    if isinstance(which, int):
+        info = shipped_model_for(which)
+    else:
+        folder = Path(which)
+        if not folder.is_dir():
+            folder = repo_path(Path(MODELS_DIR) / str(which))
+        matches = [m for m in shipped_models(folder.parent) if m.path.resolve() == folder.resolve()]
+        if not matches:
+            raise LookupError(f"{folder}: not a shipped model folder (needs model.safetensors and config.json)")
+        info = matches[0]
+    return load_model(info.weights, device=device), info
+
+
+# ---------------------------------------------------------------------------------------------- the gain
+def segment_scores(result: RunResult, budget: int, n_segments: int = 4) -> np.ndarray:
+    """[n_valid, n_segments] mean normalised score per valid run and segment of its first ``budget`` steps.
+
+    An episode belongs to the segment in which it ended (steps 1..budget split into equal parts); episodes
+    ending after ``budget`` are ignored. A run with no episode ending in some segment gets NaN there."""
+    if budget < n_segments:
+        raise ValueError(f"budget ({budget}) must be at least n_segments ({n_segments})")
+    scores, ends = result.scores[result.valid], result.steps[result.valid]
+    seg = np.floor((ends - 1) * n_segments / budget)  # NaN where the episode never ended
+    out = np.full((scores.shape[0], n_segments), np.nan)
+    for k in range(n_segments):
+        inside = seg == k
+        count = inside.sum(axis=1)
+        total = np.where(inside, scores, 0.0).sum(axis=1)
+        out[:, k] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return out
+
+
+def result_gain(result: RunResult, n_segments: int = 4) -> dict[str, Any]:
+    """:func:`segment_summary` of an existing run, over the first B steps of every run, where B is the step
+    count that every valid run reached (a run's last finished episode bounds what can be scored)."""
+    ends = result.steps[result.valid]
+    reached = np.nanmax(np.where(np.isnan(ends), -np.inf, ends), axis=1)
+    budget = int(reached.min())
+    return {**segment_summary(segment_scores(result, budget, n_segments)), "steps": budget}
+
+
+def _mean_ci(x: np.ndarray) -> list[float]:
+    """[mean, low, high]: t-based 95% interval of the mean of ``x``."""
+    from scipy import stats
+
+    n = x.size
+    m = float(x.mean())
+    if n < 2:
+        return [m, float("nan"), float("nan")]
+    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n))
+    return [m, m - half, m + half]
+
+
+def segment_summary(seg: np.ndarray) -> dict[str, Any]:
+    """Mean over runs of every segment and of last - first, each as [mean, 95% low, 95% high].
+
+    Runs with a NaN segment (no episode ended there) are left out and counted in ``n_dropped``."""
+    keep = np.isfinite(seg).all(axis=1)
+    s = seg[keep]
+    if s.shape[0] == 0:
+        raise ValueError("no run finished an episode in every segment; use a larger budget or fewer segments")
+    out: dict[str, Any] = {"n_tasks": int(s.shape[0]), "n_dropped": int((~keep).sum()), "mean": float(s.mean())}
+    for k in range(s.shape[1]):
+        out[f"q{k + 1}"] = _mean_ci(s[:, k])
+    out["gain"] = _mean_ci(s[:, -1] - s[:, 0])
+    return out
+
+
+def online_gain(suite: Suite, agent, steps: int, *, seed: int = 0, n_segments: int = 4,
+                progress: bool = False) -> dict[str, Any]:
+    """Run ``agent`` for ``steps`` environment steps on every task of ``suite`` and summarise the gain."""
+    t0 = time.perf_counter()
+    result = run_agent(suite, agent, n_episodes=steps, max_steps=steps, seed=seed, progress=progress)
+    seg = segment_scores(result, steps, n_segments)
+    return {**segment_summary(seg), "steps": int(steps), "seconds": time.perf_counter() - t0,
+            "per_task": seg.tolist()}
+
+
+def validation_suite(ns: int, n_tasks: int, na: int = 5) -> Suite:
+    """AnyMDP tasks for choosing checkpoints and temperatures: test seeds, indices 50,000+ (never the
+    evaluation suites' tasks, never a training task)."""
+    from .tasks import sample_anymdp
+
+    tasks = [sample_anymdp(ns, na, seed=test_seed(0, ns, VALIDATION_INDEX + i)) for i in range(n_tasks)]
+    return task_suite(f"val_anymdp_{ns}", tasks, info={"family": "anymdp", "ns": ns})
+
+
+# ---------------------------------------------------------------------------------------------- plots
+def plot_gain(summaries: dict[str, dict], title: str = "", ax=None, reference: dict[str, dict] | None = None):
+    """Mean score per segment with 95% intervals, one line per entry of ``summaries`` (e.g. agent name)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    for label, summ in summaries.items():
+        k = sum(1 for key in summ if key.startswith("q") and key[1:].isdigit())
+        m = np.array([summ[f"q{i + 1}"] for i in range(k)])
+        x = np.arange(1, k + 1)
+        ax.errorbar(x, m[:, 0], yerr=[m[:, 0] - m[:, 1], m[:, 2] - m[:, 0]], marker="o", capsize=3,
+                    label=f"{label} (gain {summ['gain'][0]:+.2f})")
+    ax.axhline(0, color="0.6", lw=0.8, ls=":")
+    ax.axhline(1, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("segment of the run")
+    ax.set_ylabel("normalised score")
+    ax.set_xticks(np.arange(1, k + 1))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def _suite_for(name: str, n_tasks: int, val: bool) -> Suite:
+    if not val:
+        return build_suite(name, n_tasks)
+    if not name.startswith("anymdp_"):
+        raise ValueError("--val needs an anymdp_<ns> suite")
+    return validation_suite(int(name.split("_")[1]), n_tasks)
+
+
+def gain_report(checkpoint: str | os.PathLike | None, suite_name: str, steps: int, *, n_tasks: int = 64,
+                temperature: float | None = None, tql: bool = False, val: bool = False, seed: int = 0,
+                progress: bool = False) -> dict[str, Any]:
+    """The command line's work: OmniRL (checkpoint file or shipped-model folder) and optionally TQL-UCB."""
+    import torch
+
+    from .evaluation import OmniRLAgent, load_model
+
+    suite = _suite_for(suite_name, n_tasks, val)
+    report: dict[str, Any] = {"suite": suite.name, "n_tasks": n_tasks, "steps": steps, "seed": seed}
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if path.is_dir():
+            model, info = load_shipped(path)
+            temperature = info.temperature if temperature is None else temperature
+        else:
+            model = load_model(path)
+        temperature = 1.0 if temperature is None else float(temperature)
+        with torch.no_grad():
+            summ = online_gain(suite, OmniRLAgent(model, temperature=temperature), steps, seed=seed,
+                               progress=progress)
+        report["omnirl"] = {**summ, "checkpoint": str(checkpoint), "temperature": temperature}
+    if tql:
+        for c in TQL_C_GRID:
+            report[f"tql_ucb_c{c:g}"] = online_gain(suite, TQLAgent(c=c), steps, seed=seed)
+    return report
+
+
+def _row(name: str, s: dict) -> str:
+    q = " | ".join(f"{s[f'q{i}'][0]:.3f}" for i in range(1, 5))
+    g = s["gain"]
+    return f"| {name} | {s['n_tasks']} | {s['mean']:.3f} | {q} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |"
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="python -m omnirl_core.incontext", description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", nargs="?", help="checkpoint.pt, model.safetensors or a models/<name> folder")
+    ap.add_argument("--suite", default="anymdp_1", help="anymdp_<ns> (or any suite name without --val)")
+    ap.add_argument("--steps", type=int, default=400, help="environment steps per task")
+    ap.add_argument("--n-tasks", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=None, help="default: the shipped model's, else 1.0")
+    ap.add_argument("--tql", action="store_true", help=f"also TQL-UCB with c in {TQL_C_GRID}")
+    ap.add_argument("--val", action="store_true", help="validation tasks (test-seed indices 50,000+)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--out", default=None, help="write the report (JSON) here")
+    a = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    report = gain_report(a.checkpoint, a.suite, a.steps, n_tasks=a.n_tasks, temperature=a.temperature,
+                         tql=a.tql, val=a.val, seed=a.seed)
+    print(f"{report['suite']}, {a.steps} steps per task, seed {a.seed}: mean score per quarter (95% CI of Q4 - Q1)")
+    print("| agent | tasks | mean | Q1 | Q2 | Q3 | Q4 | Q4 - Q1 |\n|---|---|---|---|---|---|---|---|")
+    for key, val in report.items():
+        if isinstance(val, dict):
+            print(_row(key, val))
+    if a.out:
+        from .synthesis import _write_json_atomic
+
+        slim = {k: ({kk: vv for kk, vv in v.items() if kk != "per_task"} if isinstance(v, dict) else v)
+                for k, v in report.items()}
+        _write_json_atomic(Path(a.out), slim)
+    return report
+
+
+if __name__ == "__main__":
+    main()

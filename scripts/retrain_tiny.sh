@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Re-train the shipped OmniRL-tiny (bandits) from scratch with the recipe in params/tiny/, on CPU:
+# synthesis (~15 s), training (~13 min on one core of a 2-core machine), then the online evaluation of the
+# result beside the shipped checkpoint on the same 64 unseen bandits. Nothing under models/ is touched;
+# pass --install to copy the new weights over the shipped ones afterwards.
+#   bash scripts/retrain_tiny.sh [--install] [--out outputs/tiny]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT=outputs/tiny
+INSTALL=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --install) INSTALL=1; shift ;;
+        --out) OUT="$2"; shift 2 ;;
+        *) echo "usage: bash scripts/retrain_tiny.sh [--install] [--out DIR]" >&2; exit 2 ;;
+    esac
+done
+bash scripts/setup_venv.sh
+PY=.venv/bin/python
+export OMP_NUM_THREADS=1  # a 0.1M-parameter model trains fastest on one thread
+$PY -m omnirl_core.synthesis params/tiny/02_synthesis.yaml --out "$OUT/02_synthesis"
+$PY -m omnirl_core.train params/tiny/03_training.yaml --out "$OUT/03_training" \
+    data.path="$OUT/02_synthesis/dpd_bandit" --resume  # --resume: continue an interrupted run
+echo "== re-trained model"
+$PY -m omnirl_core.incontext "$OUT/03_training/model.safetensors" --suite anymdp_1 --steps 400 --temperature 1.0 \
+    --out "$OUT/online_anymdp_1.json"
+echo "== shipped model (models/omnirl-tiny-bandit)"
+$PY -m omnirl_core.incontext models/omnirl-tiny-bandit --suite anymdp_1 --steps 400
+if [[ $INSTALL == 1 ]]; then
+    cp "$OUT/03_training/model.safetensors" models/omnirl-tiny-bandit/model.safetensors
+    echo "installed $OUT/03_training/model.safetensors as models/omnirl-tiny-bandit/model.safetensors"
+fi

@@ -1,0 +1,119 @@
+"""Ablation studies: validated variants, the synthesise -> train -> measure pipeline, reuse and reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from omnirl_core import ablations as ab
+from omnirl_core.config import ConfigError, load_config, repo_path
+
+QUICK = "params/quick/05_ablations.yaml"
+
+
+def tiny_config(**studies) -> ab.AblationConfig:
+    """The quick profile shrunk to seconds: 32 sequences of 64 steps, 4 iterations, 4 test bandits."""
+    over = {
+        "dataset.n_sequences": 32, "dataset.seq_len": 64, "dataset.sequences_per_shard": 16,
+        "dataset.batch_size": 16, "training.steps": 4, "training.chunk_len": 32, "training.data.seq_len": 64,
+        "training.data.batch_size": 4, "training.checkpoint_every": 2, "eval_tasks": 4, "eval_steps": 40,
+        "workers": 1, "progress": False, "tql": False, "run": [],
+    }
+    cfg = load_config(ab.AblationConfig, QUICK, overrides=over)
+    if studies:
+        cfg.studies = {k: ab.StudyConfig(finding=f"finding of {k}", variants=v) for k, v in studies.items()}
+    return cfg
+
+
+def test_profiles_validate_and_every_variant_resolves():
+    for profile in ("quick", "paper"):
+        cfg = load_config(ab.AblationConfig, repo_path(f"params/{profile}/05_ablations.yaml"))
+        assert {"task_count", "tags", "data_strategy", "backbone", "garnet"} <= set(cfg.studies)
+        for study in cfg.studies:
+            for variant in cfg.studies[study].variants:
+                ds, tr = ab.variant_configs(cfg, study, variant)
+                assert (ds.ns_max or ds.ns) <= tr.model.ns_max
+    cfg = load_config(ab.AblationConfig, QUICK)
+    ds, tr = ab.variant_configs(cfg, "backbone", "gsa")
+    assert tr.model.backbone == "gsa" and ds == cfg.dataset
+    ds, _ = ab.variant_configs(cfg, "tags", "no_tags")
+    assert ds.preset == "no_tags"
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ({"studies": {"s": {"variants": {"v": {"model.backbone": "gsa"}}}}}, "must start with dataset. or training."),
+        ({"studies": {"s": {"variants": {"v": {"dataset.presett": "ad"}}}}}, "presett"),
+        ({"studies": {"s": {"variants": {"v": {"training.model.backbone": "lstm"}}}}}, "lstm"),
+        ({"studies": {"s": {"variants": {"v": {"dataset.ns": 16}}}}}, "ns_max"),
+        ({"run": ["nope"]}, "nope"),
+        ({"eval_suite": "frozenlake"}, "anymdp_<ns>"),
+    ],
+)
+def test_bad_variants_are_named(override, fragment):
+    with pytest.raises(ConfigError) as err:
+        load_config(ab.AblationConfig, QUICK, overrides=override)
+    assert fragment in str(err.value)
+    if "studies" in override:
+        assert "studies.s.variants.v" in str(err.value)
+
+
+def test_variants_train_measure_and_are_reused(tmp_path):
+    cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}},
+                      backbone={"rwkv7": {}, "gdn": {"training.model.backbone": "gated_deltanet",
+                                                      "training.model.gdn_num_heads": 2}})
+    logs: list[str] = []
+    results = ab.run_studies(cfg, tmp_path, ["tags", "backbone"], log=logs.append)
+    assert [r.variant for r in results["tags"]] == ["dpd", "no_tags"]
+    # equal datasets are shared: tags/dpd, backbone/rwkv7 and backbone/gdn use one folder, no_tags another
+    assert len(list((tmp_path / "data").iterdir())) == 2
+    for variants in results.values():
+        for r in variants:
+            saved = json.loads((tmp_path / r.study / f"{r.variant}.json").read_text())
+            assert saved["gain"]["n_tasks"] + saved["gain"]["n_dropped"] == 4
+            assert -3 < r.gain["gain"][0] < 3 and r.env_steps_trained == 4 * 4 * 64
+            assert (r.folder / "model.safetensors").is_file()
+    assert results["backbone"][1].gain != results["backbone"][0].gain  # another backbone, another model
+    # a second run reads the finished variants back instead of retraining
+    logs.clear()
+    again = ab.run_studies(cfg, tmp_path, ["tags"], log=logs.append)
+    assert all("reusing" in line for line in logs) and again["tags"][0].gain == results["tags"][0].gain
+    rows = ab.summary_rows(cfg, results)
+    text = ab.markdown_summary(rows)
+    assert "| tags | no_tags |" in text and "finding of backbone" in text
+
+
+def test_equal_variants_share_a_run_and_measurement_is_redone_without_retraining(tmp_path):
+    cfg = tiny_config(tags={"dpd": {}}, backbone={"rwkv7": {}})
+    first = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=None)
+    logs: list[str] = []
+    same = ab.run_variant(cfg, "backbone", "rwkv7", tmp_path, log=logs.append)
+    assert same.folder == first.folder and "reusing" in logs[0]
+    assert json.loads((tmp_path / "backbone" / "rwkv7.json").read_text())["gain"] == first.gain
+    stamp = (first.folder / "checkpoint.pt").stat().st_mtime_ns
+    (first.folder / "gain.json").unlink()  # e.g. interrupted during the measurement
+    again = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=None)
+    assert (first.folder / "checkpoint.pt").stat().st_mtime_ns == stamp  # resumed at its last step: no training
+    drop = ("seconds",)
+    assert {k: v for k, v in again.gain.items() if k not in drop} == {k: v for k, v in first.gain.items()
+                                                                     if k not in drop}  # deterministic
+    cfg.training.steps = 6
+    longer = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=None)
+    assert longer.folder != first.folder and longer.env_steps_trained == 6 * 4 * 64
+
+
+def test_command_line_runs_one_variant(tmp_path, capsys):
+    from omnirl_core.config import dump_config
+
+    cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}})
+    path = tmp_path / "abl.yaml"
+    dump_config(cfg, path)
+    assert ab.main([str(path), "--study", "tags", "--variant", "no_tags", "--out", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "tags" / "no_tags.json").is_file()
+    assert not (tmp_path / "run" / "tags" / "dpd.json").exists()
+    with pytest.raises(SystemExit):
+        ab.main([str(path), "--study", "tags", "--variant", "nope"])
+    assert ab.main([str(path), "--out", str(tmp_path / "run")]) == 0
+    assert "| tags | dpd |" in capsys.readouterr().out

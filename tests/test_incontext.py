@@ -1,0 +1,104 @@
+"""The in-context gain measurement (segments of a run, CIs), shipped-model lookup and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from omnirl_core import incontext as ic
+from omnirl_core.evaluation import RandomAgent, RunResult, TQLAgent
+from omnirl_core.suites import build_suite
+
+
+def _result(scores: np.ndarray, steps: np.ndarray) -> RunResult:
+    """A RunResult whose normalised scores equal ``scores`` (oracle 1, random 0)."""
+    b = scores.shape[0]
+    return RunResult(suite="s", agent="a", returns=scores.astype(float), steps=steps.astype(float),
+                     r_oracle=np.ones(b), r_random=np.zeros(b), valid=np.ones(b, bool))
+
+
+def test_segments_assign_episodes_by_their_end_step():
+    # run 0: episodes end at steps 3, 5, 8 (budget 8, two segments: steps 1-4 and 5-8)
+    scores = np.array([[1.0, 2.0, 4.0, np.nan]])
+    steps = np.array([[3, 5, 8, np.nan]])
+    seg = ic.segment_scores(_result(scores, steps), budget=8, n_segments=2)
+    np.testing.assert_allclose(seg, [[1.0, 3.0]])
+    # an episode ending after the budget is ignored; a segment without an episode is NaN
+    seg = ic.segment_scores(_result(np.array([[1.0, 9.0]]), np.array([[6, 9]])), budget=8, n_segments=2)
+    assert np.isnan(seg[0, 0]) and seg[0, 1] == 1.0
+
+
+def test_one_step_episodes_split_into_equal_quarters():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(5, 400))
+    steps = np.tile(np.arange(1, 401), (5, 1))
+    seg = ic.segment_scores(_result(scores, steps), budget=400)
+    want = np.stack([scores[:, i * 100:(i + 1) * 100].mean(axis=1) for i in range(4)], axis=1)
+    np.testing.assert_allclose(seg, want)
+
+
+def test_summary_intervals_and_dropped_runs():
+    rng = np.random.default_rng(1)
+    seg = rng.normal(size=(40, 4)) + np.array([0.0, 0.1, 0.2, 0.5])
+    seg[3, 1] = np.nan
+    s = ic.segment_summary(seg)
+    assert s["n_tasks"] == 39 and s["n_dropped"] == 1
+    keep = np.delete(seg, 3, axis=0)
+    d = keep[:, 3] - keep[:, 0]
+    half = stats.t.ppf(0.975, 38) * d.std(ddof=1) / np.sqrt(39)
+    np.testing.assert_allclose(s["gain"], [d.mean(), d.mean() - half, d.mean() + half])
+    np.testing.assert_allclose(s["q2"][0], keep[:, 1].mean())
+    with pytest.raises(ValueError, match="every segment"):
+        ic.segment_summary(np.full((3, 4), np.nan))
+    with pytest.raises(ValueError, match="budget"):
+        ic.segment_scores(_result(np.ones((1, 2)), np.ones((1, 2))), budget=3, n_segments=4)
+
+
+def test_learner_gains_and_random_does_not():
+    """TQL-UCB improves along 400 pulls of fresh bandits; the uniform random policy stays at 0."""
+    suite = build_suite("anymdp_1", 48)
+    tql = ic.online_gain(suite, TQLAgent(c=0.5), 400, seed=3)
+    assert tql["gain"][1] > 0, tql["gain"]  # the whole 95% interval above 0
+    rnd = ic.online_gain(suite, RandomAgent(), 400, seed=3)
+    assert abs(rnd["gain"][0]) < 0.1 and tql["gain"][1] > rnd["gain"][2], (tql["gain"], rnd["gain"])
+    assert all(abs(rnd[f"q{i}"][0]) < 0.15 for i in range(1, 5))
+
+
+def test_mdp_budget_counts_steps_not_episodes():
+    suite = build_suite("anymdp_16", 6)
+    out = ic.online_gain(suite, RandomAgent(), 1200, seed=0)
+    assert out["steps"] == 1200 and out["n_tasks"] + out["n_dropped"] == 6
+    assert len(out["per_task"]) == out["n_tasks"] + out["n_dropped"]
+
+
+def test_shipped_models_are_found_by_state_count(tmp_path):
+    models = ic.shipped_models()
+    assert any(m.name == "omnirl-tiny-bandit" and m.ns_max == 1 for m in models)
+    assert ic.shipped_model_for(1).ns_max >= 1
+    largest = max(m.ns_max for m in models)
+    with pytest.raises(LookupError, match="omnirl-tiny-bandit"):
+        ic.shipped_model_for(largest + 1)
+    model, info = ic.load_shipped("omnirl-tiny-bandit")
+    assert model.cfg.ns_max == info.ns_max and info.temperature > 0
+    with pytest.raises(LookupError, match="not a shipped model"):
+        ic.load_shipped(tmp_path)
+    assert ic.shipped_models(tmp_path) == []
+
+
+def test_command_line_writes_its_report(tmp_path, capsys):
+    out = tmp_path / "gain.json"
+    ic.main(["models/omnirl-tiny-bandit", "--n-tasks", "8", "--steps", "40", "--tql", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "| omnirl | 8 |" in printed and "tql_ucb_c0.1" in printed
+    report = json.loads(out.read_text())
+    assert report["omnirl"]["temperature"] == ic.shipped_model_for(1).temperature
+    assert set(report) >= {"suite", "omnirl", "tql_ucb_c0.5"} and "per_task" not in report["omnirl"]
+
+
+def test_validation_tasks_differ_from_the_test_suite():
+    val = ic.validation_suite(16, 3)
+    test = build_suite("anymdp_16", 3)
+    assert not np.array_equal(val.tasks[0].transition, test.tasks[0].transition)
