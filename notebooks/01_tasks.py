@@ -188,10 +188,12 @@ save(viz.plot_transition_graph(task, layout="observed"), "example_graph_observed
 # ## 3. Interactive explorer
 # Change `ns`, `na` or the seed (or press *Resample*) to draw a new task; pick a state to see its
 # outgoing transitions and per-action successors, one action or all, a probability threshold, the layout
-# (hidden ranking or observed id) and the oracle-policy overlay. *Play* runs the chosen policy (the oracle,
-# uniform random, tabular Q-learning with UCB exploration, or a model-based learner) in the environment
-# and shows the visited states and the returns next to the exact oracle and random returns. Widgets need
-# a live kernel; in a static rendering only the initial state is shown.
+# (hidden ranking or observed id) and the oracle-policy overlay. *Play* runs the chosen policy (the shipped
+# OmniRL-tiny model acting in context from an empty memory, the oracle, uniform random, tabular Q-learning
+# with UCB exploration, or a model-based learner) in the environment and shows the visited states and the
+# returns next to the exact oracle and random returns. The shipped model is the default policy when it covers
+# the task's number of states (OmniRL-tiny covers bandits: set `ns` to 1). Widgets need a live kernel; in a
+# static rendering only the initial state is shown.
 
 # %%
 explorer = TaskExplorer(ns=cfg.explorer_ns, na=cfg.na, seed=cfg.seed, play_steps=cfg.play_steps)
@@ -213,6 +215,20 @@ display(Markdown("| policy | steps | return over the run | finished episodes | m
                  f"random {res.random_return:.3f}."))
 explorer.play_and_show()
 save(explorer.trajectory_figure, "explorer_trajectory")
+
+# %% [markdown]
+# The shipped OmniRL-tiny in *Play* on a bandit (`ns = 1`): each pull is an episode; over the run it should
+# settle on the best arm (the oracle's action), learning only from the rewards in its memory.
+
+# %%
+bandit_explorer = TaskExplorer(ns=1, na=cfg.na, seed=cfg.seed, play_steps=400)
+res = bandit_explorer.play()  # the default policy here is the shipped model
+best = bandit_explorer.oracle_actions[0]
+quarters = [(res.actions[i * 100:(i + 1) * 100] == best).mean() for i in range(4)]
+print(f"policy {res.policy}: share of pulls on the best arm per 100 pulls: "
+      + ", ".join(f"{q:.2f}" for q in quarters))
+bandit_explorer.play_and_show()
+save(bandit_explorer.trajectory_figure, "explorer_bandit_omnirl")
 
 # %% [markdown]
 # ## 4. Statistics: our sampler against the reference
