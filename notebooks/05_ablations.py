@@ -83,20 +83,20 @@ display(Markdown("\n".join(lines)))
 # %%
 t0 = time.time()
 results = ab.run_studies(cfg, out_dir, chosen)
-tql = ab.tql_reference(cfg) if cfg.tql else None
+tql = {name: ab.tql_reference(cfg, name) for name in results} if cfg.tql else {}
 print(f"studies {', '.join(chosen)} took {time.time() - t0:.0f} s")
 
 # %% [markdown]
 # ## 3. In-context gain curves
 #
-# Mean normalised score in each quarter of a run of `eval_steps` steps on unseen tasks (95% intervals over the
-# tasks), one line per variant; TQL-UCB (tuned c) on the same tasks is the reference line. A model that learns
+# Mean normalised score in each quarter of a run on unseen tasks (the study's test suite and steps; 95% intervals
+# over the tasks), one line per variant; TQL-UCB (tuned c) on the same tasks is the reference line. A model that learns
 # in context rises from left to right.
 
 # %%
 fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.6), squeeze=False)
 for ax, (name, variants) in zip(axes[0], results.items()):
-    ab.plot_study(name, variants, tql, ax=ax)
+    ab.plot_study(name, variants, tql.get(name), ax=ax)
 fig.tight_layout()
 fig.savefig(out_dir / "gain_curves.png", dpi=100)
 plt.show()

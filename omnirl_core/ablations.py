@@ -50,6 +50,10 @@ class StudyConfig:
     "The paper's finding for this study, shown beside the measured one."
     variants: dict[str, dict[str, Any]] = param({"base": {}})
     "Variant name -> overrides as dotted keys 'dataset.<key>' or 'training.<key>' ({} = the base itself)."
+    eval_suite: str | None = param(None, rule=TASK_SUITE)
+    "Test tasks of this study (None: the configuration's eval_suite)."
+    eval_steps: int | None = param(None, ge=4)
+    "Steps per test task of this study (None: the configuration's eval_steps)."
 
 
 def _default_training() -> TrainConfig:
@@ -111,6 +115,12 @@ if hasattr(_config, "NOTEBOOK_CONFIGS"):  # imported before config.py finished: 
     _config.NOTEBOOK_CONFIGS["05_ablations"] = AblationConfig
 
 
+def eval_settings(cfg: AblationConfig, study: str) -> tuple[str, int]:
+    """(test suite, steps per test task) of a study: its own, else the configuration's."""
+    st = cfg.studies[study]
+    return st.eval_suite or cfg.eval_suite, st.eval_steps or cfg.eval_steps
+
+
 def variant_configs(cfg: AblationConfig, study: str, variant: str) -> tuple[DatasetConfig, TrainConfig]:
     """The dataset and training configurations of one variant (base + its overrides), validated."""
     overrides = cfg.studies[study].variants[variant] or {}
@@ -125,9 +135,10 @@ def variant_configs(cfg: AblationConfig, study: str, variant: str) -> tuple[Data
     check((dataset.ns_max or dataset.ns) <= model.ns_max, "training.model.ns_max", model.ns_max,
           f">= the dataset's largest ns ({dataset.ns_max or dataset.ns})")
     check(dataset.na == model.na, "training.model.na", model.na, f"the dataset's na ({dataset.na})")
-    suite_ns = int(cfg.eval_suite.split("_")[1])
+    suite_name, _ = eval_settings(cfg, study)
+    suite_ns = int(suite_name.split("_")[1])
     check(suite_ns <= model.ns_max, "training.model.ns_max", model.ns_max,
-          f">= the states of eval_suite {cfg.eval_suite} ({suite_ns})")
+          f">= the states of the test suite {suite_name} ({suite_ns})")
     return dataset, training
 
 
@@ -137,11 +148,12 @@ def dataset_key(dataset: DatasetConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def run_key(cfg: AblationConfig, dataset: DatasetConfig, training: TrainConfig) -> str:
+def run_key(cfg: AblationConfig, study: str, dataset: DatasetConfig, training: TrainConfig) -> str:
     """Folder name of a variant's run: a hash of everything that decides its result (data, training, test)."""
     train_dict = config_to_dict(training)
     train_dict["data"]["path"] = None  # set per run to the dataset folder, which the dataset part already names
-    test = {k: getattr(cfg, k) for k in ("seed", "eval_suite", "eval_tasks", "eval_steps", "temperature")}
+    test = {k: getattr(cfg, k) for k in ("seed", "eval_tasks", "temperature")}
+    test["eval_suite"], test["eval_steps"] = eval_settings(cfg, study)
     text = json.dumps({"dataset": config_to_dict(dataset), "training": train_dict, "test": test}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -160,10 +172,17 @@ class VariantResult:
     info: dict = field(default_factory=dict)
 
 
-def _suite(cfg: AblationConfig):
+_SUITES: dict[tuple[str, int], Any] = {}
+
+
+def _suite(cfg: AblationConfig, study: str | None = None):
+    """The test suite of a study (built once per process)."""
     from .suites import build_suite
 
-    return build_suite(cfg.eval_suite, cfg.eval_tasks)
+    name = eval_settings(cfg, study)[0] if study is not None else cfg.eval_suite
+    if (name, cfg.eval_tasks) not in _SUITES:
+        _SUITES[(name, cfg.eval_tasks)] = build_suite(name, cfg.eval_tasks)
+    return _SUITES[(name, cfg.eval_tasks)]
 
 
 def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path, suite=None,
@@ -184,7 +203,7 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
     root = Path(root)
     dataset, training = variant_configs(cfg, study, variant)
     data_dir = root / "data" / dataset_key(dataset)
-    key = run_key(cfg, dataset, training)
+    key = run_key(cfg, study, dataset, training)
     folder = root / "runs" / key  # variants of different studies with equal configurations share a run
     gain_path = folder / "gain.json"
     pointer = root / study / f"{variant}.json"
@@ -206,9 +225,10 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
         train_seconds = time.perf_counter() - t1
         rows = read_metrics(folder)
         final_loss = float(rows[-1]["loss"]) if rows else float("nan")
-        suite = _suite(cfg) if suite is None else suite
+        suite = _suite(cfg, study) if suite is None else suite
+        steps = eval_settings(cfg, study)[1]
         with torch.no_grad():
-            gain = online_gain(suite, OmniRLAgent(result.model.eval(), temperature=cfg.temperature), cfg.eval_steps,
+            gain = online_gain(suite, OmniRLAgent(result.model.eval(), temperature=cfg.temperature), steps,
                                seed=cfg.seed)
     finally:
         torch.set_num_threads(old_threads)
@@ -226,13 +246,14 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
     return out
 
 
-def tql_reference(cfg: AblationConfig, suite=None) -> dict:
-    """TQL-UCB on the evaluation tasks (best c by mean score), as the line a learner should beat."""
+def tql_reference(cfg: AblationConfig, study: str | None = None) -> dict:
+    """TQL-UCB on a study's test tasks (best c by mean score), as the line a learner should beat."""
     from .evaluation import TQLAgent
     from .incontext import TQL_C_GRID, online_gain
 
-    suite = _suite(cfg) if suite is None else suite
-    runs = {c: online_gain(suite, TQLAgent(c=c), cfg.eval_steps, seed=cfg.seed) for c in TQL_C_GRID}
+    suite = _suite(cfg, study)
+    steps = eval_settings(cfg, study)[1] if study is not None else cfg.eval_steps
+    runs = {c: online_gain(suite, TQLAgent(c=c), steps, seed=cfg.seed) for c in TQL_C_GRID}
     best = max(runs, key=lambda c: runs[c]["mean"])
     out = dict(runs[best])
     out.pop("per_task", None)
@@ -243,10 +264,9 @@ def tql_reference(cfg: AblationConfig, suite=None) -> dict:
 def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | None = None,
                 log: Callable[[str], None] | None = print) -> dict[str, list[VariantResult]]:
     """Run every variant of the chosen studies (default: ``cfg.run``, or all)."""
-    suite = _suite(cfg)
     out: dict[str, list[VariantResult]] = {}
     for name in studies or cfg.studies_to_run:
-        out[name] = [run_variant(cfg, name, v, root, suite=suite, log=log) for v in cfg.studies[name].variants]
+        out[name] = [run_variant(cfg, name, v, root, log=log) for v in cfg.studies[name].variants]
     return out
 
 
@@ -254,31 +274,37 @@ def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | 
 def summary_rows(cfg: AblationConfig, results: dict[str, list[VariantResult]]) -> list[dict]:
     rows = []
     for study, variants in results.items():
+        suite, steps = eval_settings(cfg, study)
         for r in variants:
             g = r.gain
-            rows.append({"study": study, "variant": r.variant, "env_steps": r.env_steps_trained,
-                         "loss": r.final_loss, "q1": g["q1"][0], "q4": g["q4"][0], "mean": g["mean"],
-                         "gain": g["gain"][0], "gain_low": g["gain"][1], "gain_high": g["gain"][2],
-                         "paper": cfg.studies[study].finding})
+            rows.append({"study": study, "variant": r.variant, "suite": suite, "test_steps": steps,
+                         "env_steps": r.env_steps_trained, "loss": r.final_loss, "q1": g["q1"][0], "q4": g["q4"][0],
+                         "mean": g["mean"], "gain": g["gain"][0], "gain_low": g["gain"][1],
+                         "gain_high": g["gain"][2], "paper": cfg.studies[study].finding})
     return rows
 
 
-def markdown_summary(rows: Sequence[dict], tql: dict | None = None) -> str:
-    lines = ["| study | variant | env steps trained | final loss | Q1 | Q4 | mean | Q4 - Q1 [95% CI] |",
-             "|---|---|---|---|---|---|---|---|"]
+def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None) -> str:
+    """The results table (one row per variant, then TQL-UCB per study when given) and the paper's findings."""
+    lines = ["| study | variant | test tasks | env steps trained | final loss | Q1 | Q4 | mean | Q4 - Q1 [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    studies: dict[str, dict] = {}
     for r in rows:
-        lines.append(f"| {r['study']} | {r['variant']} | {r['env_steps'] / 1e6:.2f}M | {r['loss']:.3f} | "
-                     f"{r['q1']:.3f} | {r['q4']:.3f} | {r['mean']:.3f} | "
-                     f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}] |")
-    if tql is not None:
-        g = tql["gain"]
-        lines.append(f"| reference | TQL-UCB (c={tql['c']:g}) | - | - | {tql['q1'][0]:.3f} | {tql['q4'][0]:.3f} | "
-                     f"{tql['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |")
-    findings = {}
-    for r in rows:
-        findings.setdefault(r["study"], r["paper"])
+        studies.setdefault(r["study"], r)
+    for study, first in studies.items():
+        where = f"{first['suite']}, {first['test_steps']} steps"
+        for r in rows:
+            if r["study"] == study:
+                lines.append(f"| {study} | {r['variant']} | {where} | {r['env_steps'] / 1e6:.2f}M | {r['loss']:.3f} | "
+                             f"{r['q1']:.3f} | {r['q4']:.3f} | {r['mean']:.3f} | "
+                             f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}] |")
+        ref = (tql or {}).get(study)
+        if ref is not None:
+            g = ref["gain"]
+            lines.append(f"| {study} | TQL-UCB (c={ref['c']:g}), reference | {where} | - | - | {ref['q1'][0]:.3f} | "
+                         f"{ref['q4'][0]:.3f} | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |")
     lines += ["", "| study | the paper's finding |", "|---|---|"]
-    lines += [f"| {s} | {f or '-'} |" for s, f in findings.items()]
+    lines += [f"| {s} | {r['paper'] or '-'} |" for s, r in studies.items()]
     return "\n".join(lines)
 
 
@@ -312,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name not in cfg.studies:
             ap.error(f"unknown study {name!r}; the file has {', '.join(cfg.studies)}")
     results = run_studies(cfg, Path(a.out), studies)
-    tql = tql_reference(cfg) if cfg.tql else None
+    tql = {name: tql_reference(cfg, name) for name in results} if cfg.tql else None
     print(markdown_summary(summary_rows(cfg, results), tql))
     return 0
 

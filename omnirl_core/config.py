@@ -892,6 +892,7 @@ class DatasetConfig:
             check(self.ns_max >= self.ns, "ns_max", self.ns_max, f">= ns ({self.ns})")
             check(self.task_pool is None, "task_pool", self.task_pool, "unset when ns_max is set (a pool has one ns)")
         check(self.ns <= 65535 and (self.ns_max or 0) <= 65535, "ns", self.ns, "<= 65535")
+        check(self.task_source != "garnet" or self.ns >= 8, "ns", self.ns, ">= 8 for Garnet tasks (no Garnet bandit)")
 
 
 @dataclass

@@ -48,6 +48,8 @@ def test_profiles_validate_and_every_variant_resolves():
         ({"studies": {"s": {"variants": {"v": {"dataset.presett": "ad"}}}}}, "presett"),
         ({"studies": {"s": {"variants": {"v": {"training.model.backbone": "lstm"}}}}}, "lstm"),
         ({"studies": {"s": {"variants": {"v": {"dataset.ns": 16}}}}}, "ns_max"),
+        ({"studies": {"s": {"variants": {"v": {"dataset.task_source": "garnet"}}}}}, "no Garnet bandit"),
+        ({"studies": {"s": {"eval_suite": "anymdp_16", "variants": {"v": {}}}}}, "test suite anymdp_16"),
         ({"run": ["nope"]}, "nope"),
         ({"eval_suite": "frozenlake"}, "anymdp_<ns>"),
     ],
@@ -81,8 +83,19 @@ def test_variants_train_measure_and_are_reused(tmp_path):
     again = ab.run_studies(cfg, tmp_path, ["tags"], log=logs.append)
     assert all("reusing" in line for line in logs) and again["tags"][0].gain == results["tags"][0].gain
     rows = ab.summary_rows(cfg, results)
-    text = ab.markdown_summary(rows)
-    assert "| tags | no_tags |" in text and "finding of backbone" in text
+    text = ab.markdown_summary(rows, {"tags": ab.tql_reference(cfg, "tags")})
+    assert "| tags | no_tags | anymdp_1, 40 steps |" in text and "finding of backbone" in text
+    assert "| tags | TQL-UCB (c=" in text and "| backbone | TQL-UCB" not in text
+
+
+def test_a_study_can_test_on_its_own_suite(tmp_path):
+    cfg = tiny_config(mdp={"anymdp": {"dataset.ns": 16, "training.model.ns_max": 16, "training.data.ns": 16}})
+    cfg.studies["mdp"].eval_suite, cfg.studies["mdp"].eval_steps = "anymdp_16", 80
+    assert ab.eval_settings(cfg, "mdp") == ("anymdp_16", 80)
+    res = ab.run_variant(cfg, "mdp", "anymdp", tmp_path, log=None)
+    assert res.gain["steps"] == 80
+    rows = ab.summary_rows(cfg, {"mdp": [res]})
+    assert rows[0]["suite"] == "anymdp_16" and rows[0]["test_steps"] == 80
 
 
 def test_equal_variants_share_a_run_and_measurement_is_redone_without_retraining(tmp_path):
