@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config as _config
 from .config import ConfigError, DatasetConfig, Rule, _issue_text, check, config_to_dict, load_config, param
 from .suites import SUITE_NAMES
 from .training import TrainConfig
@@ -111,8 +110,6 @@ class AblationConfig:
         return list(self.run) or list(self.studies)
 
 
-if hasattr(_config, "NOTEBOOK_CONFIGS"):  # imported before config.py finished: complete its registry entry
-    _config.NOTEBOOK_CONFIGS["05_ablations"] = AblationConfig
 
 
 def eval_settings(cfg: AblationConfig, study: str) -> tuple[str, int]:

@@ -34,6 +34,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import importlib
 import inspect
 import json
 import os
@@ -42,7 +43,7 @@ import tempfile
 import textwrap
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -917,11 +918,42 @@ class SynthesisConfig:
     "Chunk length of the loader demonstration."
 
 
-NOTEBOOK_CONFIGS: dict[str, type] = {
+class _LazyRegistry(MutableMapping):
+    """Notebook stem -> configuration class; a ``"module:Class"`` entry is imported on first access, so that
+    modules which import this one (training, evaluation, ablations) can be listed here without an import cycle."""
+
+    def __init__(self, entries: Mapping[str, type | str]) -> None:
+        self._entries = dict(entries)
+
+    def __getitem__(self, stem: str) -> type:
+        value = self._entries[stem]
+        if isinstance(value, str):
+            module, _, attr = value.partition(":")
+            value = getattr(importlib.import_module(module), attr)
+            self._entries[stem] = value
+        return value
+
+    def __setitem__(self, stem: str, cls: type) -> None:
+        self._entries[stem] = cls
+
+    def __delitem__(self, stem: str) -> None:
+        del self._entries[stem]
+
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"NOTEBOOK_CONFIGS({', '.join(self._entries)})"
+
+
+NOTEBOOK_CONFIGS: MutableMapping[str, type] = _LazyRegistry({
     "01_tasks": TasksConfig,
     "02_synthesis": SynthesisConfig,
-    "03_training": getattr(__import__("omnirl_core.training", fromlist=["_"]), "TrainConfig", None),  # or set there
-    "04_evaluation": __import__("omnirl_core.evaluation", fromlist=["EvaluationConfig"]).EvaluationConfig,
-    "05_ablations": getattr(__import__("omnirl_core.ablations", fromlist=["_"]), "AblationConfig", None),
-}
+    "03_training": "omnirl_core.training:TrainConfig",
+    "04_evaluation": "omnirl_core.evaluation:EvaluationConfig",
+    "05_ablations": "omnirl_core.ablations:AblationConfig",
+})
 """Notebook stem (file name without ``.py``) -> its configuration class."""

@@ -48,8 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import omnirl_core.model as M  # module import: config.py registers TrainConfig while model.py may still be loading
-from omnirl_core import config as _config
+import omnirl_core.model as M
 from omnirl_core.config import check, config_to_dict, dump_config, param, repo_path
 
 __all__ = [
@@ -211,8 +210,6 @@ class TrainConfig:
             check(self.data.seq_len is not None, "data.seq_len", None, "set for the stand-in data")
 
 
-if hasattr(_config, "NOTEBOOK_CONFIGS"):  # imported before config.py finished: complete its registry entry
-    _config.NOTEBOOK_CONFIGS["03_training"] = TrainConfig
 
 
 class NonFiniteLossError(RuntimeError):

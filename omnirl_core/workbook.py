@@ -3,7 +3,7 @@
 Command line::
 
     python -m omnirl_core.workbook run PARAMS_DIR [--only 01 [--only 02]] [--run-name NAME]
-                                       [--output-root outputs] [--kernel omnirl]
+                                       [--output-root outputs] [--kernel omnirl] [--set 05:run=[]]
     python -m omnirl_core.workbook check PARAMS_DIR [--only 01]
     python -m omnirl_core.workbook describe
 
@@ -11,7 +11,9 @@ Command line::
 selected YAML files against their registered configuration classes before anything executes, then
 runs the notebooks in order, writing ``OUTPUT_ROOT/RUN_NAME/NN_name.ipynb``. Each notebook receives
 two parameters: ``config_path`` (absolute path of its YAML) and ``run_dir`` (absolute path of
-``OUTPUT_ROOT/RUN_NAME``).
+``OUTPUT_ROOT/RUN_NAME``). ``--set [NN:]key=value`` overrides a dotted key of notebook NN's parameters (of
+every selected notebook without ``NN:``); the validated result is written to the run folder and the notebook
+reads that file instead.
 
 Exit codes: 0 success, 1 a notebook failed, 2 a configuration or usage problem (nothing ran).
 """
@@ -75,6 +77,7 @@ class NotebookJob:
     notebook: Path
     params: Path
     config: Any
+    overridden: bool = False  # --set changed it: the notebook reads the validated copy in the run folder
 
 
 @dataclass
@@ -182,12 +185,30 @@ def plan_workbook(
     return _plan(params_dir, notebooks_dir=notebooks_dir, only=only, registry=registry).jobs
 
 
+def _split_overrides(entries: Sequence[str] | None, stems: Sequence[str]) -> dict[str, list[str]]:
+    """``[NN:]key=value`` entries by notebook stem (no ``NN:``: every stem)."""
+    out: dict[str, list[str]] = {stem: [] for stem in stems}
+    for entry in entries or ():
+        head, sep, rest = entry.partition(":")
+        if sep and "=" not in head:
+            matches = [st for st in stems if st == head or st.split("_", 1)[0] == head]
+            if not matches:
+                raise WorkbookError(f"--set {entry!r}: {head!r} matches no selected notebook ({', '.join(stems)})")
+            for st in matches:
+                out[st].append(rest)
+        else:
+            for st in stems:
+                out[st].append(entry)
+    return out
+
+
 def _plan(
     params_dir: str | os.PathLike,
     *,
     notebooks_dir: str | os.PathLike | None,
     only: Sequence[str] | None,
     registry: str | Mapping[str, type] | None,
+    overrides: Sequence[str] | None = None,
 ) -> _Plan:
     params = Path(params_dir)
     if not params.is_dir():
@@ -198,6 +219,7 @@ def _plan(
         raise WorkbookError(f"no NN_name.py notebooks in {_pretty(nb_dir)}")
     selected = _select(notebooks, only)
     configs = _load_registry(registry)
+    sets = _split_overrides(overrides, [nb.stem for nb in selected])
 
     plan = _Plan()
     problems: list[str] = []
@@ -215,11 +237,12 @@ def _plan(
             )
             continue
         try:
-            cfg = _config.load_config(cls, yaml_path)
+            cfg = _config.load_config(cls, yaml_path, overrides=sets[nb.stem] or None)
         except _config.ConfigError as exc:
             problems.append(f"notebook {nb.stem}: {exc}")
             continue
-        plan.jobs.append(NotebookJob(stem=nb.stem, notebook=nb.resolve(), params=yaml_path.resolve(), config=cfg))
+        plan.jobs.append(NotebookJob(stem=nb.stem, notebook=nb.resolve(), params=yaml_path.resolve(), config=cfg,
+                                     overridden=bool(sets[nb.stem])))
     stems = {nb.stem for nb in notebooks}
     for extra in sorted(params.glob("*.yaml")):
         if extra.stem not in stems:
@@ -327,6 +350,7 @@ def run_workbook(
     root: str | os.PathLike | None = None,
     log_output: bool = False,
     echo: bool = True,
+    overrides: Sequence[str] | None = None,
 ) -> list[NotebookResult]:
     """Validate, then execute the selected notebooks in order.
 
@@ -337,7 +361,7 @@ def run_workbook(
     """
     from tqdm.auto import tqdm
 
-    plan = _plan(params_dir, notebooks_dir=notebooks_dir, only=only, registry=registry)
+    plan = _plan(params_dir, notebooks_dir=notebooks_dir, only=only, registry=registry, overrides=overrides)
     _import_notebook_tools()
     _check_kernel(kernel)
     root_dir = Path(root).resolve() if root is not None else _default_root()
@@ -370,9 +394,11 @@ def run_workbook(
                 say(f"[{i}/{len(jobs)}] {job.stem} ...")
             out_path = run_dir / f"{job.stem}.ipynb"
             result.output = out_path
-            _config.dump_config(
+            validated = _config.dump_config(
                 job.config, run_dir / f"{job.stem}.config.yaml", header=f"Validated parameters of {job.stem}"
             )
+            if job.overridden:
+                job = dataclasses.replace(job, params=Path(validated).resolve())
             t0 = time.perf_counter()
             try:
                 _execute(job, out_path, run_dir, kernel, root_dir, log_output)
@@ -471,6 +497,8 @@ def _parser() -> argparse.ArgumentParser:
             help="run only this notebook (number such as 01, or full name); repeatable",
         )
         p.add_argument("--notebooks-dir", metavar="DIR", help="folder of NN_name.py notebooks (default: notebooks/)")
+        p.add_argument("--set", dest="overrides", action="append", metavar="[NN:]KEY=VALUE",
+                       help="override a parameter (dotted key, YAML value) of notebook NN, or of every selected one")
         p.add_argument(
             "--registry",
             metavar="MODULE:ATTR",
@@ -511,7 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_describe_all(_load_registry(args.registry)))
             return 0
         if args.command == "check":
-            plan = _plan(args.params_dir, notebooks_dir=args.notebooks_dir, only=args.only, registry=args.registry)
+            plan = _plan(args.params_dir, notebooks_dir=args.notebooks_dir, only=args.only, registry=args.registry,
+                         overrides=args.overrides)
             for warning in plan.warnings:
                 print(f"warning: {warning}", file=sys.stderr)
             for job in plan.jobs:
@@ -530,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notebooks_dir=args.notebooks_dir,
             registry=args.registry,
             log_output=args.log_output,
+            overrides=args.overrides,
         )
         return 0
     except NotebookFailed as exc:

@@ -309,3 +309,20 @@ def test_relative_config_path_falls_back_to_repo_root(tmp_path, monkeypatch):
     assert repo_root() == ROOT
     cfg = load_config(TasksConfig, "params/quick/01_tasks.yaml")
     assert cfg.stats_tasks_per_ns >= 1
+
+
+@pytest.mark.parametrize("module, name", [("omnirl_core.training", "TrainConfig"),
+                                          ("omnirl_core.evaluation", "EvaluationConfig"),
+                                          ("omnirl_core.ablations", "AblationConfig"),
+                                          ("omnirl_core.config", "NOTEBOOK_CONFIGS")])
+def test_every_module_imports_first_in_a_fresh_interpreter(module, name):
+    """Notebooks import these first; the registry must not make them import each other in a cycle."""
+    import subprocess
+    import sys
+
+    code = (f"from {module} import {name}\n"
+            "from omnirl_core.config import NOTEBOOK_CONFIGS as R\n"
+            "print(sorted(R[k].__name__ for k in R))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "AblationConfig" in out.stdout and "TrainConfig" in out.stdout

@@ -225,3 +225,17 @@ def test_real_describe():
     assert res.returncode == 0
     assert "## 01_tasks: TasksConfig" in res.stdout
     assert "| `stats_ns` | `list[int]` | `[1, 16, 32]` |" in res.stdout
+
+
+def test_set_overrides_one_notebook_and_the_notebook_reads_the_validated_copy(workspace):
+    proc = _cli(workspace, "run", "params/quick", "--run-name", "over", "--set", "02:value=11")
+    assert proc.returncode == 0, proc.stderr
+    lines = (workspace / "out" / "over" / "order.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [["01_first", "5"], ["02_second", "11"]]
+    injected = _parameters_cell(workspace / "out" / "over" / "02_second.ipynb")
+    assert str(workspace / "out" / "over" / "02_second.config.yaml") in injected
+    assert "params/quick/01_first.yaml" in _parameters_cell(workspace / "out" / "over" / "01_first.ipynb")
+    bad = _cli(workspace, "run", "params/quick", "--set", "value=-1")
+    assert bad.returncode == 2 and "value" in bad.stderr and not (workspace / "out" / "quick").exists()
+    unknown = _cli(workspace, "check", "params/quick", "--set", "09:value=1")
+    assert unknown.returncode == 2 and "'09' matches no selected notebook" in unknown.stderr
