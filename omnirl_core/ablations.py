@@ -149,6 +149,7 @@ def run_key(cfg: AblationConfig, study: str, dataset: DatasetConfig, training: T
     """Folder name of a variant's run: a hash of everything that decides its result (data, training, test)."""
     train_dict = config_to_dict(training)
     train_dict["data"]["path"] = None  # set per run to the dataset folder, which the dataset part already names
+    train_dict.pop("torch_threads", None)  # speed only, not the result
     test = {k: getattr(cfg, k) for k in ("seed", "eval_tasks", "temperature")}
     test["eval_suite"], test["eval_steps"] = eval_settings(cfg, study)
     text = json.dumps({"dataset": config_to_dict(dataset), "training": train_dict, "test": test}, sort_keys=True)

@@ -195,6 +195,8 @@ class TrainConfig:
     "Stop with NonFiniteLossError after this many consecutive non-finite steps."
     inject_nan_steps: list[int] = param([], ge=0)
     "Iterations whose loss is replaced by NaN (to exercise the guard; leave empty)."
+    torch_threads: int | None = param(None, ge=1)
+    "Torch CPU threads while training (small models run fastest on 1); None keeps torch's default."
     init_from: str | None = None
     "Start from these weights (.pt/.safetensors, relative: the repo); tensors of another shape start fresh."
 
@@ -749,6 +751,8 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         dump_config(cfg, out / "config.yaml", header="Configuration of this training run.")
     device = _device(cfg)
+    if cfg.torch_threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.torch_threads)
     hooks = [position_loss_hook] if hooks is None else list(hooks)
 
     # ---- model, optimiser, data ----------------------------------------------------------------

@@ -299,3 +299,16 @@ def test_init_from_copies_matching_tensors_and_keeps_the_rest_fresh(tmp_path):
         init_weights_from(model, tmp_path / "foreign.safetensors")
     with pytest.raises(FileNotFoundError):
         train(tiny(init_from=str(tmp_path / "missing.safetensors")), tmp_path / "none", progress=False)
+
+
+def test_torch_threads_sets_the_thread_count_on_cpu(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train(tiny(steps=1, torch_threads=1), tmp_path / "one", progress=False)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        train(tiny(steps=1), tmp_path / "default", progress=False)  # None leaves torch's setting alone
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
