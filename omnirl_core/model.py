@@ -12,7 +12,10 @@ The optional world-model heads are read at the a_t token and predict s_{t+1} (ov
 
 Compact layout (``layout="compact"``, for cheap CPU runs; not the paper's): one fused token per step,
 ``state_emb[obs_t] + tag_emb[tag_{t-1}] + action_emb[act_{t-1}] + reward_emb(rew_{t-1}) + type_emb[0]``, the
-previous step's (tag, action, reward) being (7, na+1, 0) at the start of a memory. Logits are read at that
+previous step's (obs, tag, action, reward) being (ns_max, 7, na+1, 0) at the start of a memory. With
+``pair_embedding`` the token also gets ``pair_emb[obs_{t-1} * (na+2) + act_{t-1}]``: an additive sum of a state
+and an action embedding cannot tell "action 2 in state 5" from other combinations when it is used as a key of
+the recurrent memory, while a joint embedding can, which is what an MDP's per-(state, action) statistics need. Logits are read at that
 token, so causality is the same as in the paper layout. It has no world-model heads (s_{t+1} is inside
 the next token), and costs a quarter of the sequence length.
 
@@ -92,6 +95,8 @@ class ModelConfig:
     "Chunk length of the PyTorch kernels; None = 64 (rwkv7, gated_deltanet, mamba2) / 32 (gsa)."
     world_model: bool = False
     "Add world-model heads (next state, reward) read at the a_t token (paper layout only)."
+    pair_embedding: bool = False
+    "Compact layout: also embed the previous (state, action) pair jointly, so its reward arrives keyed by the pair."
     backend: str = param("auto", choices=("auto", "torch", "fla"))
     "Kernels: 'auto' = fla's on CUDA tensors when importable, else PyTorch; 'torch' / 'fla' force one."
     norm_eps: float = param(1e-5, gt=0)
@@ -103,6 +108,12 @@ class ModelConfig:
             "world_model",
             self.world_model,
             "false with layout 'compact' (the next state is inside the next fused token)",
+        )
+        check(
+            not (self.pair_embedding and self.layout != "compact"),
+            "pair_embedding",
+            self.pair_embedding,
+            "false unless layout is 'compact' (the paper layout has separate s, a and r tokens)",
         )
         hd = self.resolved_head_dim
         if self.backbone == "rwkv7":
@@ -205,6 +216,8 @@ class OmniRL(nn.Module):
         self.action_emb = nn.Embedding(cfg.na + 2, d)
         self.reward_emb = nn.Linear(1, d)
         self.type_emb = nn.Embedding(4 if cfg.layout == "paper" else 1, d)  # per-slot type embedding
+        if cfg.pair_embedding:  # rows: (previous obs 0..ns_max) x (previous action 0..na+1)
+            self.pair_emb = nn.Embedding((cfg.ns_max + 1) * (cfg.na + 2), d)
         self.blocks = nn.ModuleList(_build_block(cfg, i) for i in range(cfg.num_layers))
         self.norm_out = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.policy_head = Head(d, cfg.na, cfg.norm_eps)
@@ -214,6 +227,8 @@ class OmniRL(nn.Module):
         if not self.state_emb.weight.is_meta:
             for emb in (self.state_emb, self.tag_emb, self.action_emb, self.type_emb):
                 nn.init.normal_(emb.weight, std=0.02)
+            if cfg.pair_embedding:
+                nn.init.normal_(self.pair_emb.weight, std=0.02)
 
     # ---- embeddings ------------------------------------------------------------------------------
     def _embed_paper(self, obs, tag, action, reward) -> torch.Tensor:
@@ -235,10 +250,15 @@ class OmniRL(nn.Module):
         p_act = torch.cat([prev["action"].view(B, 1), action[:, :-1]], dim=1)
         p_rew = torch.cat([prev["reward"].view(B, 1).to(reward.dtype), reward[:, :-1]], dim=1)
         rew = self.reward_emb(p_rew.unsqueeze(-1).to(self.type_emb.weight.dtype))
-        return self.state_emb(obs) + self.tag_emb(p_tag) + self.action_emb(p_act) + rew + self.type_emb.weight[0]
+        x = self.state_emb(obs) + self.tag_emb(p_tag) + self.action_emb(p_act) + rew + self.type_emb.weight[0]
+        if self.cfg.pair_embedding:
+            p_obs = torch.cat([prev["obs"].view(B, 1), obs[:, :-1]], dim=1)  # [B, T]
+            x = x + self.pair_emb(p_obs * (self.cfg.na + 2) + p_act)
+        return x
 
     def _empty_prev(self, B: int, device) -> dict:
         return {
+            "obs": torch.full((B,), self.cfg.ns_max, dtype=torch.long, device=device),
             "tag": torch.full((B,), TAG_UNKNOWN, dtype=torch.long, device=device),
             "action": torch.full((B,), self.cfg.na + 1, dtype=torch.long, device=device),
             "reward": torch.zeros(B, device=device),
@@ -269,7 +289,7 @@ class OmniRL(nn.Module):
             return logits, aux, {"blocks": blocks}
         x = self._embed_compact(obs, tag, action, reward, None if state is None else state.get("prev"))
         h, blocks = self._backbone(x, state)  # [B, T, d]
-        prev = {"tag": tag[:, -1], "action": action[:, -1], "reward": reward[:, -1]}
+        prev = {"obs": obs[:, -1], "tag": tag[:, -1], "action": action[:, -1], "reward": reward[:, -1]}
         return self.policy_head(h), aux, {"blocks": blocks, "prev": prev}
 
     # ---- online acting ---------------------------------------------------------------------------
@@ -288,7 +308,7 @@ class OmniRL(nn.Module):
             obs, prev["tag"].view(B, 1), prev["action"].view(B, 1), prev["reward"].view(B, 1).float(), prev
         )
         h, blocks = self._backbone(x, state)
-        return self.policy_head(h[:, 0]), {"blocks": blocks, "prev": None}
+        return self.policy_head(h[:, 0]), {"blocks": blocks, "prev": None, "obs": obs.view(B)}
 
     @torch.no_grad()
     def observe(self, tag: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, state: dict):
@@ -309,7 +329,8 @@ class OmniRL(nn.Module):
                 aux["state_logits"] = self.state_head(h[:, 1])
                 aux["reward_pred"] = self.reward_head(h[:, 1]).squeeze(-1)
             return aux, {"blocks": blocks}
-        return aux, {"blocks": state["blocks"], "prev": {"tag": tag, "action": action, "reward": reward.float()}}
+        prev = {"obs": state["obs"], "tag": tag, "action": action, "reward": reward.float()}
+        return aux, {"blocks": state["blocks"], "prev": prev}
 
     @torch.no_grad()
     def step(self, obs, tag, action, reward, state: dict | None = None):

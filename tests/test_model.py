@@ -21,11 +21,14 @@ from omnirl_core.model import (
 torch.set_num_threads(1)
 
 IMPLEMENTED = ("rwkv7", "gated_deltanet", "gsa", "mamba2")
-VARIANTS = [(b, lay) for b in IMPLEMENTED for lay in ("paper", "compact")]
+VARIANTS = [(b, lay) for b in IMPLEMENTED for lay in ("paper", "compact", "compact_pair")]
 
 
 def tiny(backbone: str, layout: str = "paper", **kw) -> ModelConfig:
+    """A small config; layout 'compact_pair' = compact with the (state, action) pair embedding."""
     head = {"rwkv7": 8, "gated_deltanet": 8, "gsa": 8, "mamba2": 16}[backbone]
+    if layout == "compact_pair":
+        layout, kw = "compact", {**kw, "pair_embedding": True}
     return ModelConfig(
         backbone=backbone,
         layout=layout,
@@ -86,6 +89,22 @@ def test_config_validation():
         validate_config(ModelConfig(backbone="lstm"))
     with pytest.raises(ConfigError):
         validate_config(ModelConfig(layout="compact", world_model=True))
+    with pytest.raises(ConfigError, match="pair_embedding"):
+        validate_config(ModelConfig(layout="paper", pair_embedding=True))
+
+
+def test_pair_embedding_rows_are_the_previous_state_action_pairs():
+    cfg = tiny("rwkv7", "compact_pair")
+    m = make_model(cfg).train()
+    assert m.pair_emb.num_embeddings == (cfg.ns_max + 1) * (cfg.na + 2)
+    obs = torch.tensor([[3, 7, 3, 1]])
+    action = torch.tensor([[2, 0, 4, 1]])
+    logits, _, st = m(obs, torch.full_like(obs, 7), action, torch.randn(1, 4))
+    logits.sum().backward()
+    used = m.pair_emb.weight.grad.abs().sum(-1).nonzero().flatten().tolist()
+    empty = cfg.ns_max * (cfg.na + 2) + cfg.na + 1  # no previous step: masked state, placeholder action
+    assert sorted(used) == sorted([empty, 3 * (cfg.na + 2) + 2, 7 * (cfg.na + 2) + 0, 3 * (cfg.na + 2) + 4])
+    assert st["prev"]["obs"].tolist() == [1]
 
 
 def test_embedding_sizes_and_reserved_ids():
