@@ -367,17 +367,18 @@ def load_model(path: str | os.PathLike, model_config=None, device: str = "cpu"):
         raise CheckpointConfigError(f"{path}: the checkpoint does not record its model configuration")
     if isinstance(stored, str):
         stored = json.loads(stored)
-    if model_config is not None:
-        want = config_to_dict(model_config)
-        diffs = [f"{k}: checkpoint {stored.get(k, '<absent>')!r}, expected {want.get(k, '<absent>')!r}"
-                 for k in sorted(set(stored) | set(want)) if k != "backend" and stored.get(k) != want.get(k)]
-        if diffs:
-            raise CheckpointConfigError(f"{path} was written with another model configuration:\n  "
-                                        + "\n  ".join(diffs))
     try:
         cfg = load_config(ModelConfig, stored)
     except ConfigError as exc:
         raise CheckpointConfigError(f"{path}: its model configuration is invalid: {exc}") from None
+    if model_config is not None:
+        # Compare complete configurations: a field added after the checkpoint was written takes its default.
+        have, want = config_to_dict(cfg), config_to_dict(model_config)
+        diffs = [f"{k}: checkpoint {have.get(k, '<absent>')!r}, expected {want.get(k, '<absent>')!r}"
+                 for k in sorted(set(have) | set(want)) if k != "backend" and have.get(k) != want.get(k)]
+        if diffs:
+            raise CheckpointConfigError(f"{path} was written with another model configuration:\n  "
+                                        + "\n  ".join(diffs))
     if model_config is not None:
         cfg.backend = model_config.backend
     model = OmniRL(cfg)

@@ -15,9 +15,9 @@ Compact layout (``layout="compact"``, for cheap CPU runs; not the paper's): one 
 previous step's (obs, tag, action, reward) being (ns_max, 7, na+1, 0) at the start of a memory. With
 ``pair_embedding`` the token also gets ``pair_emb[obs_{t-1} * (na+2) + act_{t-1}]``: an additive sum of a state
 and an action embedding cannot tell "action 2 in state 5" from other combinations when it is used as a key of
-the recurrent memory, while a joint embedding can, which is what an MDP's per-(state, action) statistics need. Logits are read at that
-token, so causality is the same as in the paper layout. It has no world-model heads (s_{t+1} is inside
-the next token), and costs a quarter of the sequence length.
+the recurrent memory, while a joint embedding can, which is what an MDP's per-(state, action) statistics need.
+Logits are read at that token, so causality is the same as in the paper layout. It has no world-model heads
+(s_{t+1} is inside the next token), and costs a quarter of the sequence length.
 
 Backbones: ``rwkv7`` and ``gated_deltanet`` (``omnirl_core.layers``; pure-PyTorch chunked kernels on CPU,
 flash-linear-attention's Triton kernels on a GPU, one set of parameters); ``mamba2`` (chunked PyTorch path on

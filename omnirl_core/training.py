@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 import omnirl_core.model as M
-from omnirl_core.config import check, config_to_dict, dump_config, param, repo_path
+from omnirl_core.config import ConfigError, check, config_to_dict, dump_config, load_config, param, repo_path
 
 __all__ = [
     "CheckpointMismatchError",
@@ -544,6 +544,14 @@ def _diff(a: Any, b: Any, prefix: str) -> list[str]:
     return [] if a == b else [f"{prefix}: checkpoint {a!r}, this config {b!r}"]
 
 
+def _complete_model_config(stored: dict) -> dict:
+    """The stored model configuration with defaults for fields added after it was written (as recorded if invalid)."""
+    try:
+        return config_to_dict(load_config(M.ModelConfig, stored))
+    except ConfigError:
+        return stored
+
+
 def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None) -> dict:
     """Read a training checkpoint (``weights_only=True``); with ``cfg``, check that its model configuration matches
     and raise :class:`CheckpointMismatchError` naming every differing key otherwise."""
@@ -555,7 +563,8 @@ def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None) -> 
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise CheckpointMismatchError(f"{path}: not an OmniRL training checkpoint")
     if cfg is not None:
-        diffs = [d for d in _diff(ckpt["model_config"], config_to_dict(cfg.model), "model") if "model.backend" not in d]
+        stored = _complete_model_config(ckpt["model_config"])
+        diffs = [d for d in _diff(stored, config_to_dict(cfg.model), "model") if "model.backend" not in d]
         if diffs:
             raise CheckpointMismatchError(
                 f"{path} was written with another model configuration:\n  " + "\n  ".join(diffs)

@@ -252,6 +252,18 @@ def test_checkpoint_from_another_model_config_gives_a_clear_error(tmp_path):
         train(tiny(steps=2), tmp_path / "r", progress=False, hooks=[])
 
 
+def test_checkpoint_written_before_a_model_field_existed_still_resumes(tmp_path):
+    cfg = tiny(steps=1)
+    train(cfg, tmp_path / "r", progress=False, hooks=[])
+    path = tmp_path / "r" / CHECKPOINT
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt["model_config"]["pair_embedding"]  # as written before the field was added (its default: off)
+    torch.save(ckpt, path)
+    assert load_checkpoint(path, cfg)["step"] == 1
+    with pytest.raises(CheckpointMismatchError, match="pair_embedding: checkpoint False, this config True"):
+        load_checkpoint(path, tiny(steps=1, **{"model.pair_embedding": True}))
+
+
 def test_trains_from_a_synthesised_dataset(tmp_path):
     from omnirl_core.config import DatasetConfig
     from omnirl_core.synthesis import synthesize
