@@ -44,6 +44,7 @@ __all__ = [
     "result_gain",
     "validation_suite",
     "plot_gain",
+    "label_loss_by_behaviour",
     "main",
 ]
 
@@ -252,6 +253,60 @@ def _row(name: str, s: dict) -> str:
     return f"| {name} | {s['n_tasks']} | {s['mean']:.3f} | {q} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |"
 
 
+# ---------------------------------------------------------------------------------------------- loss diagnostic
+def label_loss_by_behaviour(model, dataset_dir: str | os.PathLike, n_sequences: int = 32, *, shard: int = -1,
+                            tag: int | None = 7) -> list[dict[str, Any]]:
+    """Where does a model's label loss come from? Cross entropy of the label per behaviour policy.
+
+    Runs ``model`` over the first ``n_sequences`` sequences of one shard of a synthesised dataset (default the
+    last shard; tags replaced by ``tag``, 7 = unknown as online, or kept with ``tag=None``) and returns one row
+    per behaviour present: ``steps`` (labelled steps it acted), ``ce`` (mean cross entropy of the label),
+    ``ce_first`` / ``ce_last`` (the same over the first / last quarter of the sequences) and ``agreement`` (how
+    often the behaviour's own action equals the label). A loss that is low only where the agreement is high means
+    the model predicts the label by copying competent behaviour in its context, which does not help when it acts
+    itself; reading rewards shows as a falling ``ce`` along sequences of random behaviour.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from .dataset import load_manifest, load_shard
+    from .synthesis import BEHAVIOURS
+
+    man = load_manifest(dataset_dir)
+    arrays = load_shard(dataset_dir, man["shards"][shard])
+    ns_max = getattr(getattr(model, "cfg", None), "ns_max", None)
+    if ns_max is not None and int(np.asarray(arrays["ns"]).max()) > ns_max:
+        raise ValueError(f"{dataset_dir}: sequences with up to {int(np.asarray(arrays['ns']).max())} states, but the "
+                         f"model reads observation ids below ns_max {ns_max}")
+    x = {k: torch.as_tensor(np.array(arrays[k][:n_sequences])).long()
+         for k in ("obs", "tag", "action", "label", "behaviour")}
+    reward = torch.as_tensor(np.array(arrays["reward"][:n_sequences])).float()
+    tags = x["tag"] if tag is None else torch.full_like(x["tag"], int(tag))
+    with torch.no_grad():
+        logits = model(x["obs"], tags, x["action"], reward)[0]  # [B, T, na]
+    label, na = x["label"], logits.shape[-1]
+    valid = label < na  # boundary steps and masked labels carry ids >= na
+    ce = F.cross_entropy(logits.reshape(-1, na).float(), label.clamp(max=na - 1).reshape(-1), reduction="none")
+    ce = ce.view(label.shape)
+    T = label.shape[1]
+    quarter = torch.arange(T) * 4 // T  # [T] quarter of the sequence each step is in
+    rows = []
+    for b, name in enumerate(BEHAVIOURS):
+        sel = valid & (x["behaviour"] == b)
+        if not sel.any():
+            continue
+        first, last = sel & (quarter == 0), sel & (quarter == 3)
+        rows.append({
+            "behaviour": name,
+            "steps": int(sel.sum()),
+            "ce": float(ce[sel].mean()),
+            "ce_first": float(ce[first].mean()) if first.any() else float("nan"),
+            "ce_last": float(ce[last].mean()) if last.any() else float("nan"),
+            "agreement": float((x["action"][sel] == label[sel]).float().mean()),
+        })
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m omnirl_core.incontext", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", nargs="?", help="checkpoint.pt, model.safetensors or a models/<name> folder")
@@ -264,10 +319,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--out", default=None, help="write the report (JSON) here")
+    ap.add_argument("--loss-by-behaviour", metavar="DATASET", default=None,
+                    help="instead of acting: the label loss per behaviour policy on a synthesised dataset")
     a = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(a.threads)
+    if a.loss_by_behaviour:
+        from .evaluation import load_model
+
+        if a.checkpoint and Path(a.checkpoint).is_file():
+            model = load_model(a.checkpoint)
+        else:
+            model = load_shipped(a.checkpoint or 1)[0]
+        rows = label_loss_by_behaviour(model, a.loss_by_behaviour)
+        print("| behaviour | labelled steps | label CE | CE, first quarter | CE, last quarter | behaviour = label |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['behaviour']} | {r['steps']} | {r['ce']:.3f} | {r['ce_first']:.3f} | {r['ce_last']:.3f} "
+                  f"| {r['agreement']:.2f} |")
+        return {"loss_by_behaviour": rows}
     report = gain_report(a.checkpoint, a.suite, a.steps, n_tasks=a.n_tasks, temperature=a.temperature,
                          tql=a.tql, val=a.val, seed=a.seed)
     print(f"{report['suite']}, {a.steps} steps per task, seed {a.seed}: mean score per quarter (95% CI of Q4 - Q1)")

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from omnirl_core import incontext as ic
@@ -102,3 +103,59 @@ def test_validation_tasks_differ_from_the_test_suite():
     val = ic.validation_suite(16, 3)
     test = build_suite("anymdp_16", 3)
     assert not np.array_equal(val.tasks[0].transition, test.tasks[0].transition)
+
+
+@pytest.fixture(scope="module")
+def oracle_and_random_data(tmp_path_factory):
+    """One shard of 8-state sequences acted by the label oracle (gamma 0.994) or the drifting random policy."""
+    from omnirl_core.config import DatasetConfig, load_config
+    from omnirl_core.synthesis import synthesize
+
+    root = tmp_path_factory.mktemp("behaviours")
+    mix = {"w_drift_random": 1.0, "w_model_based": 0.0, "w_q_learning": 0.0, "w_mb_oracle": [0.0] * 4,
+           "w_noisy_oracle": [0.0, 0.0], "w_oracle": [0.0, 0.0, 1.0], "switch_prob": 0.5}
+    cfg = load_config(DatasetConfig, {"ns": 8, "seq_len": 256, "n_sequences": 8, "sequences_per_shard": 8,
+                                      "batch_size": 8, "seed": 5, "mixture": mix})
+    synthesize(cfg, root, workers=1, progress=False)
+    return root
+
+
+class _Uniform(torch.nn.Module):
+    """Equal logits for every action: the label cross entropy is log(na) everywhere."""
+
+    def forward(self, obs, tag, action, reward, state=None):
+        return torch.zeros(*obs.shape, 5), {}, None
+
+
+def test_label_loss_by_behaviour_splits_steps_and_measures_agreement(oracle_and_random_data):
+    from omnirl_core.dataset import load_manifest, load_shard
+
+    rows = {r["behaviour"]: r for r in ic.label_loss_by_behaviour(_Uniform(), oracle_and_random_data, 8)}
+    assert set(rows) == {"drift_random", "oracle_0.994"}
+    shard = load_shard(oracle_and_random_data, load_manifest(oracle_and_random_data)["shards"][-1])
+    assert sum(r["steps"] for r in rows.values()) == int((np.asarray(shard["label"]) < 5).sum())
+    assert rows["oracle_0.994"]["agreement"] == 1.0  # the label is this oracle's own action
+    assert rows["drift_random"]["agreement"] < 0.6
+    for r in rows.values():
+        for key in ("ce", "ce_first", "ce_last"):
+            assert r[key] == pytest.approx(np.log(5), abs=1e-6)
+
+
+def test_label_loss_by_behaviour_runs_a_real_model_and_the_command_line(oracle_and_random_data, capsys, tmp_path):
+    from safetensors.torch import save_file
+
+    from omnirl_core.config import config_to_dict
+    from omnirl_core.model import ModelConfig, OmniRL
+
+    torch.manual_seed(0)
+    model = OmniRL(ModelConfig(layout="compact", pair_embedding=True, ns_max=8, na=5, hidden_size=16,
+                               num_layers=1, intermediate_size=16, head_dim=8, chunk_size=16, backend="torch"))
+    rows = ic.label_loss_by_behaviour(model.eval(), oracle_and_random_data, 4, tag=None)
+    assert rows and all(np.isfinite(r["ce"]) and r["steps"] > 0 for r in rows)
+    path = tmp_path / "m.safetensors"
+    save_file(model.state_dict(), str(path), metadata={"model_config": json.dumps(config_to_dict(model.cfg))})
+    out = ic.main([str(path), "--loss-by-behaviour", str(oracle_and_random_data)])
+    assert {r["behaviour"] for r in out["loss_by_behaviour"]} == {"drift_random", "oracle_0.994"}
+    assert "| oracle_0.994 |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="8 states.*ns_max 1"):  # the shipped bandit model cannot read 8 states
+        ic.main(["models/omnirl-tiny-bandit", "--loss-by-behaviour", str(oracle_and_random_data)])
