@@ -379,7 +379,6 @@ def load_model(path: str | os.PathLike, model_config=None, device: str = "cpu"):
         if diffs:
             raise CheckpointConfigError(f"{path} was written with another model configuration:\n  "
                                         + "\n  ".join(diffs))
-    if model_config is not None:
         cfg.backend = model_config.backend
     model = OmniRL(cfg)
     try:
