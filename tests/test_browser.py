@@ -84,6 +84,12 @@ def _start_lab(tmp: Path, port: int, token: str) -> subprocess.Popen:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(tmp / "workspaces")
     env["JUPYTER_RUNTIME_DIR"] = str(tmp / "runtime")
+    # Render every cell: with JupyterLab's windowing, cells scrolled out of view after "Run All" count as hidden.
+    settings = tmp / "settings"
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True, exist_ok=True)
+    tracker.write_text('{"windowingMode": "none"}')
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(settings)
     env["MPLBACKEND"] = "Agg"
     jupyter = Path(sys.executable).with_name("jupyter")
     cmd = [
