@@ -181,7 +181,9 @@ def test_explorer_in_jupyterlab(tmp_path):
                 step = "wait for the explorer and its graph image"
                 explorer = page.locator(".omnirl-explorer").first
                 graph = explorer.locator(".omnirl-graph")
-                graph.wait_for(state="visible", timeout=150_000)
+                # "attached", not "visible": a later cell (play_and_show) switches the explorer to its
+                # play tab, and on a fast machine that happens before this wait starts
+                graph.wait_for(state="attached", timeout=150_000)
                 page.wait_for_function(
                     "() => { const i = document.querySelector('.omnirl-explorer .omnirl-graph');"
                     " return i && i.complete && i.naturalWidth > 100; }",
