@@ -339,8 +339,8 @@ def load_model(path: str | os.PathLike, model_config=None, device: str = "cpu"):
     :class:`CheckpointConfigError` naming every differing field (the kernel ``backend`` may differ)."""
     import torch
 
-    from .config import ConfigError, config_to_dict, load_config
-    from .model import ModelConfig, OmniRL
+    from .config import ConfigError, load_config
+    from .model import ModelConfig, OmniRL, config_differences
 
     path = Path(path)
     if not path.is_file():
@@ -372,10 +372,7 @@ def load_model(path: str | os.PathLike, model_config=None, device: str = "cpu"):
     except ConfigError as exc:
         raise CheckpointConfigError(f"{path}: its model configuration is invalid: {exc}") from None
     if model_config is not None:
-        # Compare complete configurations: a field added after the checkpoint was written takes its default.
-        have, want = config_to_dict(cfg), config_to_dict(model_config)
-        diffs = [f"{k}: checkpoint {have.get(k, '<absent>')!r}, expected {want.get(k, '<absent>')!r}"
-                 for k in sorted(set(have) | set(want)) if k != "backend" and have.get(k) != want.get(k)]
+        diffs = config_differences(stored, model_config)
         if diffs:
             raise CheckpointConfigError(f"{path} was written with another model configuration:\n  "
                                         + "\n  ".join(diffs))

@@ -129,6 +129,23 @@ class ModelConfig:
         return replace(cls(backbone=backbone, num_layers=18, hidden_size=512, intermediate_size=1024), **overrides)
 
 
+def config_differences(stored: dict, expected: ModelConfig) -> list[str]:
+    """One line per field where a checkpoint's recorded model configuration differs from ``expected``.
+
+    The recorded one is completed with defaults first, so a checkpoint written before a field existed matches a
+    configuration that leaves the field at its default. The kernel ``backend`` is ignored: the same weights run on
+    either path. An invalid record is compared as written."""
+    from omnirl_core.config import ConfigError, config_to_dict, load_config
+
+    try:
+        have = config_to_dict(load_config(ModelConfig, stored))
+    except ConfigError:
+        have = dict(stored)
+    want = config_to_dict(expected)
+    return [f"{k}: checkpoint {have.get(k, '<absent>')!r}, expected {want.get(k, '<absent>')!r}"
+            for k in sorted(set(have) | set(want)) if k != "backend" and have.get(k) != want.get(k)]
+
+
 # --------------------------------------------------------------------------------------------------
 # Heads
 # --------------------------------------------------------------------------------------------------

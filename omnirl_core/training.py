@@ -42,14 +42,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import omnirl_core.model as M
-from omnirl_core.config import ConfigError, check, config_to_dict, dump_config, load_config, param, repo_path
+from omnirl_core.config import check, config_to_dict, dump_config, param, repo_path
 
 __all__ = [
     "CheckpointMismatchError",
@@ -535,23 +534,6 @@ def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: 
     return path
 
 
-def _diff(a: Any, b: Any, prefix: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}.{k}")
-        return out
-    return [] if a == b else [f"{prefix}: checkpoint {a!r}, this config {b!r}"]
-
-
-def _complete_model_config(stored: dict) -> dict:
-    """The stored model configuration with defaults for fields added after it was written (as recorded if invalid)."""
-    try:
-        return config_to_dict(load_config(M.ModelConfig, stored))
-    except ConfigError:
-        return stored
-
-
 def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None) -> dict:
     """Read a training checkpoint (``weights_only=True``); with ``cfg``, check that its model configuration matches
     and raise :class:`CheckpointMismatchError` naming every differing key otherwise."""
@@ -563,8 +545,7 @@ def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None) -> 
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise CheckpointMismatchError(f"{path}: not an OmniRL training checkpoint")
     if cfg is not None:
-        stored = _complete_model_config(ckpt["model_config"])
-        diffs = [d for d in _diff(stored, config_to_dict(cfg.model), "model") if "model.backend" not in d]
+        diffs = [f"model.{d}" for d in M.config_differences(ckpt["model_config"], cfg.model)]
         if diffs:
             raise CheckpointMismatchError(
                 f"{path} was written with another model configuration:\n  " + "\n  ".join(diffs)

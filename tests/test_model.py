@@ -323,3 +323,19 @@ def test_forcing_fla_backend_without_triton_fails_clearly():
     obs, tag, action, reward = make_batch(m.cfg)
     with pytest.raises(RuntimeError, match="flash-linear-attention"):
         m(obs, tag, action, reward)
+
+
+def test_config_differences_names_fields_and_ignores_backend():
+    from omnirl_core.config import config_to_dict
+    from omnirl_core.model import config_differences
+
+    cfg = ModelConfig(hidden_size=64, num_layers=2, intermediate_size=128)
+    stored = config_to_dict(cfg)
+    assert config_differences(stored, cfg) == []
+    assert config_differences({**stored, "backend": "fla"}, cfg) == []  # same weights run on either path
+    del stored["pair_embedding"]  # recorded before the field existed: its default applies
+    assert config_differences(stored, cfg) == []
+    assert config_differences(stored, ModelConfig(hidden_size=64, num_layers=3, intermediate_size=128)) == [
+        "num_layers: checkpoint 2, expected 3"]
+    # an invalid record is compared as written
+    assert "hidden_size: checkpoint -1, expected 64" in config_differences({**stored, "hidden_size": -1}, cfg)

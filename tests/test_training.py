@@ -247,7 +247,7 @@ def test_checkpoint_from_another_model_config_gives_a_clear_error(tmp_path):
     with pytest.raises(CheckpointMismatchError) as err:
         train(other, tmp_path / "r", resume=True, progress=False, hooks=[])
     msg = str(err.value)
-    assert "model.hidden_size: checkpoint 32, this config 48" in msg and "model.num_layers" in msg
+    assert "model.hidden_size: checkpoint 32, expected 48" in msg and "model.num_layers" in msg
     with pytest.raises(FileExistsError, match="resume"):
         train(tiny(steps=2), tmp_path / "r", progress=False, hooks=[])
 
@@ -260,7 +260,7 @@ def test_checkpoint_written_before_a_model_field_existed_still_resumes(tmp_path)
     del ckpt["model_config"]["pair_embedding"]  # as written before the field was added (its default: off)
     torch.save(ckpt, path)
     assert load_checkpoint(path, cfg)["step"] == 1
-    with pytest.raises(CheckpointMismatchError, match="pair_embedding: checkpoint False, this config True"):
+    with pytest.raises(CheckpointMismatchError, match="pair_embedding: checkpoint False, expected True"):
         load_checkpoint(path, tiny(steps=1, **{"model.pair_embedding": True}))
 
 
