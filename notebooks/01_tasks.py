@@ -192,8 +192,9 @@ save(viz.plot_transition_graph(task, layout="observed"), "example_graph_observed
 # OmniRL-tiny model acting in context from an empty memory, the oracle, uniform random, tabular Q-learning
 # with UCB exploration, or a model-based learner) in the environment and shows the visited states and the
 # returns next to the exact oracle and random returns. The shipped model is the default policy when it covers
-# the task's number of states (OmniRL-tiny covers bandits: set `ns` to 1). Widgets need a live kernel; in a
-# static rendering only the initial state is shown.
+# the task's number of states (OmniRL-tiny: a bandit model for `ns = 1`, and an AnyMDP model for `ns` up to 16
+# whose in-context gain is small, see the README). Widgets need a live kernel; in a static rendering only the
+# initial state is shown.
 
 # %%
 explorer = TaskExplorer(ns=cfg.explorer_ns, na=cfg.na, seed=cfg.seed, play_steps=cfg.play_steps)
@@ -205,7 +206,10 @@ explorer
 
 # %%
 rows = []
-for name in ("oracle", "random", "q_ucb", "model_based"):
+policies = ["oracle", "random", "q_ucb", "model_based"]
+if explorer.policy.value == "omnirl":  # a shipped model covers this many states
+    policies.insert(0, "omnirl")
+for name in policies:
     res = explorer.play(name, steps=cfg.play_steps, seed=cfg.seed)
     rows.append(f"| {name} | {res.steps} | {res.total_return:.3f} | {len(res.episode_returns)} | "
                 f"{res.mean_episode_return:.3f} |")

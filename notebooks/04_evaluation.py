@@ -81,8 +81,9 @@ print(f"suites built in {time.time() - t0:.1f} s")
 # Every agent runs `n_episodes` episodes on every task of a suite; all tasks of a suite advance together as one
 # batch, each with its own random stream (a task's run does not depend on its batch). TQL-UCB is run with each
 # bonus scale of the grid and the best is kept (tuned per task family, as in the paper). OmniRL runs when
-# `checkpoint` is set: by default (`shipped`) the model shipped in `models/` that covers the suite (OmniRL-tiny
-# covers the bandit suite `anymdp_1`), at the temperature chosen for it on validation tasks.
+# `checkpoint` is set: by default (`shipped`) the model shipped in `models/` that covers the suite (OmniRL-tiny:
+# the bandit model on `anymdp_1`, the AnyMDP model on suites with up to 16 observation ids), at the temperature
+# chosen for it on validation tasks.
 
 # %%
 model = None  # checkpoint "shipped": evaluate() picks, per suite, the shipped model covering it

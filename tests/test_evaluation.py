@@ -213,7 +213,7 @@ def test_report_files_and_paper_columns(tmp_path):
 def test_evaluate_driver_runs_baselines_and_skips_omnirl_without_checkpoint():
     cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 5,
                                          "agents": ["random", "oracle", "tql_ucb", "omnirl"], "tql_c_grid": [0.5],
-                                         "progress": False})
+                                         "checkpoint": None, "progress": False})
     logs = []
     results = evaluate(cfg, log=logs.append)
     assert [r.agent for r in results] == ["random", "oracle", "TQL-UCB (c=0.5)"]
