@@ -219,23 +219,34 @@ def _suite_for(name: str, n_tasks: int, val: bool) -> Suite:
     return validation_suite(int(name.split("_")[1]), n_tasks)
 
 
+def _load_for_cli(which: str | os.PathLike | None):
+    """(model, temperature or None) for the command line: a checkpoint file, a shipped-model folder (path or name,
+    its validated temperature), or nothing (the shipped bandit model)."""
+    from .evaluation import load_model
+
+    if which is None:
+        model, info = load_shipped(1)
+        return model, info.temperature
+    path = Path(which)
+    if path.is_file() or path.suffix in (".pt", ".safetensors"):
+        return load_model(path), None  # a missing file is reported by load_model
+    model, info = load_shipped(path)
+    return model, info.temperature
+
+
 def gain_report(checkpoint: str | os.PathLike | None, suite_name: str, steps: int, *, n_tasks: int = 64,
                 temperature: float | None = None, tql: bool = False, val: bool = False, seed: int = 0,
                 progress: bool = False) -> dict[str, Any]:
     """The command line's work: OmniRL (checkpoint file or shipped-model folder) and optionally TQL-UCB."""
     import torch
 
-    from .evaluation import OmniRLAgent, load_model
+    from .evaluation import OmniRLAgent
 
     suite = _suite_for(suite_name, n_tasks, val)
     report: dict[str, Any] = {"suite": suite.name, "n_tasks": n_tasks, "steps": steps, "seed": seed}
     if checkpoint is not None:
-        path = Path(checkpoint)
-        if path.is_dir():
-            model, info = load_shipped(path)
-            temperature = info.temperature if temperature is None else temperature
-        else:
-            model = load_model(path)
+        model, shipped_temperature = _load_for_cli(checkpoint)
+        temperature = shipped_temperature if temperature is None else temperature
         temperature = 1.0 if temperature is None else float(temperature)
         with torch.no_grad():
             summ = online_gain(suite, OmniRLAgent(model, temperature=temperature), steps, seed=seed,
@@ -274,9 +285,9 @@ def label_loss_by_behaviour(model, dataset_dir: str | os.PathLike, n_sequences: 
 
     man = load_manifest(dataset_dir)
     arrays = load_shard(dataset_dir, man["shards"][shard])
-    ns_max = getattr(getattr(model, "cfg", None), "ns_max", None)
-    if ns_max is not None and int(np.asarray(arrays["ns"]).max()) > ns_max:
-        raise ValueError(f"{dataset_dir}: sequences with up to {int(np.asarray(arrays['ns']).max())} states, but the "
+    ns_max, ns_data = getattr(getattr(model, "cfg", None), "ns_max", None), int(np.asarray(arrays["ns"]).max())
+    if ns_max is not None and ns_data > ns_max:
+        raise ValueError(f"{dataset_dir}: sequences with up to {ns_data} states, but the "
                          f"model reads observation ids below ns_max {ns_max}")
     x = {k: torch.as_tensor(np.array(arrays[k][:n_sequences])).long()
          for k in ("obs", "tag", "action", "label", "behaviour")}
@@ -326,13 +337,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(a.threads)
     if a.loss_by_behaviour:
-        from .evaluation import load_model
-
-        if a.checkpoint and Path(a.checkpoint).is_file():
-            model = load_model(a.checkpoint)
-        else:
-            model = load_shipped(a.checkpoint or 1)[0]
-        rows = label_loss_by_behaviour(model, a.loss_by_behaviour)
+        rows = label_loss_by_behaviour(_load_for_cli(a.checkpoint)[0], a.loss_by_behaviour)
         print("| behaviour | labelled steps | label CE | CE, first quarter | CE, last quarter | behaviour = label |")
         print("|---|---|---|---|---|---|")
         for r in rows:
