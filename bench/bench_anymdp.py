@@ -256,9 +256,8 @@ def timed(fn, *a, **kw):
 def warm_up_ours() -> None:
     import numpy as np
 
-    from omnirl_core.envs import AnyMDPEnv, BatchedAnyMDPEnv
-    from omnirl_core.oracle import policy_iteration, stack_tasks, value_iteration
-    from omnirl_core.tasks import sample_anymdp
+    from omnirl_core.world import AnyMDPEnv, BatchedAnyMDPEnv, policy_iteration, sample_anymdp
+    from omnirl_core.world.oracle import stack_tasks, value_iteration
 
     task = sample_anymdp(16, NA, seed=0)
     value_iteration(task, 0.9)
@@ -272,7 +271,7 @@ def warm_up_ours() -> None:
 
 
 def bench_sampling(ref: ReferenceWorker, args, log) -> dict:
-    from omnirl_core.tasks import sample_anymdp, sample_anymdp_batch
+    from omnirl_core.world import sample_anymdp, sample_anymdp_batch
 
     out = {}
     for ns in args.ns:
@@ -300,8 +299,8 @@ def bench_sampling(ref: ReferenceWorker, args, log) -> dict:
 def bench_value_iteration(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
     import numpy as np
 
-    from omnirl_core.oracle import acceptance_gamma, policy_iteration, policy_value, stack_tasks, value_iteration
-    from omnirl_core.tasks import sample_anymdp
+    from omnirl_core.world import policy_iteration, sample_anymdp
+    from omnirl_core.world.oracle import acceptance_gamma, policy_value, stack_tasks, value_iteration
 
     ns = args.vi_ns
     gamma = acceptance_gamma(ns)
@@ -384,8 +383,7 @@ def bench_value_iteration(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
 def bench_envs(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
     import numpy as np
 
-    from omnirl_core.envs import AnyMDPEnv, BatchedAnyMDPEnv
-    from omnirl_core.tasks import sample_anymdp
+    from omnirl_core.world import AnyMDPEnv, BatchedAnyMDPEnv, sample_anymdp
 
     ns, B = args.env_ns, args.env_batch
     tasks = [sample_anymdp(ns, NA, seed=3000 + i) for i in range(min(args.env_tasks, B))]

@@ -3,9 +3,9 @@
 One run, one table, ratios side by side (this machine is noisy, so the two sides of a row are timed
 alternately and the medians compared):
 
-- RWKV-7 (DPLR delta rule): ``omnirl_core.ops.dplr.rwkv7_chunked`` vs fla-core's ``dplr_chunkwise``
+- RWKV-7 (DPLR delta rule): ``omnirl_core.model.ops.dplr.rwkv7_chunked`` vs fla-core's ``dplr_chunkwise``
   (chunk 16), target >= 2x;
-- Gated DeltaNet: ``omnirl_core.ops.gated_delta.gated_delta_chunked`` vs fla-core's
+- Gated DeltaNet: ``omnirl_core.model.ops.gated_delta.gated_delta_chunked`` vs fla-core's
   ``naive_chunk_gated_delta_rule`` (chunk 64), target >= 1x;
 - for scale, the per-step naive references (on a shorter sequence, reported per token);
 - training throughput of the quick training config (``params/quick/03_training.yaml``) on this CPU, in
@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from omnirl_core.ops.dplr import rwkv7_chunked, rwkv7_naive
-from omnirl_core.ops.gated_delta import gated_delta_chunked, gated_delta_naive
+from omnirl_core.model.ops.dplr import rwkv7_chunked, rwkv7_naive
+from omnirl_core.model.ops.gated_delta import gated_delta_chunked, gated_delta_naive
 
 TARGETS = {"rwkv7": 2.0, "gdn": 1.0}
 
@@ -101,8 +101,8 @@ def quick_training_rate(steps: int) -> float:
     """Environment steps per second of the quick training config (timed after a 1-iteration warm-up)."""
     import tempfile
 
-    from omnirl_core.config import load_config, repo_path
     from omnirl_core.training import TrainConfig, train
+    from omnirl_core.workbook import load_config, repo_path
 
     cfg = load_config(TrainConfig, repo_path("params/quick/03_training.yaml"))
     with tempfile.TemporaryDirectory() as tmp:

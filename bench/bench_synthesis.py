@@ -50,8 +50,8 @@ def _args(argv=None):
 
 
 def _ours(ns: int, batch: int, seq_len: int, seed: int, engine: str = "numba") -> dict:
-    from omnirl_core.config import DatasetConfig, load_config
-    from omnirl_core.synthesis import dataset_tasks, shard_tasks, synthesize_batch
+    from omnirl_core.synthesis import DatasetConfig, dataset_tasks, shard_tasks, synthesize_batch
+    from omnirl_core.workbook import load_config
 
     cfg = load_config(DatasetConfig, {"ns": ns, "seq_len": seq_len, "n_sequences": batch,
                                       "sequences_per_shard": batch, "batch_size": batch, "seed": seed,

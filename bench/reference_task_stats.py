@@ -18,8 +18,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from xenoverse.anymdp import AnyMDPTaskSampler  # noqa: E402
 
-from omnirl_core.stats import summarise, task_statistics  # noqa: E402
-from omnirl_core.tasks import Task  # noqa: E402
+from omnirl_core.world import (
+    Task,  # noqa: E402
+    task_statistics,  # noqa: E402
+)
+from omnirl_core.world.stats import summarise
 
 SIZES = {1: 400, 16: 200, 32: 120, 64: 60, 128: 16}
 SEED0 = 1000
@@ -50,7 +53,7 @@ def main(out_path: str) -> None:
     out = {
         "provenance": (
             f"Tasks drawn by Xenoverse {getattr(xenoverse, '__version__', '0.1.14.0')} "
-            f"AnyMDPTaskSampler(ns, 5, seed={SEED0}+i), statistics by omnirl_core.stats.task_statistics; "
+            f"AnyMDPTaskSampler(ns, 5, seed={SEED0}+i), statistics by omnirl_core.world.stats.task_statistics; "
             f"measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with bench/reference_task_stats.py"
         ),
         "seed0": SEED0,

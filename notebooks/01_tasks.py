@@ -26,7 +26,8 @@
 # 4. compares the statistics of our sampler with those of the reference sampler (Xenoverse 0.1.14.0),
 # 5. compares exact oracle and random returns, and measures how long sampling takes.
 #
-# All logic lives in `omnirl_core` (`tasks`, `oracle`, `stats`, `viz`, `widgets`); cells here only call it.
+# All logic lives in `omnirl_core.world` (tasks, samplers, oracle, statistics) and `omnirl_core.views` (figures,
+# the explorer widget); cells here only call it.
 
 # %% tags=["parameters"]
 config_path = "params/quick/01_tasks.yaml"
@@ -41,9 +42,10 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Image, Markdown, display
 
-from omnirl_core import oracle, stats, tasks, viz
-from omnirl_core.config import TasksConfig, load_config
-from omnirl_core.widgets import TaskExplorer
+from omnirl_core import views
+from omnirl_core.views.explorer import TaskExplorer
+from omnirl_core.workbook import load_config
+from omnirl_core.world import TasksConfig, anymdp, oracle, stats
 
 cfg = load_config(TasksConfig, config_path)
 out_dir = Path(run_dir) / "01_tasks"
@@ -70,7 +72,7 @@ cfg
 
 # %%
 rng = np.random.default_rng(cfg.seed)
-limits = {ns: [round(tasks.episode_limit(ns, rng), 1) for _ in range(4)] for ns in (1, 8, 16, 32, 64, 128)}
+limits = {ns: [round(anymdp.episode_limit(ns, rng), 1) for _ in range(4)] for ns in (1, 8, 16, 32, 64, 128)}
 display(Markdown("| ns | four draws of max_steps |\n|---|---|\n"
                  + "\n".join(f"| {ns} | {', '.join(map(str, v))} |" for ns, v in limits.items())))
 
@@ -85,8 +87,8 @@ display(Markdown("| ns | four draws of max_steps |\n|---|---|\n"
 
 # %%
 ns0 = cfg.example_ns[0]
-task = tasks.sample_anymdp(ns0, cfg.na, seed=cfg.seed)
-goal, pit = viz.terminal_kinds(task)
+task = anymdp.sample_anymdp(ns0, cfg.na, seed=cfg.seed)
+goal, pit = views.terminal_kinds(task)
 print(task)
 print("start distribution over states 0..2:", np.round(task.start_prob[:3], 3))
 print("pitfalls:", np.flatnonzero(pit).tolist(), "| top state is a goal:", bool(goal.any()))
@@ -109,11 +111,11 @@ print("observation id of each inner state (what the agent sees):", task.state_ma
 # matrix; the line plot shows the split for one state.
 
 # %%
-max_leap, max_back = tasks.band_limits(ns0)
+max_leap, max_back = anymdp.band_limits(ns0)
 print(f"ns={ns0}: forward leap up to {max_leap} ranks, backward up to {max_back} ranks")
-save(viz.plot_transition_matrices(task), "algorithm_transition_matrices")
+save(views.plot_transition_matrices(task), "algorithm_transition_matrices")
 example_state = int(np.flatnonzero(~task.terminal)[len(np.flatnonzero(~task.terminal)) // 2])
-save(viz.plot_action_split(task, example_state), "algorithm_action_split")
+save(views.plot_action_split(task, example_state), "algorithm_action_split")
 
 # %% [markdown]
 # ### Rewards: four parts and terminal adjustments
@@ -132,7 +134,7 @@ save(viz.plot_action_split(task, example_state), "algorithm_action_split")
 # is discarded. The left figure shows the rising position reward, the pitfall penalties and the top bonus.
 
 # %%
-save(viz.plot_reward_structure(task), "algorithm_rewards")
+save(views.plot_reward_structure(task), "algorithm_rewards")
 er = task.expected_reward[~task.terminal]
 print(f"E[r|s,a] over non-terminal states: mean {er.mean():+.4f}, std {er.std():.4f}")
 
@@ -145,12 +147,12 @@ print(f"E[r|s,a] over non-terminal states: mean {er.mean():+.4f}, std {er.std():
 # tasks where a random walk already does well and tasks where the oracle just sits in one or two states.
 
 # %%
-acc = tasks.acceptance_statistics(task.transition, task.reward, task.start_prob, task.terminal, task.max_steps)
+acc = anymdp.acceptance_statistics(task.transition, task.reward, task.start_prob, task.terminal, task.max_steps)
 display(Markdown(
     "| check | value | threshold |\n|---|---|---|\n"
-    f"| scaled oracle - random gap (min over starts) | {acc['gap']:.2f} | >= {tasks.MIN_ORACLE_GAP} |\n"
-    f"| Gini of the oracle's long-run distribution | {acc['gini']:.3f} | > {tasks.MIN_GINI} |\n"
-    f"| normalised entropy | {acc['entropy']:.3f} | > {tasks.MIN_NORMALISED_ENTROPY} |\n"
+    f"| scaled oracle - random gap (min over starts) | {acc['gap']:.2f} | >= {anymdp.MIN_ORACLE_GAP} |\n"
+    f"| Gini of the oracle's long-run distribution | {acc['gini']:.3f} | > {anymdp.MIN_GINI} |\n"
+    f"| normalised entropy | {acc['entropy']:.3f} | > {anymdp.MIN_NORMALISED_ENTROPY} |\n"
     f"| candidate draws until acceptance | {task.meta.get('draws', '?')} | |"
 ))
 
@@ -161,8 +163,8 @@ display(Markdown(
 # episode. Below: arm means ± noise std, the best arm in orange.
 
 # %%
-bandit = tasks.sample_anymdp(1, cfg.na, seed=cfg.seed)
-save(viz.plot_transition_graph(bandit), "algorithm_bandit")
+bandit = anymdp.sample_anymdp(1, cfg.na, seed=cfg.seed)
+save(views.plot_transition_graph(bandit), "algorithm_bandit")
 
 # %% [markdown]
 # ## 2. Example tasks
@@ -173,16 +175,16 @@ save(viz.plot_transition_graph(bandit), "algorithm_bandit")
 
 # %%
 for i, ns in enumerate(cfg.example_ns):
-    ex_task = tasks.sample_anymdp(ns, cfg.na, seed=cfg.seed + i)
-    save(viz.plot_transition_graph(ex_task, policy=oracle.oracle_policy(ex_task)), f"example_graph_ns{ns}")
-    save(viz.plot_task_summary(ex_task), f"example_summary_ns{ns}")
+    ex_task = anymdp.sample_anymdp(ns, cfg.na, seed=cfg.seed + i)
+    save(views.plot_transition_graph(ex_task, policy=oracle.oracle_policy(ex_task)), f"example_graph_ns{ns}")
+    save(views.plot_task_summary(ex_task), f"example_summary_ns{ns}")
 
 # %% [markdown]
 # The same task placed by **observation id** instead: the band disappears. This is what an in-context
 # learner faces: the ranking has to be inferred from experience.
 
 # %%
-save(viz.plot_transition_graph(task, layout="observed"), "example_graph_observed")
+save(views.plot_transition_graph(task, layout="observed"), "example_graph_observed")
 
 # %% [markdown]
 # ## 3. Interactive explorer
@@ -237,7 +239,7 @@ save(bandit_explorer.trajectory_figure, "explorer_bandit_omnirl")
 # %% [markdown]
 # ## 4. Statistics: our sampler against the reference
 # For each `ns` in the configuration we draw `stats_tasks_per_ns` tasks and compute per-task statistics
-# (`omnirl_core.stats.task_statistics`): terminal count, goal fraction, episode limit, successors per
+# (`omnirl_core.world.stats.task_statistics`): terminal count, goal fraction, episode limit, successors per
 # `(s, a)`, start states, mean and spread of `E[r|s,a]`, mean noise, and the exact episode returns of the
 # oracle (gamma 0.994) and of the random policy. The reference numbers were measured on Xenoverse's
 # sampler (its seeds, its task counts). `z` is the difference of means in standard errors; with ~20 tasks
@@ -249,7 +251,7 @@ reference = stats.load_reference_statistics()
 per_ns_rows, ours_summary = {}, {}
 for ns in cfg.stats_ns:
     seeds = [cfg.seed * 100_000 + i for i in range(cfg.stats_tasks_per_ns)]
-    per_ns_rows[ns] = [stats.task_statistics(tasks.sample_anymdp(ns, cfg.na, seed=s)) for s in seeds]
+    per_ns_rows[ns] = [stats.task_statistics(anymdp.sample_anymdp(ns, cfg.na, seed=s)) for s in seeds]
     ours_summary[f"ns{ns}"] = stats.summarise(per_ns_rows[ns])
 
 with open(out_dir / "task_stats.csv", "w", newline="") as fh:
@@ -264,7 +266,7 @@ with open(out_dir / "task_stats.csv", "w", newline="") as fh:
 for ns in cfg.stats_ns:
     key = f"ns{ns}"
     if key in reference:
-        table = viz.markdown_stat_table(ours_summary[key], reference[key], stats=stats.REFERENCE_STATISTICS)
+        table = views.markdown_stat_table(ours_summary[key], reference[key], stats=stats.REFERENCE_STATISTICS)
         display(Markdown(f"**ns = {ns}** ({cfg.stats_tasks_per_ns} tasks here, {reference[key]['n_tasks']} "
                          f"in the reference)\n\n{table}"))
     else:
@@ -273,7 +275,7 @@ for ns in cfg.stats_ns:
 # %%
 common = {k: v for k, v in ours_summary.items() if k in reference}
 if common:
-    save(viz.plot_stat_comparison(common, {k: reference[k] for k in common}, stats=stats.REFERENCE_STATISTICS,
+    save(views.plot_stat_comparison(common, {k: reference[k] for k in common}, stats=stats.REFERENCE_STATISTICS,
                                   labels=("ours", "reference")), "stats_vs_reference")
 
 # %% [markdown]
@@ -288,7 +290,7 @@ if common:
 returns = {
     ns: ([r["ret_oracle"] for r in rows_], [r["ret_random"] for r in rows_]) for ns, rows_ in per_ns_rows.items()
 }
-save(viz.plot_oracle_vs_random(returns), "oracle_vs_random")
+save(views.plot_oracle_vs_random(returns), "oracle_vs_random")
 display(Markdown("| ns | mean oracle return | mean random return | oracle > random |\n|---|---|---|---|\n" + "\n".join(
     f"| {ns} | {np.mean(o):.3f} | {np.mean(r):.3f} | {np.mean(np.array(o) > np.array(r)):.0%} |"
     for ns, (o, r) in returns.items())))
@@ -306,7 +308,7 @@ for ns in cfg.timing_ns:
     timings[ns] = []
     for rep in range(cfg.timing_repeats):
         t0 = time.perf_counter()
-        tasks.sample_anymdp(ns, cfg.na, seed=cfg.seed * 1000 + rep)
+        anymdp.sample_anymdp(ns, cfg.na, seed=cfg.seed * 1000 + rep)
         timings[ns].append(time.perf_counter() - t0)
 ref_times = {int(k[2:]): v["sample_seconds_median"] for k, v in reference.items()
              if k.startswith("ns") and isinstance(v, dict) and "sample_seconds_median" in v and k != "ns1"}
@@ -317,7 +319,7 @@ with open(out_dir / "sampling_times.csv", "w", newline="") as fh:
         writer.writerows([ns, i, t] for i, t in enumerate(ts))
 display(Markdown("| ns | ours median (s) | reference median (s) |\n|---|---|---|\n" + "\n".join(
     f"| {ns} | {np.median(ts):.3f} | {ref_times.get(ns, float('nan')):.3f} |" for ns, ts in timings.items())))
-save(viz.plot_timings(timings, ref_times), "sampling_times")
+save(views.plot_timings(timings, ref_times), "sampling_times")
 
 # %%
 print("outputs written to", out_dir.resolve())

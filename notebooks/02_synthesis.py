@@ -34,7 +34,7 @@
 #
 # This notebook synthesises the datasets of its parameter file with `omnirl_core.synthesis` (sharded,
 # resumable, byte-identical whatever the worker count), looks at a few sequences, checks the tag and masking
-# rates and the per-tag rewards along the sequence, and opens the training loader `omnirl_core.dataset`.
+# rates and the per-tag rewards along the sequence, and opens the training loader `omnirl_core.synthesis.reader`.
 
 # %% tags=["parameters"]
 config_path = "params/quick/02_synthesis.yaml"
@@ -50,8 +50,8 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from omnirl_core import synthesis
-from omnirl_core.config import SynthesisConfig, describe, load_config, repo_path
-from omnirl_core.dataset import SequenceDataset
+from omnirl_core.synthesis import SequenceDataset, SynthesisConfig
+from omnirl_core.workbook import describe, load_config, repo_path
 
 cfg = load_config(SynthesisConfig, config_path)
 out_dir = repo_path(run_dir) / "02_synthesis"
@@ -66,7 +66,7 @@ print("datasets:", ", ".join(cfg.datasets), "->", data_root)
 # schedules, defaults = the paper's); the number of workers is not. The table lists the fields.
 
 # %%
-from omnirl_core.config import DatasetConfig  # noqa: E402
+from omnirl_core.synthesis import DatasetConfig  # noqa: E402
 
 display(Markdown(describe(DatasetConfig)))
 

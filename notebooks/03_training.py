@@ -30,7 +30,7 @@
 # the "masked" id as a regulariser. This notebook walks through each piece with `omnirl_core.training`, then
 # trains a small model and shows its loss curves and its loss against position in the context.
 #
-# The same loop runs on 8 GPUs with `torchrun --nproc_per_node 8 -m omnirl_core.train
+# The same loop runs on 8 GPUs with `torchrun --nproc_per_node 8 -m omnirl_core.training
 # params/paper/03_training.yaml` (DistributedDataParallel, bf16 autocast).
 
 # %% tags=["parameters"]
@@ -44,10 +44,10 @@ from pathlib import Path
 import torch
 from IPython.display import Image, Markdown, display
 
-from omnirl_core import training
-from omnirl_core.config import config_to_dict, load_config, repo_path
+from omnirl_core import training, views
 from omnirl_core.model import OmniRL, count_parameters, ramp_weights
 from omnirl_core.training import TrainConfig
+from omnirl_core.workbook import config_to_dict, load_config, repo_path
 
 torch.set_flush_denormal(True)  # subnormal floats slow CPU backward passes a lot
 cfg = load_config(TrainConfig, config_path)
@@ -74,7 +74,7 @@ cfg
 #
 # A batch is a dict of `[B, T]` tensors: `obs`, `tag`, `action`, `reward` are the model's inputs, `label` the
 # oracle action a*_t and `label_mask` says which steps count (episode-end steps do not). With `data.path` set,
-# sequences come from a dataset synthesised in notebook 02 (`omnirl_core.dataset.SequenceDataset`, sharded by
+# sequences come from a dataset synthesised in notebook 02 (`omnirl_core.synthesis.SequenceDataset`, sharded by
 # process); otherwise from a small synthetic stand-in where every sequence hides a best action per state that
 # can only be inferred from context (rewards of past actions).
 
@@ -146,7 +146,7 @@ display(compare_chunking(OmniRL(cfg.model), cfg.chunk_len))
 # (`metrics.csv`, `metrics.jsonl`, TensorBoard when installed), evaluation hooks (`eval.jsonl`) and atomic
 # checkpoints (`checkpoint.pt`, loadable with `torch.load(weights_only=True)`, and `model.safetensors`). It is
 # called with `resume=True`: running this notebook again continues from the checkpoint (a finished run is not
-# repeated), exactly as `python -m omnirl_core.train ... --resume` after an interruption. A non-finite loss skips
+# repeated), exactly as `python -m omnirl_core.training ... --resume` after an interruption. A non-finite loss skips
 # its iteration (counted in `bad_steps_total`); `max_bad_steps` of them in a row stop the run with
 # `NonFiniteLossError`, leaving the last checkpoint as it was.
 
@@ -170,7 +170,7 @@ display(Markdown("| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in s
 # ## 5. Loss curves
 
 # %%
-save(training.plot_loss_curves(rows), "loss_curves")
+save(views.plot_loss_curves(rows), "loss_curves")
 
 # %% [markdown]
 # The chunking comparison of section 3 again, on the trained model: the forward pass still agrees exactly, and
@@ -188,7 +188,7 @@ display(compare_chunking(result.model, max(1, cfg.chunk_len // 4)))
 # training goes on.
 
 # %%
-save(training.plot_position_loss(evals), "position_loss")
+save(views.plot_position_loss(evals), "position_loss")
 if evals:
     last = evals[-1]
     k = max(1, len(last["loss"]) // 4)
@@ -204,7 +204,7 @@ if evals:
 # steps, 15% state masking, policy loss only. Run it with
 #
 # ```
-# torchrun --nproc_per_node 8 -m omnirl_core.train params/paper/03_training.yaml --out outputs/paper/03_training \
+# torchrun --nproc_per_node 8 -m omnirl_core.training params/paper/03_training.yaml --out outputs/paper/03_training \
 #     data.path=outputs/paper/data/d_small
 # ```
 #

@@ -29,7 +29,8 @@
 #    checkpoint is configured, OmniRL online and with demonstrations (offline RL / imitation),
 # 3. writes a Table-1 style report next to the paper's numbers, and learning curves per suite.
 #
-# All logic lives in `omnirl_core` (`suites`, `evaluation`); cells here only call it.
+# All logic lives in `omnirl_core.evaluation` (suites, agents, runs, report, in-context gain) and
+# `omnirl_core.views` (figures); cells here only call it.
 
 # %% tags=["parameters"]
 config_path = "params/quick/04_evaluation.yaml"
@@ -44,8 +45,9 @@ import numpy as np
 from IPython.display import Image, Markdown, display
 
 from omnirl_core import evaluation as ev
-from omnirl_core import suites as su
-from omnirl_core.config import load_config, repo_path
+from omnirl_core import views
+from omnirl_core.evaluation import suites as su
+from omnirl_core.workbook import load_config, repo_path
 
 cfg = load_config(ev.EvaluationConfig, config_path)
 out_dir = Path(run_dir) / "04_evaluation"
@@ -118,7 +120,7 @@ print("written:", *[str(p) for p in paths.values()], sep="\n  ")
 # at 0 and the oracle at 1 by construction; a learner should climb from 0 towards 1.
 
 # %%
-figs = ev.plot_curves(results, out_dir)
+figs = views.plot_curves(results, out_dir)
 for name in figs:
     display(Image(filename=str(out_dir / f"curves_{name}.png")))
 
@@ -127,11 +129,11 @@ for name in figs:
 #
 # The best score says how good an agent gets; whether it *learns* shows in how its score changes along a run.
 # For every suite where OmniRL ran: the mean score in each quarter of the steps that every run reached, with 95%
-# intervals over the runs, for OmniRL and TQL-UCB (`omnirl_core.incontext`). A rising line with the interval of
-# "last quarter - first quarter" above 0 is in-context learning that is really there.
+# intervals over the runs, for OmniRL and TQL-UCB (`omnirl_core.evaluation.incontext`). A rising line with the
+# interval of "last quarter - first quarter" above 0 is in-context learning that is really there.
 
 # %%
-from omnirl_core import incontext as ic  # noqa: E402
+from omnirl_core.evaluation import incontext as ic  # noqa: E402
 
 omnirl_suites = [r.suite for r in results if r.agent == "OmniRL"]
 lines = ["| suite | agent | steps | Q1 | Q4 | Q4 - Q1 [95% CI] |", "|---|---|---|---|---|---|"]
@@ -147,7 +149,7 @@ if gains:
     display(Markdown("\n".join(lines)))
     fig, axes = plt.subplots(1, len(gains), figsize=(5.5 * len(gains), 3.4), squeeze=False)
     for ax, (suite_name, summaries) in zip(axes[0], gains.items()):
-        ic.plot_gain(summaries, title=suite_name, ax=ax)
+        views.plot_gain(summaries, title=suite_name, ax=ax)
     fig.tight_layout()
     fig.savefig(out_dir / "incontext_gain.png", dpi=100)
     plt.show()

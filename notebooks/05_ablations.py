@@ -34,8 +34,8 @@
 # The quick profile works on 5-armed bandits, where a 0.1M-parameter model learns in context within a minute of
 # CPU training; its numbers show the mechanics and the direction of each effect at a tiny scale, not the
 # paper's magnitudes. The quick workbook runs the studies listed in `run`; all of them:
-# `python -m omnirl_core.ablations params/quick/05_ablations.yaml --all --out outputs/ablations_quick`.
-# All logic lives in `omnirl_core.ablations`; cells here only call it.
+# `python -m omnirl_core.studies params/quick/05_ablations.yaml --all --out outputs/ablations_quick`.
+# All logic lives in `omnirl_core.studies.ablations`; cells here only call it.
 
 # %% tags=["parameters"]
 config_path = "params/quick/05_ablations.yaml"
@@ -48,8 +48,8 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from omnirl_core import ablations as ab
-from omnirl_core.config import load_config, repo_path
+from omnirl_core.studies import ablations as ab
+from omnirl_core.workbook import load_config, repo_path
 
 cfg = load_config(ab.AblationConfig, config_path)
 out_dir = repo_path(run_dir) / "05_ablations"

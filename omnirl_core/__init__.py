@@ -1,6 +1,6 @@
 """OmniRL Workbench: the tested package behind the notebooks.
 
-Submodules are imported explicitly (``from omnirl_core.config import load_config``) so that importing
+Submodules are imported explicitly (``from omnirl_core.workbook import load_config``) so that importing
 the package stays cheap.
 """
 

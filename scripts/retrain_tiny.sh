@@ -20,13 +20,13 @@ bash scripts/setup_venv.sh
 PY=.venv/bin/python
 export OMP_NUM_THREADS=1  # a 0.1M-parameter model trains fastest on one thread
 $PY -m omnirl_core.synthesis params/tiny/02_synthesis.yaml --out "$OUT/02_synthesis"
-$PY -m omnirl_core.train params/tiny/03_training.yaml --out "$OUT/03_training" \
+$PY -m omnirl_core.training params/tiny/03_training.yaml --out "$OUT/03_training" \
     data.path="$OUT/02_synthesis/dpd_bandit" --resume  # --resume: continue an interrupted run
 echo "== re-trained model"
-$PY -m omnirl_core.incontext "$OUT/03_training/model.safetensors" --suite anymdp_1 --steps 400 --temperature 1.0 \
+$PY -m omnirl_core.evaluation "$OUT/03_training/model.safetensors" --suite anymdp_1 --steps 400 --temperature 1.0 \
     --out "$OUT/online_anymdp_1.json"
 echo "== shipped model (models/omnirl-tiny-bandit)"
-$PY -m omnirl_core.incontext models/omnirl-tiny-bandit --suite anymdp_1 --steps 400
+$PY -m omnirl_core.evaluation models/omnirl-tiny-bandit --suite anymdp_1 --steps 400
 if [[ $INSTALL == 1 ]]; then
     cp "$OUT/03_training/model.safetensors" models/omnirl-tiny-bandit/model.safetensors
     echo "installed $OUT/03_training/model.safetensors as models/omnirl-tiny-bandit/model.safetensors"

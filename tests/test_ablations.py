@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from omnirl_core import ablations as ab
-from omnirl_core.config import ConfigError, load_config, repo_path
+from omnirl_core.studies import ablations as ab
+from omnirl_core.workbook import ConfigError, load_config, repo_path
 
 QUICK = "params/quick/05_ablations.yaml"
 
@@ -117,8 +117,31 @@ def test_equal_variants_share_a_run_and_measurement_is_redone_without_retraining
     assert longer.folder != first.folder and longer.env_steps_trained == 6 * 4 * 64
 
 
+def test_results_of_older_code_or_schema_are_recomputed_not_reused(tmp_path, monkeypatch):
+    cfg = tiny_config(tags={"dpd": {}})
+    first = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=None)
+    ds, tr = ab.variant_configs(cfg, "tags", "dpd")
+    keys = (ab.dataset_key(ds), ab.run_key(cfg, "tags", ds, tr))
+    assert (tmp_path / "data" / keys[0]).is_dir() and first.folder.name == keys[1]
+    # the same configuration under another version of the model code: another run folder, trained again
+    monkeypatch.setattr(ab, "code_version", lambda *pkgs: "changed" if "model" in pkgs else "same")
+    assert ab.dataset_key(ds) != keys[0]  # "same" is not the real hash either: the data are redone too
+    logs: list[str] = []
+    again = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=logs.append)
+    assert again.folder != first.folder and not any("reusing" in line for line in logs)
+    assert (again.folder / "model.safetensors").is_file()
+    # another dataset schema changes both keys
+    monkeypatch.setattr(ab, "SCHEMA_VERSION", ab.SCHEMA_VERSION + 1)
+    assert ab.run_key(cfg, "tags", ds, tr) != again.folder.name
+
+
+def test_code_version_follows_the_source():
+    assert ab.code_version("world") == ab.code_version("world")
+    assert ab.code_version("world") != ab.code_version("synthesis") != ab.code_version("world", "synthesis")
+
+
 def test_command_line_runs_one_variant(tmp_path, capsys):
-    from omnirl_core.config import dump_config
+    from omnirl_core.workbook import dump_config
 
     cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}})
     path = tmp_path / "abl.yaml"

@@ -1,7 +1,7 @@
 """Statistical agreement of our AnyMDP sampler with the reference sampler (Xenoverse 0.1.14.0).
 
 Reference numbers: tests/data/reference_task_stats.json (tasks AnyMDPTaskSampler(ns, 5, seed=1000+i),
-statistics by omnirl_core.stats.task_statistics, written by bench/reference_task_stats.py; provenance
+statistics by omnirl_core.world.stats.task_statistics, written by bench/reference_task_stats.py; provenance
 inside) and omnirl_core/data/reference_anymdp_stats.json (the ten statistics as first measured).
 
 Test: for each statistic, the difference of the two sample means must lie within
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omnirl_core import tasks as tasks_module
-from omnirl_core.stats import REFERENCE_STATISTICS, summarise, task_statistics
-from omnirl_core.tasks import sample_anymdp
+from omnirl_core.world import anymdp as tasks_module
+from omnirl_core.world import sample_anymdp, task_statistics
+from omnirl_core.world.stats import REFERENCE_STATISTICS, summarise
 
 Z = 4.5
 DATA = Path(__file__).parent / "data" / "reference_task_stats.json"
@@ -59,7 +59,7 @@ def test_sampler_agrees_with_reference(ns):
 
 def test_reference_files_agree_with_each_other():
     """The two reference measurements share seeds and definitions of the first ten statistics."""
-    from omnirl_core.stats import load_reference_statistics
+    from omnirl_core.world.stats import load_reference_statistics
 
     first = load_reference_statistics()
     for ns in (16, 32):
@@ -102,7 +102,7 @@ def test_broken_samplers_are_rejected(monkeypatch, breakage):
 
 @pytest.mark.parametrize("ns", [16, 64])
 def test_batch_sampler_agrees_with_reference(ns):
-    from omnirl_core.tasks import sample_anymdp_batch
+    from omnirl_core.world import sample_anymdp_batch
 
     tasks = sample_anymdp_batch(SAMPLE_SIZES[ns], ns, 5, seed=OUR_SEED0)
     assert len(tasks) == SAMPLE_SIZES[ns] and all(t.ns == ns for t in tasks)

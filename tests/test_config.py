@@ -9,11 +9,9 @@ from typing import Literal
 import pytest
 import yaml
 
-from omnirl_core.config import (
-    NOTEBOOK_CONFIGS,
+from omnirl_core.workbook import (
     STATE_COUNT,
     ConfigError,
-    TasksConfig,
     check,
     config_to_dict,
     describe,
@@ -24,6 +22,8 @@ from omnirl_core.config import (
     repo_root,
     validate_config,
 )
+from omnirl_core.workbook.registry import NOTEBOOK_CONFIGS
+from omnirl_core.world import TasksConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -313,15 +313,15 @@ def test_relative_config_path_falls_back_to_repo_root(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("module, name", [("omnirl_core.training", "TrainConfig"),
                                           ("omnirl_core.evaluation", "EvaluationConfig"),
-                                          ("omnirl_core.ablations", "AblationConfig"),
-                                          ("omnirl_core.config", "NOTEBOOK_CONFIGS")])
+                                          ("omnirl_core.studies.ablations", "AblationConfig"),
+                                          ("omnirl_core.workbook.registry", "NOTEBOOK_CONFIGS")])
 def test_every_module_imports_first_in_a_fresh_interpreter(module, name):
     """Notebooks import these first; the registry must not make them import each other in a cycle."""
     import subprocess
     import sys
 
     code = (f"from {module} import {name}\n"
-            "from omnirl_core.config import NOTEBOOK_CONFIGS as R\n"
+            "from omnirl_core.workbook.registry import NOTEBOOK_CONFIGS as R\n"
             "print(sorted(R[k].__name__ for k in R))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr

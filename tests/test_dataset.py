@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from omnirl_core.config import DatasetConfig, load_config
-from omnirl_core.dataset import DatasetError, SequenceDataset, load_manifest
-from omnirl_core.synthesis import LABEL_MASKED, synthesize
+from omnirl_core.synthesis import LABEL_MASKED, DatasetConfig, DatasetError, SequenceDataset, load_manifest, synthesize
+from omnirl_core.workbook import load_config
 
 
 @pytest.fixture(scope="module")

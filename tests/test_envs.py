@@ -1,4 +1,4 @@
-"""Tests of omnirl_core.envs: Gymnasium API, reproducibility, sampling statistics, episode ends, autoreset.
+"""Tests of omnirl_core.world.envs: Gymnasium API, reproducibility, sampling statistics, episode ends, autoreset.
 
 Statistical tests pool every (s, a) row (chi-square on transition counts) or every (s, a, s') cell (z and
 variance tests on rewards) into one statistic and require p > 1e-3. Seeds are fixed, so the tests are
@@ -15,15 +15,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from scipy import stats
 
-from omnirl_core.envs import (
-    ENV_ID,
-    AnyMDPEnv,
-    BatchedAnyMDPEnv,
-    InvalidActionError,
-    ResetNeeded,
-    register_envs,
-)
-from omnirl_core.tasks import Task, sample_anymdp
+from omnirl_core.world import AnyMDPEnv, BatchedAnyMDPEnv, Task, sample_anymdp
+from omnirl_core.world.envs import ENV_ID, InvalidActionError, ResetNeeded, register_envs
 
 P_MIN = 1e-3  # significance threshold of the statistical tests
 
@@ -171,8 +164,8 @@ def test_registration_is_idempotent():
     register_envs()
     register_envs()
     assert ENV_ID in gym.registry
-    # the module-qualified id imports omnirl_core.envs first, so it works without a prior import
-    env = gym.make(f"omnirl_core.envs:{ENV_ID}", task=chain_task())
+    # the module-qualified id imports omnirl_core.world.envs first, so it works without a prior import
+    env = gym.make(f"omnirl_core.world.envs:{ENV_ID}", task=chain_task())
     assert isinstance(env.unwrapped, AnyMDPEnv)
 
 
@@ -520,8 +513,7 @@ def test_batched_matches_single_env_semantics_on_mapping():
 
 
 def test_batched_infos_are_not_mutated_by_later_steps_or_partial_resets():
-    from omnirl_core.envs import BatchedAnyMDPEnv
-    from omnirl_core.tasks import sample_anymdp
+    from omnirl_core.world import BatchedAnyMDPEnv, sample_anymdp
 
     env = BatchedAnyMDPEnv([sample_anymdp(16, 5, seed=s) for s in range(4)])
     env.reset(seed=0)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from omnirl_core.config import config_to_dict, load_config
 from omnirl_core.evaluation import (
     CheckpointConfigError,
     EvaluationConfig,
@@ -16,15 +15,17 @@ from omnirl_core.evaluation import (
     RandomAgent,
     RunResult,
     TQLAgent,
+    build_suite,
     evaluate,
     load_model,
     run_agent,
     table_metrics,
     table_rows,
+    task_suite,
     write_report,
 )
 from omnirl_core.model import ModelConfig, OmniRL
-from omnirl_core.suites import build_suite, task_suite
+from omnirl_core.workbook import config_to_dict, load_config
 
 
 @pytest.fixture(autouse=True)
@@ -222,7 +223,7 @@ def test_evaluate_driver_runs_baselines_and_skips_omnirl_without_checkpoint():
 
 
 def test_config_rejects_unknown_suites_and_agents():
-    from omnirl_core.config import ConfigError
+    from omnirl_core.workbook import ConfigError
 
     with pytest.raises(ConfigError, match="suites"):
         load_config(EvaluationConfig, {"suites": ["nope"]})
@@ -264,8 +265,8 @@ def test_checkpoint_from_another_config_fails_clearly(tmp_path):
 
 
 def test_shipped_checkpoint_runs_where_a_shipped_model_covers_the_suite():
-    from omnirl_core.evaluation import SHIPPED
-    from omnirl_core.incontext import shipped_model_for
+    from omnirl_core.evaluation import shipped_model_for
+    from omnirl_core.evaluation.protocol import SHIPPED
 
     cfg = load_config(EvaluationConfig, {"suites": ["anymdp_1", "garnet_64"], "n_tasks": 4, "n_episodes": 20,
                                          "agents": ["omnirl"], "checkpoint": SHIPPED, "progress": False})

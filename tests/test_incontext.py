@@ -9,9 +9,9 @@ import pytest
 import torch
 from scipy import stats
 
-from omnirl_core import incontext as ic
-from omnirl_core.evaluation import RandomAgent, RunResult, TQLAgent
-from omnirl_core.suites import build_suite
+from omnirl_core.evaluation import RandomAgent, RunResult, TQLAgent, build_suite
+from omnirl_core.evaluation import incontext as ic
+from omnirl_core.evaluation.models import shipped_model_for, shipped_models
 
 
 def _result(scores: np.ndarray, steps: np.ndarray) -> RunResult:
@@ -76,17 +76,17 @@ def test_mdp_budget_counts_steps_not_episodes():
 
 
 def test_shipped_models_are_found_by_state_count(tmp_path):
-    models = ic.shipped_models()
+    models = shipped_models()
     assert any(m.name == "omnirl-tiny-bandit" and m.ns_max == 1 for m in models)
-    assert ic.shipped_model_for(1).ns_max >= 1
+    assert shipped_model_for(1).ns_max >= 1
     largest = max(m.ns_max for m in models)
     with pytest.raises(LookupError, match="omnirl-tiny-bandit"):
-        ic.shipped_model_for(largest + 1)
+        shipped_model_for(largest + 1)
     model, info = ic.load_shipped("omnirl-tiny-bandit")
     assert model.cfg.ns_max == info.ns_max and info.temperature > 0
     with pytest.raises(LookupError, match="not a shipped model"):
         ic.load_shipped(tmp_path)
-    assert ic.shipped_models(tmp_path) == []
+    assert shipped_models(tmp_path) == []
 
 
 def test_command_line_writes_its_report(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_command_line_writes_its_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| omnirl | 8 |" in printed and "tql_ucb_c0.1" in printed
     report = json.loads(out.read_text())
-    assert report["omnirl"]["temperature"] == ic.shipped_model_for(1).temperature
+    assert report["omnirl"]["temperature"] == shipped_model_for(1).temperature
     assert set(report) >= {"suite", "omnirl", "tql_ucb_c0.5"} and "per_task" not in report["omnirl"]
 
 
@@ -108,8 +108,8 @@ def test_validation_tasks_differ_from_the_test_suite():
 @pytest.fixture(scope="module")
 def oracle_and_random_data(tmp_path_factory):
     """One shard of 8-state sequences acted by the label oracle (gamma 0.994) or the drifting random policy."""
-    from omnirl_core.config import DatasetConfig, load_config
-    from omnirl_core.synthesis import synthesize
+    from omnirl_core.synthesis import DatasetConfig, synthesize
+    from omnirl_core.workbook import load_config
 
     root = tmp_path_factory.mktemp("behaviours")
     mix = {"w_drift_random": 1.0, "w_model_based": 0.0, "w_q_learning": 0.0, "w_mb_oracle": [0.0] * 4,
@@ -128,7 +128,7 @@ class _Uniform(torch.nn.Module):
 
 
 def test_label_loss_by_behaviour_splits_steps_and_measures_agreement(oracle_and_random_data):
-    from omnirl_core.dataset import load_manifest, load_shard
+    from omnirl_core.synthesis import load_manifest, load_shard
 
     rows = {r["behaviour"]: r for r in ic.label_loss_by_behaviour(_Uniform(), oracle_and_random_data, 8)}
     assert set(rows) == {"drift_random", "oracle_0.994"}
@@ -144,8 +144,8 @@ def test_label_loss_by_behaviour_splits_steps_and_measures_agreement(oracle_and_
 def test_label_loss_by_behaviour_runs_a_real_model_and_the_command_line(oracle_and_random_data, capsys, tmp_path):
     from safetensors.torch import save_file
 
-    from omnirl_core.config import config_to_dict
     from omnirl_core.model import ModelConfig, OmniRL
+    from omnirl_core.workbook import config_to_dict
 
     torch.manual_seed(0)
     model = OmniRL(ModelConfig(layout="compact", pair_embedding=True, ns_max=8, na=5, hidden_size=16,

@@ -1,4 +1,4 @@
-"""Tests of omnirl_core.learners: behaviour policies and learners on batches of AnyMDP tasks.
+"""Tests of omnirl_core.world.learners: behaviour policies and learners on batches of AnyMDP tasks.
 
 Learning tests run each learner for 24K steps per task on 8 AnyMDP(16, 5) tasks in the batched env and
 evaluate the exact expected episodic return (oracle.policy_return) of its greedy policy at 17 checkpoints.
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from omnirl_core.envs import BatchedAnyMDPEnv
-from omnirl_core.learners import (
+from omnirl_core.world import (
+    BatchedAnyMDPEnv,
     BatchedPolicy,
     DriftingSoftmaxPolicy,
     ModelBasedLearner,
@@ -20,17 +20,15 @@ from omnirl_core.learners import (
     OraclePolicy,
     QLearner,
     RandomPolicy,
-    run_policy,
-)
-from omnirl_core.oracle import (
-    TaskArrays,
+    Task,
     oracle_policy,
     oracle_return,
     policy_return,
     random_return,
-    stack_tasks,
+    run_policy,
+    sample_anymdp,
 )
-from omnirl_core.tasks import Task, sample_anymdp
+from omnirl_core.world.oracle import TaskArrays, stack_tasks
 
 P_MIN = 1e-3
 B = 8

@@ -7,7 +7,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-from omnirl_core.config import ConfigError, validate_config
 from omnirl_core.model import (
     PAPER_PARAM_COUNTS,
     ModelConfig,
@@ -17,6 +16,7 @@ from omnirl_core.model import (
     policy_loss,
     ramp_weights,
 )
+from omnirl_core.workbook import ConfigError, validate_config
 
 torch.set_num_threads(1)
 
@@ -326,8 +326,8 @@ def test_forcing_fla_backend_without_triton_fails_clearly():
 
 
 def test_config_differences_names_fields_and_ignores_backend():
-    from omnirl_core.config import config_to_dict
     from omnirl_core.model import config_differences
+    from omnirl_core.workbook import config_to_dict
 
     cfg = ModelConfig(hidden_size=64, num_layers=2, intermediate_size=128)
     stored = config_to_dict(cfg)

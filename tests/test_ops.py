@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from omnirl_core.ops import dplr_chunked, dplr_naive, gated_delta_chunked, gated_delta_naive
-from omnirl_core.ops.dplr import rwkv7_chunked, rwkv7_naive
-from omnirl_core.ops.gsa import gsa_chunked, gsa_naive
-from omnirl_core.ops.simple_gla import simple_gla_chunked, simple_gla_naive
+from omnirl_core.model.ops.dplr import dplr_chunked, dplr_naive, rwkv7_chunked, rwkv7_naive
+from omnirl_core.model.ops.gated_delta import gated_delta_chunked, gated_delta_naive
+from omnirl_core.model.ops.gsa import gsa_chunked, gsa_naive
+from omnirl_core.model.ops.simple_gla import simple_gla_chunked, simple_gla_naive
 
 torch.set_num_threads(1)
 

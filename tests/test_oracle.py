@@ -3,22 +3,25 @@
 import numpy as np
 import pytest
 
-from omnirl_core.oracle import (
-    BEHAVIOUR_GAMMAS,
+from omnirl_core.world import (
     ORACLE_GAMMA,
-    acceptance_gamma,
     oracle_policy,
     oracle_return,
     policy_iteration,
     policy_return,
-    policy_value,
     random_return,
+    sample_anymdp,
+    sample_garnet,
+)
+from omnirl_core.world.oracle import (
+    BEHAVIOUR_GAMMAS,
+    acceptance_gamma,
+    policy_value,
     stack_tasks,
     stationary_distribution,
     uniform_policy,
     value_iteration,
 )
-from omnirl_core.tasks import sample_anymdp, sample_garnet
 
 
 @pytest.fixture(scope="module")

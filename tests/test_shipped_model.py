@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from omnirl_core.evaluation import OmniRLAgent, load_model, run_agent
-from omnirl_core.incontext import online_gain
+from omnirl_core.evaluation import OmniRLAgent, load_model, online_gain, run_agent, task_suite, test_seed
 from omnirl_core.model import ModelConfig
-from omnirl_core.suites import task_suite, test_seed
-from omnirl_core.tasks import sample_anymdp
+from omnirl_core.world import sample_anymdp
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 MODEL_DIR = MODELS / "omnirl-tiny-bandit"

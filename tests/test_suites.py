@@ -9,30 +9,23 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from omnirl_core.envs import AnyMDPEnv
-from omnirl_core.evaluation import OracleAgent, RandomAgent, run_agent
-from omnirl_core.suites import (
-    SUITE_NAMES,
-    TEST_SEED_OFFSET,
+from omnirl_core.evaluation import SUITE_NAMES, OracleAgent, RandomAgent, build_suite, run_agent, task_suite, test_seed
+from omnirl_core.evaluation.gym_tasks import (
     BatchedDiscretePendulum,
     DiscretePendulum,
     DiscreteWrapper,
-    TaskBatchEnv,
     _pendulum_step,
-    build_suite,
     cliffwalking_shaping,
     cliffwalking_task,
     darkroom_task,
     expand_actions,
     frozenlake_shaping,
     frozenlake_task,
-    gym_suite,
     pendulum_bins,
     pendulum_shaping,
-    task_suite,
-    test_seed,
 )
-from omnirl_core.tasks import Task, sample_anymdp
+from omnirl_core.evaluation.suites import TEST_SEED_OFFSET, TaskBatchEnv, gym_suite
+from omnirl_core.world import AnyMDPEnv, Task, sample_anymdp
 
 # Small versions of every suite: (tasks or parallel runs, episodes per run).
 SIZES = {"anymdp_64": (3, 8), "anymdp_128": (2, 6), "garnet_64": (4, 8)}

@@ -15,8 +15,6 @@ import pytest
 import yaml
 from scipy import stats
 
-from omnirl_core.config import DatasetConfig, SynthesisConfig, load_config
-from omnirl_core.oracle import oracle_policy
 from omnirl_core.synthesis import (
     BEHAVIOURS,
     BOUNDARY,
@@ -24,12 +22,16 @@ from omnirl_core.synthesis import (
     LEARNER_PARAMS,
     SCHEMA_VERSION,
     TAG_UNKNOWN,
+    DatasetConfig,
+    SynthesisConfig,
     dataset_tasks,
     shard_tasks,
     synthesize,
     synthesize_shard,
     task_for,
 )
+from omnirl_core.workbook import load_config
+from omnirl_core.world import oracle_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -317,7 +319,8 @@ def test_real_params_build():
 
 @pytest.mark.parametrize("preset", ["dpd", "dpt", "ad"])
 def test_behaviour_draws_follow_the_weights(preset):
-    from omnirl_core.synthesis import _scan_table, behaviour_weights
+    from omnirl_core.synthesis import behaviour_weights
+    from omnirl_core.synthesis.behaviours import _scan_table
 
     w = behaviour_weights(_cfg(preset=preset))
     table = _scan_table(w)

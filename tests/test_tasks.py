@@ -3,15 +3,16 @@
 import numpy as np
 import pytest
 
-from omnirl_core.oracle import ORACLE_GAMMA, policy_iteration
-from omnirl_core.tasks import (
+from omnirl_core.world import (
+    ORACLE_GAMMA,
     Task,
     TaskFileError,
     TaskValidationError,
-    band_limits,
+    policy_iteration,
     sample_anymdp,
     sample_garnet,
 )
+from omnirl_core.world.anymdp import band_limits
 
 
 def tiny_task(**overrides) -> Task:
@@ -180,7 +181,7 @@ def test_garnet_structure():
 
 
 def test_batch_sampler_is_deterministic_and_valid():
-    from omnirl_core.tasks import sample_anymdp_batch
+    from omnirl_core.world import sample_anymdp_batch
 
     a = sample_anymdp_batch(5, 16, 5, seed=9)
     b = sample_anymdp_batch(5, 16, 5, seed=9)

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file
 
-from omnirl_core.config import ConfigError, config_to_dict, load_config
 from omnirl_core.model import OmniRL, detach_state, policy_loss, ramp_weights
 from omnirl_core.training import (
     CHECKPOINT,
@@ -33,6 +32,7 @@ from omnirl_core.training import (
     read_metrics,
     train,
 )
+from omnirl_core.workbook import ConfigError, config_to_dict, load_config
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,12 +171,12 @@ def test_ddp_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     cfg = _write_yaml(tmp_path / "c.yaml", tiny(steps=3))
     ddp = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "omnirl_core.train", str(cfg), "--out", str(tmp_path / "ddp"), "--no-progress"],
+         "-m", "omnirl_core.training", str(cfg), "--out", str(tmp_path / "ddp"), "--no-progress"],
         env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert ddp.returncode == 0, ddp.stdout[-3000:] + ddp.stderr[-3000:]
     one = subprocess.run(
-        [sys.executable, "-m", "omnirl_core.train", str(cfg), "--out", str(tmp_path / "one"), "--no-progress",
+        [sys.executable, "-m", "omnirl_core.training", str(cfg), "--out", str(tmp_path / "one"), "--no-progress",
          "data.batch_size=4"],
         env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
@@ -194,7 +194,7 @@ def test_kill_9_and_resume_ends_with_identical_weights(tmp_path):
     cfg = _write_yaml(tmp_path / "c.yaml", tiny(steps=40, checkpoint_every=4, **{"eval.every": 0}))
 
     def cmd(out, *extra):
-        return [sys.executable, "-m", "omnirl_core.train", str(cfg), "--out", str(out), "--no-progress", *extra]
+        return [sys.executable, "-m", "omnirl_core.training", str(cfg), "--out", str(out), "--no-progress", *extra]
 
     full = subprocess.run(cmd(tmp_path / "full"), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert full.returncode == 0, full.stderr[-3000:]
@@ -265,8 +265,7 @@ def test_checkpoint_written_before_a_model_field_existed_still_resumes(tmp_path)
 
 
 def test_trains_from_a_synthesised_dataset(tmp_path):
-    from omnirl_core.config import DatasetConfig
-    from omnirl_core.synthesis import synthesize
+    from omnirl_core.synthesis import DatasetConfig, synthesize
 
     dcfg = load_config(DatasetConfig, {"seq_len": 64, "n_sequences": 8, "sequences_per_shard": 4, "batch_size": 4,
                                        "seed": 1, "engine": "numpy", "ns": 16})
@@ -324,3 +323,26 @@ def test_torch_threads_sets_the_thread_count_on_cpu(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_tensorboard_events_beside_the_metrics_files(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(tiny(steps=4, tensorboard="on"), tmp_path / "on", progress=False)
+    events = EventAccumulator(str(tmp_path / "on" / "tensorboard"))
+    events.Reload()
+    loss = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    csv_loss = [(int(r["step"]), float(r["loss"])) for r in read_metrics(tmp_path / "on")]
+    assert [s for s, _ in loss] == [s for s, _ in csv_loss] == [1, 2, 3, 4]
+    assert all(math.isclose(a, b, rel_tol=1e-6) for (_, a), (_, b) in zip(loss, csv_loss))
+    train(tiny(steps=2, tensorboard="off"), tmp_path / "off", progress=False)
+    assert not (tmp_path / "off" / "tensorboard").exists()
+    # without the package: "on" refuses, "auto" says once that only the CSV/JSONL files are written
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(RuntimeError, match=r"tensorboard: on.*not installed"):
+        train(tiny(steps=2, tensorboard="on"), tmp_path / "missing_on", progress=False)
+    capsys.readouterr()
+    train(tiny(steps=2, tensorboard="auto"), tmp_path / "missing_auto", progress=False)
+    assert capsys.readouterr().err.count("tensorboard is not installed") == 1
+    assert len(read_metrics(tmp_path / "missing_auto")) == 2

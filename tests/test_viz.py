@@ -1,4 +1,4 @@
-"""Figures of omnirl_core.viz on small hand-built tasks: artists match the task's arrays."""
+"""Figures of omnirl_core.views on small hand-built tasks: artists match the task's arrays."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from omnirl_core import oracle, viz
-from omnirl_core.tasks import Task
+from omnirl_core import views as viz
+from omnirl_core.world import Task, oracle
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -6,9 +6,9 @@ import ipywidgets as W
 import numpy as np
 import pytest
 
-from omnirl_core import widgets
-from omnirl_core.tasks import Task
-from omnirl_core.widgets import POLICIES, TaskExplorer
+from omnirl_core.views import explorer as widgets
+from omnirl_core.views.explorer import POLICIES, TaskExplorer
+from omnirl_core.world import Task
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -198,7 +198,7 @@ def test_errors_are_shown_in_the_status_line():
 
 
 def test_shipped_model_plays_by_default_where_it_covers_the_task():
-    from omnirl_core.incontext import shipped_models
+    from omnirl_core.evaluation import shipped_models
 
     ex = TaskExplorer(ns=1, seed=4, play_steps=300, dpi=30)
     assert ex.policy.value == "omnirl"  # a shipped model covers bandits

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_MODULE = """
 from dataclasses import dataclass
 
-from omnirl_core.config import param
+from omnirl_core.workbook import param
 
 
 @dataclass
@@ -53,7 +53,7 @@ run_dir = "outputs/quick"
 # %%
 from pathlib import Path
 
-from omnirl_core.config import load_config
+from omnirl_core.workbook import load_config
 from tinycfg import TinyConfig
 
 cfg = load_config(TinyConfig, config_path)

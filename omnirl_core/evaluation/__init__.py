@@ -1,0 +1,32 @@
+"""Evaluation (paper section 5, Algorithm 4): the test suites, OmniRL and the baseline agents, runs online,
+offline and by imitation, the normalised score and Table-1 metrics, and the in-context gain.
+
+- :mod:`.suites`, :mod:`.gym_tasks` unseen AnyMDP and Garnet tasks, Gymnasium tasks, DarkRoom, Pendulum
+- :mod:`.agents` OmniRL, random, oracle, noisy oracle, TQL-UCB
+- :mod:`.runs` running an agent through a suite (with demonstrations for offline and imitation)
+- :mod:`.baselines` TQL-UCB tuned on the suite, PPO (optional extra)
+- :mod:`.report` Table-1 metrics, tables and report files
+- :mod:`.models` loading checkpoints and the shipped models in ``models/``
+- :mod:`.protocol` :func:`evaluate`, notebook 04's protocol
+- :mod:`.incontext` the in-context gain along a run (``python -m omnirl_core.evaluation``)
+- :mod:`.config` notebook 04's parameters
+"""
+
+from .agents import Agent, NoisyOracleAgent, OmniRLAgent, OracleAgent, RandomAgent, TQLAgent
+from .baselines import run_ppo, tune_tql
+from .config import EvaluationConfig
+from .incontext import online_gain, segment_summary, validation_suite
+from .models import CheckpointConfigError, ShippedModel, load_model, load_shipped, shipped_model_for, shipped_models
+from .protocol import SHIPPED, evaluate
+from .report import markdown_table, table_metrics, table_rows, write_report
+from .runs import RunResult, run_agent
+from .suites import PAPER_TABLE1, SUITE_NAMES, Suite, build_suite, task_suite, test_seed
+
+__all__ = [
+    "EvaluationConfig", "Suite", "SUITE_NAMES", "PAPER_TABLE1", "build_suite", "task_suite", "test_seed",
+    "Agent", "RandomAgent", "OracleAgent", "NoisyOracleAgent", "TQLAgent", "OmniRLAgent",
+    "RunResult", "run_agent", "tune_tql", "run_ppo",
+    "table_metrics", "table_rows", "markdown_table", "write_report",
+    "CheckpointConfigError", "load_model", "ShippedModel", "shipped_models", "shipped_model_for", "load_shipped",
+    "SHIPPED", "evaluate", "online_gain", "segment_summary", "validation_suite",
+]

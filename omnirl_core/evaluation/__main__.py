@@ -1,0 +1,7 @@
+"""``python -m omnirl_core.evaluation``: the in-context gain report of a model
+(see :func:`omnirl_core.evaluation.incontext.main`)."""
+
+from .incontext import main
+
+if __name__ == "__main__":
+    main()

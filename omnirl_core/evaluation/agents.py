@@ -1,0 +1,210 @@
+"""Agents of the evaluation (paper section 5, Algorithm 4): OmniRL and the baselines, on the suites of
+:mod:`omnirl_core.evaluation.suites`.
+
+Agents share one batched interface over **observation ids** (what a learner may see):
+
+- ``reset(suite, seeds)``: start ``B = suite.num_envs`` independent runs; ``seeds[b]`` seeds run b's own
+  random stream (so run b does the same whatever else is in its batch);
+- ``act(obs [B]) -> actions [B]``;
+- ``observe(obs, actions, rewards, next_obs, terminated, truncated, tags)``: the executed transition
+  (``next_obs`` before any auto-reset; ``tags`` the behaviour tags, 7 where the agent itself acted);
+- ``end_episode(mask, final_obs)``: the masked runs ended an episode in ``final_obs``.
+
+OmniRL (:class:`OmniRLAgent`) acts from an empty memory with tag 7 at every step, sampling from
+``softmax(logits / temperature)`` (0.5; optionally decaying 1.0 -> 0.1 linearly over 10K steps of the run);
+its memory carries over all episodes of a run, and after every episode a boundary step is written as in
+training (the observation the episode ended in, tag 7, action ``na``, reward 0).
+
+Scores, runs and Table-1 metrics are in :mod:`.runs` and :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..world.learners import QLearner
+from .streams import EnvStreams
+from .suites import Suite
+
+TAG_UNKNOWN = 7
+TAG_ORACLE = 3  # the oracle at gamma 0.994 (BEHAVIOUR_GAMMAS[3])
+TAG_RANDOM = 6
+
+
+# ---------------------------------------------------------------------------------------------- agents
+def _agent_streams(seeds: Sequence[int], salt: int) -> EnvStreams:
+    return EnvStreams([(int(s) ^ (salt * 0x2545F4914F6CDD1D)) & 0xFFFFFFFFFFFFFFFF for s in seeds])
+
+
+class Agent:
+    """Base class of the batched agent interface (see the module docstring)."""
+
+    name = "agent"
+    salt = 1
+
+    def reset(self, suite: Suite, seeds: Sequence[int]) -> None:
+        self.suite = suite
+        self.num_envs = suite.num_envs
+        self.na = suite.na
+        self.rng = _agent_streams(seeds, self.salt)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def act_tags(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(actions, tags): the tags a demonstrator writes (7 by default)."""
+        return self.act(obs), np.full(self.num_envs, TAG_UNKNOWN)
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated, tags) -> None:
+        pass
+
+    def end_episode(self, mask: np.ndarray, final_obs: np.ndarray) -> None:
+        pass
+
+
+class RandomAgent(Agent):
+    """Uniform random actions over the suite's actions."""
+
+    name = "random"
+
+    def act(self, obs):
+        return self.rng.integers(0, self.na, self.num_envs)
+
+    def act_tags(self, obs):
+        return self.act(obs), np.full(self.num_envs, TAG_RANDOM)
+
+
+class OracleAgent(Agent):
+    """The suite's oracle action per observation (tag 3 as a demonstrator)."""
+
+    name = "oracle"
+
+    def act(self, obs):
+        return self.suite.oracle_actions[np.arange(self.num_envs), np.asarray(obs)]
+
+    def act_tags(self, obs):
+        return self.act(obs), np.full(self.num_envs, TAG_ORACLE)
+
+
+class NoisyOracleAgent(OracleAgent):
+    """Perturbed oracle: a uniform random action (tag 6) with probability ``eps``, else the oracle's (tag 3)."""
+
+    name = "noisy_oracle"
+
+    def __init__(self, eps: float) -> None:
+        self.eps = float(eps)
+
+    def act_tags(self, obs):
+        u = self.rng.random(self.num_envs)
+        noise = self.rng.integers(0, self.na, self.num_envs)
+        rand = u < self.eps
+        return np.where(rand, noise, super().act(obs)), np.where(rand, TAG_RANDOM, TAG_ORACLE)
+
+    def act(self, obs):
+        return self.act_tags(obs)[0]
+
+
+class TQLAgent(Agent):
+    """TQL-UCB: :class:`~omnirl_core.world.learners.QLearner` with ``rule="ucb"`` on observation ids."""
+
+    name = "TQL-UCB"
+
+    def __init__(self, c: float = 1.0, gamma: float = 0.99, H: float = 4000.0) -> None:
+        self.c, self.gamma, self.H = float(c), float(gamma), float(H)
+
+    def reset(self, suite, seeds):
+        super().reset(suite, seeds)
+        self.learner = QLearner(rule="ucb", gamma=self.gamma, c=self.c, H=self.H)
+        self.learner.reset((self.num_envs, suite.n_obs, suite.na))
+
+    def act(self, obs):
+        return self.learner.act(np.asarray(obs), self.rng)
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated, tags):
+        self.learner.observe(obs, actions, rewards, next_obs, terminated, truncated)
+
+    def end_episode(self, mask, final_obs):
+        self.learner.end_episode(mask)
+
+
+def _merge_state(new: Any, old: Any, mask):
+    """Memory with ``new`` where mask [B] is True and ``old`` elsewhere (recursively over dicts and lists)."""
+    import torch
+
+    if isinstance(new, torch.Tensor):
+        m = mask.view((-1,) + (1,) * (new.dim() - 1))
+        return torch.where(m, new, old)
+    if isinstance(new, dict):
+        return {k: _merge_state(v, old[k] if old is not None else None, mask) for k, v in new.items()}
+    if isinstance(new, (list, tuple)):
+        return type(new)(_merge_state(v, o, mask) for v, o in zip(new, old))
+    return new
+
+
+class OmniRLAgent(Agent):
+    """OmniRL acting in context (see the module docstring). ``model`` is an :class:`~omnirl_core.model.OmniRL`."""
+
+    name = "OmniRL"
+    salt = 3
+
+    def __init__(self, model, temperature: float = 0.5, schedule: str = "constant", device: str = "cpu",
+                 decay_steps: int = 10_000) -> None:
+        self.model = model.eval()
+        self.temperature = float(temperature)
+        self.schedule = schedule
+        self.device = device
+        self.decay_steps = int(decay_steps)
+
+    def reset(self, suite, seeds):
+        super().reset(suite, seeds)
+        cfg = self.model.cfg
+        if suite.n_obs > cfg.ns_max:
+            raise ValueError(f"suite {suite.name} has {suite.n_obs} observation ids, the model only {cfg.ns_max}")
+        self.state = None
+        self.t = np.zeros(self.num_envs, dtype=np.int64)
+
+    def _temperature(self) -> np.ndarray:
+        if self.schedule == "decay":
+            return np.maximum(1.0 - 0.9 * self.t / self.decay_steps, 0.1)
+        return np.full(self.num_envs, self.temperature)
+
+    def _tensor(self, x, dtype):
+        import torch
+
+        return torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
+
+    def act(self, obs):
+        import torch
+
+        logits, self.state = self.model.act(self._tensor(obs, torch.long), self.state)
+        z = logits.double().cpu().numpy() / self._temperature()[:, None]
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        cdf = np.cumsum(p, axis=1)
+        cdf /= cdf[:, -1:]
+        cdf[:, -1] = 1.0
+        u = self.rng.random(self.num_envs)
+        a = (cdf <= u[:, None]).sum(axis=1)
+        self.t += 1
+        return a % self.na
+
+    def observe(self, obs, actions, rewards, next_obs, terminated, truncated, tags):
+        import torch
+
+        _, self.state = self.model.observe(self._tensor(tags, torch.long), self._tensor(actions, torch.long),
+                                           self._tensor(rewards, torch.float32), self.state)
+
+    def end_episode(self, mask, final_obs):
+        import torch
+
+        mask = np.asarray(mask, bool)
+        if not mask.any():
+            return
+        B, na = self.num_envs, self.model.cfg.na
+        _, _, new = self.model.step(
+            self._tensor(final_obs, torch.long), self._tensor(np.full(B, TAG_UNKNOWN), torch.long),
+            self._tensor(np.full(B, na), torch.long), self._tensor(np.zeros(B), torch.float32), self.state,
+        )
+        self.state = new if mask.all() else _merge_state(new, self.state, self._tensor(mask, torch.bool))

@@ -1,0 +1,89 @@
+"""Configuration of notebook 04 (evaluation): suites, agents, OmniRL's modes and checkpoint, episode budgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+AGENT_CHOICES = ("random", "oracle", "tql_ucb", "omnirl", "ppo")
+MODE_CHOICES = ("online", "offline", "imitation")
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+@dataclass
+class EvaluationConfig:
+    """Notebook 04: evaluate OmniRL and the baselines on the test suites; Table-1 style report."""
+
+    seed: int = 0
+    "Base seed of the runs (environments and agents); test tasks use their own fixed seed space."
+    suites: list[str] = field(default_factory=lambda: ["anymdp_16", "frozenlake", "darkroom_6"])
+    "Suites to evaluate (omnirl_core.evaluation.suites.SUITE_NAMES)."
+    n_tasks: int = 8
+    "Tasks per AnyMDP / Garnet suite; parallel runs for the single Gymnasium tasks, Pendulum and DarkRoom."
+    n_episodes: int = 50
+    "Episode budget per run (the paper: 10,000)."
+    max_steps: int | None = None
+    "Optional cap on the batched steps of a run (None: until every run has its episodes)."
+    agents: list[str] = field(default_factory=lambda: ["random", "oracle", "tql_ucb"])
+    "Agents: random, oracle, tql_ucb, omnirl (needs checkpoint), ppo (needs stable-baselines3)."
+    tql_c_grid: list[float] = field(default_factory=lambda: [0.1, 0.5, 2.0])
+    "UCB bonus scales tried for TQL-UCB per suite; the best (by best average score) is reported."
+    tql_gamma: float = 0.99
+    "Discount of TQL-UCB."
+    ppo_eval_every: int = 100
+    "PPO is tested (5 episodes) after every this many training episodes."
+    checkpoint: str | None = "shipped"
+    "OmniRL checkpoint (.pt/.safetensors; relative: run folder, then repo); 'shipped': models/ per suite; None: skip."
+    modes: list[str] = field(default_factory=lambda: ["online"])
+    "OmniRL modes: online, offline (perturbed-oracle demonstrations), imitation (oracle demonstrations)."
+    demo_episodes: int = 10
+    "Demonstration episodes per run in the offline and imitation modes (the paper: 100)."
+    demo_noise: float = 0.3
+    "Random-action probability of the perturbed oracle (offline mode)."
+    temperature: float = 0.5
+    "Sampling temperature of OmniRL."
+    temperature_schedule: str = "constant"
+    "constant, or decay (1.0 -> 0.1 linearly over 10K steps of a run)."
+    smooth: int = 5
+    "Trailing window (episodes) of the score curve before taking the best value."
+    pendulum_samples: int = 100
+    "Sampled states per (bin, torque) for the Pendulum model behind its oracle."
+    pendulum_reference_episodes: int = 32
+    "Monte-Carlo episodes for Pendulum's R_oracle and R_random."
+    device: str = "cpu"
+    "Torch device of the OmniRL model."
+    torch_threads: int | None = 1
+    "Torch CPU threads while OmniRL acts (single-token steps run fastest on one thread); null keeps torch's."
+    progress: bool = True
+    "Show progress bars."
+
+    def validate(self) -> None:
+        from ..workbook import check
+        from .suites import SUITE_NAMES
+
+        check(len(self.suites) >= 1, "suites", self.suites, "at least one suite")
+        for i, s in enumerate(self.suites):
+            check(s in SUITE_NAMES, f"suites[{i}]", s, "one of " + ", ".join(SUITE_NAMES))
+        for i, a in enumerate(self.agents):
+            check(a in AGENT_CHOICES, f"agents[{i}]", a, "one of " + ", ".join(AGENT_CHOICES))
+        for i, m in enumerate(self.modes):
+            check(m in MODE_CHOICES, f"modes[{i}]", m, "one of " + ", ".join(MODE_CHOICES))
+        check(self.seed >= 0, "seed", self.seed, ">= 0")
+        check(self.n_tasks >= 1, "n_tasks", self.n_tasks, ">= 1")
+        check(self.n_episodes >= 1, "n_episodes", self.n_episodes, ">= 1")
+        check(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps, ">= 1 or null")
+        check(all(c >= 0 for c in self.tql_c_grid) and len(self.tql_c_grid) >= 1, "tql_c_grid", self.tql_c_grid,
+              "at least one value, each >= 0")
+        check(0 <= self.tql_gamma < 1, "tql_gamma", self.tql_gamma, "in [0, 1)")
+        check(self.ppo_eval_every >= 1, "ppo_eval_every", self.ppo_eval_every, ">= 1")
+        check(self.demo_episodes >= 0, "demo_episodes", self.demo_episodes, ">= 0")
+        check(0 <= self.demo_noise <= 1, "demo_noise", self.demo_noise, "in [0, 1]")
+        check(self.temperature > 0, "temperature", self.temperature, "> 0")
+        check(self.temperature_schedule in ("constant", "decay"), "temperature_schedule", self.temperature_schedule,
+              "constant or decay")
+        check(self.smooth >= 1, "smooth", self.smooth, ">= 1")
+        check(self.torch_threads is None or self.torch_threads >= 1, "torch_threads", self.torch_threads,
+              ">= 1 or null")
+        check(self.pendulum_samples >= 1, "pendulum_samples", self.pendulum_samples, ">= 1")
+        check(self.pendulum_reference_episodes >= 2, "pendulum_reference_episodes",
+              self.pendulum_reference_episodes, ">= 2")

@@ -1,0 +1,260 @@
+"""Is in-context learning really there? The gain along a run, measured on unseen tasks.
+
+A model that learns in context scores better late in a run than early in it, on tasks it never saw, with an
+empty memory at the start and no gradient step. :func:`online_gain` measures exactly that: it runs an agent
+for a fixed number of environment steps per task, assigns every finished episode to the segment of the run
+(by default a quarter) in which it ended, averages the normalised scores per task and segment, and reports the
+mean over tasks of every segment and of the difference last - first, each with a t-based 95% confidence
+interval over tasks (:func:`segment_summary`).
+
+The models shipped in ``models/`` are found through their ``config.json`` (:func:`shipped_models`,
+:func:`shipped_model_for`), so notebooks and the task explorer can load one by default
+(:func:`load_shipped`).
+
+Command line (the numbers in ``models/*/README.md`` come from it)::
+
+    python -m omnirl_core.evaluation models/omnirl-tiny-bandit --suite anymdp_1 --steps 400 --tql
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .agents import TQLAgent
+from .models import load_shipped
+from .runs import RunResult, run_agent
+from .suites import Suite, build_suite, task_suite, test_seed
+
+VALIDATION_INDEX = 50_000  # test-seed indices of validation tasks: apart from the suites' 0..n-1
+TQL_C_GRID = (0.1, 0.5, 1.0, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------- the gain
+def segment_scores(result: RunResult, budget: int, n_segments: int = 4) -> np.ndarray:
+    """[n_valid, n_segments] mean normalised score per valid run and segment of its first ``budget`` steps.
+
+    An episode belongs to the segment in which it ended (steps 1..budget split into equal parts); episodes
+    ending after ``budget`` are ignored. A run with no episode ending in some segment gets NaN there."""
+    if budget < n_segments:
+        raise ValueError(f"budget ({budget}) must be at least n_segments ({n_segments})")
+    scores, ends = result.scores[result.valid], result.steps[result.valid]
+    seg = np.floor((ends - 1) * n_segments / budget)  # NaN where the episode never ended
+    out = np.full((scores.shape[0], n_segments), np.nan)
+    for k in range(n_segments):
+        inside = seg == k
+        count = inside.sum(axis=1)
+        total = np.where(inside, scores, 0.0).sum(axis=1)
+        out[:, k] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return out
+
+
+def result_gain(result: RunResult, n_segments: int = 4) -> dict[str, Any]:
+    """:func:`segment_summary` of an existing run, over the first B steps of every run, where B is the step
+    count that every valid run reached (a run's last finished episode bounds what can be scored)."""
+    ends = result.steps[result.valid]
+    reached = np.nanmax(np.where(np.isnan(ends), -np.inf, ends), axis=1)
+    budget = int(reached.min())
+    return {**segment_summary(segment_scores(result, budget, n_segments)), "steps": budget}
+
+
+def _mean_ci(x: np.ndarray) -> list[float]:
+    """[mean, low, high]: t-based 95% interval of the mean of ``x``."""
+    from scipy import stats
+
+    n = x.size
+    m = float(x.mean())
+    if n < 2:
+        return [m, float("nan"), float("nan")]
+    half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n))
+    return [m, m - half, m + half]
+
+
+def segment_summary(seg: np.ndarray) -> dict[str, Any]:
+    """Mean over runs of every segment and of last - first, each as [mean, 95% low, 95% high].
+
+    Runs with a NaN segment (no episode ended there) are left out and counted in ``n_dropped``."""
+    keep = np.isfinite(seg).all(axis=1)
+    s = seg[keep]
+    if s.shape[0] == 0:
+        raise ValueError("no run finished an episode in every segment; use a larger budget or fewer segments")
+    out: dict[str, Any] = {"n_tasks": int(s.shape[0]), "n_dropped": int((~keep).sum()), "mean": float(s.mean())}
+    for k in range(s.shape[1]):
+        out[f"q{k + 1}"] = _mean_ci(s[:, k])
+    out["gain"] = _mean_ci(s[:, -1] - s[:, 0])
+    return out
+
+
+def online_gain(suite: Suite, agent, steps: int, *, seed: int = 0, n_segments: int = 4,
+                progress: bool = False) -> dict[str, Any]:
+    """Run ``agent`` for ``steps`` environment steps on every task of ``suite`` and summarise the gain."""
+    t0 = time.perf_counter()
+    result = run_agent(suite, agent, n_episodes=steps, max_steps=steps, seed=seed, progress=progress)
+    seg = segment_scores(result, steps, n_segments)
+    return {**segment_summary(seg), "steps": int(steps), "seconds": time.perf_counter() - t0,
+            "per_task": seg.tolist()}
+
+
+def validation_suite(ns: int, n_tasks: int, na: int = 5) -> Suite:
+    """AnyMDP tasks for choosing checkpoints and temperatures: test seeds, indices 50,000+ (never the
+    evaluation suites' tasks, never a training task)."""
+    from ..world import sample_anymdp
+
+    tasks = [sample_anymdp(ns, na, seed=test_seed(0, ns, VALIDATION_INDEX + i)) for i in range(n_tasks)]
+    return task_suite(f"val_anymdp_{ns}", tasks, info={"family": "anymdp", "ns": ns})
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def _suite_for(name: str, n_tasks: int, val: bool) -> Suite:
+    if not val:
+        return build_suite(name, n_tasks)
+    if not name.startswith("anymdp_"):
+        raise ValueError("--val needs an anymdp_<ns> suite")
+    return validation_suite(int(name.split("_")[1]), n_tasks)
+
+
+def _load_for_cli(which: str | os.PathLike | None):
+    """(model, temperature or None) for the command line: a checkpoint file, a shipped-model folder (path or name,
+    its validated temperature), or nothing (the shipped bandit model)."""
+    from .models import load_model
+
+    if which is None:
+        model, info = load_shipped(1)
+        return model, info.temperature
+    path = Path(which)
+    if path.is_file() or path.suffix in (".pt", ".safetensors"):
+        return load_model(path), None  # a missing file is reported by load_model
+    model, info = load_shipped(path)
+    return model, info.temperature
+
+
+def gain_report(checkpoint: str | os.PathLike | None, suite_name: str, steps: int, *, n_tasks: int = 64,
+                temperature: float | None = None, tql: bool = False, val: bool = False, seed: int = 0,
+                progress: bool = False) -> dict[str, Any]:
+    """The command line's work: OmniRL (checkpoint file or shipped-model folder) and optionally TQL-UCB."""
+    import torch
+
+    from .agents import OmniRLAgent
+
+    suite = _suite_for(suite_name, n_tasks, val)
+    report: dict[str, Any] = {"suite": suite.name, "n_tasks": n_tasks, "steps": steps, "seed": seed}
+    if checkpoint is not None:
+        model, shipped_temperature = _load_for_cli(checkpoint)
+        temperature = shipped_temperature if temperature is None else temperature
+        temperature = 1.0 if temperature is None else float(temperature)
+        with torch.no_grad():
+            summ = online_gain(suite, OmniRLAgent(model, temperature=temperature), steps, seed=seed,
+                               progress=progress)
+        report["omnirl"] = {**summ, "checkpoint": str(checkpoint), "temperature": temperature}
+    if tql:
+        for c in TQL_C_GRID:
+            report[f"tql_ucb_c{c:g}"] = online_gain(suite, TQLAgent(c=c), steps, seed=seed)
+    return report
+
+
+def _row(name: str, s: dict) -> str:
+    q = " | ".join(f"{s[f'q{i}'][0]:.3f}" for i in range(1, 5))
+    g = s["gain"]
+    return f"| {name} | {s['n_tasks']} | {s['mean']:.3f} | {q} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |"
+
+
+# ---------------------------------------------------------------------------------------------- loss diagnostic
+def label_loss_by_behaviour(model, dataset_dir: str | os.PathLike, n_sequences: int = 32, *, shard: int = -1,
+                            tag: int | None = 7) -> list[dict[str, Any]]:
+    """Where does a model's label loss come from? Cross entropy of the label per behaviour policy.
+
+    Runs ``model`` over the first ``n_sequences`` sequences of one shard of a synthesised dataset (default the
+    last shard; tags replaced by ``tag``, 7 = unknown as online, or kept with ``tag=None``) and returns one row
+    per behaviour present: ``steps`` (labelled steps it acted), ``ce`` (mean cross entropy of the label),
+    ``ce_first`` / ``ce_last`` (the same over the first / last quarter of the sequences) and ``agreement`` (how
+    often the behaviour's own action equals the label). A loss that is low only where the agreement is high means
+    the model predicts the label by copying competent behaviour in its context, which does not help when it acts
+    itself; reading rewards shows as a falling ``ce`` along sequences of random behaviour.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ..synthesis.behaviours import BEHAVIOURS
+    from ..synthesis.format import load_manifest, load_shard
+
+    man = load_manifest(dataset_dir)
+    arrays = load_shard(dataset_dir, man["shards"][shard])
+    ns_max, ns_data = getattr(getattr(model, "cfg", None), "ns_max", None), int(np.asarray(arrays["ns"]).max())
+    if ns_max is not None and ns_data > ns_max:
+        raise ValueError(f"{dataset_dir}: sequences with up to {ns_data} states, but the "
+                         f"model reads observation ids below ns_max {ns_max}")
+    x = {k: torch.as_tensor(np.array(arrays[k][:n_sequences])).long()
+         for k in ("obs", "tag", "action", "label", "behaviour")}
+    reward = torch.as_tensor(np.array(arrays["reward"][:n_sequences])).float()
+    tags = x["tag"] if tag is None else torch.full_like(x["tag"], int(tag))
+    with torch.no_grad():
+        logits = model(x["obs"], tags, x["action"], reward)[0]  # [B, T, na]
+    label, na = x["label"], logits.shape[-1]
+    valid = label < na  # boundary steps and masked labels carry ids >= na
+    ce = F.cross_entropy(logits.reshape(-1, na).float(), label.clamp(max=na - 1).reshape(-1), reduction="none")
+    ce = ce.view(label.shape)
+    T = label.shape[1]
+    quarter = torch.arange(T) * 4 // T  # [T] quarter of the sequence each step is in
+    rows = []
+    for b, name in enumerate(BEHAVIOURS):
+        sel = valid & (x["behaviour"] == b)
+        if not sel.any():
+            continue
+        first, last = sel & (quarter == 0), sel & (quarter == 3)
+        rows.append({
+            "behaviour": name,
+            "steps": int(sel.sum()),
+            "ce": float(ce[sel].mean()),
+            "ce_first": float(ce[first].mean()) if first.any() else float("nan"),
+            "ce_last": float(ce[last].mean()) if last.any() else float("nan"),
+            "agreement": float((x["action"][sel] == label[sel]).float().mean()),
+        })
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="python -m omnirl_core.evaluation", description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint", nargs="?", help="checkpoint.pt, model.safetensors or a models/<name> folder")
+    ap.add_argument("--suite", default="anymdp_1", help="anymdp_<ns> (or any suite name without --val)")
+    ap.add_argument("--steps", type=int, default=400, help="environment steps per task")
+    ap.add_argument("--n-tasks", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=None, help="default: the shipped model's, else 1.0")
+    ap.add_argument("--tql", action="store_true", help=f"also TQL-UCB with c in {TQL_C_GRID}")
+    ap.add_argument("--val", action="store_true", help="validation tasks (test-seed indices 50,000+)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--out", default=None, help="write the report (JSON) here")
+    ap.add_argument("--loss-by-behaviour", metavar="DATASET", default=None,
+                    help="instead of acting: the label loss per behaviour policy on a synthesised dataset")
+    a = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(a.threads)
+    if a.loss_by_behaviour:
+        rows = label_loss_by_behaviour(_load_for_cli(a.checkpoint)[0], a.loss_by_behaviour)
+        print("| behaviour | labelled steps | label CE | CE, first quarter | CE, last quarter | behaviour = label |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['behaviour']} | {r['steps']} | {r['ce']:.3f} | {r['ce_first']:.3f} | {r['ce_last']:.3f} "
+                  f"| {r['agreement']:.2f} |")
+        return {"loss_by_behaviour": rows}
+    report = gain_report(a.checkpoint, a.suite, a.steps, n_tasks=a.n_tasks, temperature=a.temperature,
+                         tql=a.tql, val=a.val, seed=a.seed)
+    print(f"{report['suite']}, {a.steps} steps per task, seed {a.seed}: mean score per quarter (95% CI of Q4 - Q1)")
+    print("| agent | tasks | mean | Q1 | Q2 | Q3 | Q4 | Q4 - Q1 |\n|---|---|---|---|---|---|---|---|")
+    for key, val in report.items():
+        if isinstance(val, dict):
+            print(_row(key, val))
+    if a.out:
+        from ..synthesis.format import write_json_atomic
+
+        slim = {k: ({kk: vv for kk, vv in v.items() if kk != "per_task"} if isinstance(v, dict) else v)
+                for k, v in report.items()}
+        write_json_atomic(Path(a.out), slim)
+    return report

@@ -1,0 +1,98 @@
+"""The evaluation protocol of notebook 04: every configured agent (and OmniRL mode) on every configured suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .agents import NoisyOracleAgent, OmniRLAgent, OracleAgent, RandomAgent
+from .baselines import run_ppo, tune_tql
+from .config import EvaluationConfig
+from .models import load_model
+from .runs import RunResult, run_agent
+from .suites import Suite, build_suite
+
+# ---------------------------------------------------------------------------------------------- driver
+SHIPPED = "shipped"
+_SHIPPED_MODELS: dict[str, Any] = {}
+
+
+def _model_for_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool):
+    """(model, temperature, reason when None) for OmniRL on ``suite``."""
+    if shipped:
+        from .models import load_shipped, shipped_model_for
+
+        try:
+            info = shipped_model_for(suite.n_obs)
+        except LookupError as exc:
+            return None, None, str(exc)
+        if info.name not in _SHIPPED_MODELS:
+            _SHIPPED_MODELS[info.name] = load_shipped(info.path, device=cfg.device)[0]
+        return _SHIPPED_MODELS[info.name], info.temperature, ""
+    if model is None:
+        return None, None, "no checkpoint configured"
+    if suite.n_obs > model.cfg.ns_max:
+        return None, None, f"the model takes at most {model.cfg.ns_max} observation ids, the suite has {suite.n_obs}"
+    return model, cfg.temperature, ""
+
+
+def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | None = print) -> list[RunResult]:
+    """Every configured agent (and OmniRL mode) on every configured suite. ``model``: a loaded OmniRL model
+    (default: loaded from ``cfg.checkpoint`` when "omnirl" is among the agents)."""
+    results: list[RunResult] = []
+    shipped = model is None and cfg.checkpoint == SHIPPED
+    if "omnirl" in cfg.agents and model is None and cfg.checkpoint and not shipped:
+        model = load_model(cfg.checkpoint, device=cfg.device)
+    for name in cfg.suites:
+        suite = build_suite(name, cfg.n_tasks, pendulum_samples=cfg.pendulum_samples,
+                            pendulum_reference_episodes=cfg.pendulum_reference_episodes)
+        common = dict(seed=cfg.seed, max_steps=cfg.max_steps, progress=cfg.progress)
+        for agent in cfg.agents:
+            if agent == "random":
+                results.append(run_agent(suite, RandomAgent(), cfg.n_episodes, **common))
+            elif agent == "oracle":
+                results.append(run_agent(suite, OracleAgent(), cfg.n_episodes, **common))
+            elif agent == "tql_ucb":
+                res, _ = tune_tql(suite, cfg.tql_c_grid, cfg.n_episodes, gamma=cfg.tql_gamma, smooth=cfg.smooth,
+                                  **common)
+                res.agent = f"TQL-UCB (c={res.info['c']:g})"
+                results.append(res)
+            elif agent == "omnirl":
+                suite_model, temperature, why = _model_for_suite(cfg, suite, model, shipped)
+                if suite_model is None:
+                    if log:
+                        log(f"{name}: OmniRL skipped ({why})")
+                    continue
+                for mode in cfg.modes:
+                    demo = None
+                    if mode == "offline":
+                        demo = NoisyOracleAgent(cfg.demo_noise)
+                    elif mode == "imitation":
+                        demo = OracleAgent()
+                    ag = OmniRLAgent(suite_model, temperature, cfg.temperature_schedule, cfg.device)
+                    import torch
+
+                    threads = torch.get_num_threads()
+                    if cfg.torch_threads:
+                        torch.set_num_threads(cfg.torch_threads)
+                    try:
+                        res = run_agent(suite, ag, cfg.n_episodes, demo=demo, demo_episodes=cfg.demo_episodes,
+                                        **common)
+                    finally:
+                        torch.set_num_threads(threads)
+                    res.agent = "OmniRL" if mode == "online" else f"OmniRL ({mode})"
+                    results.append(res)
+            elif agent == "ppo":
+                try:
+                    import stable_baselines3  # noqa: F401
+                except ImportError:
+                    if log:
+                        log(f"{name}: PPO skipped (stable-baselines3 is not installed: pip install -e .[ppo])")
+                    continue
+                results.append(run_ppo(suite, cfg.n_episodes, eval_every=cfg.ppo_eval_every, seed=cfg.seed,
+                                       progress=cfg.progress))
+        if log:
+            log(f"{name}: done ({suite.num_envs} runs, {int((~suite.valid).sum())} skipped, reference "
+                f"{suite.reference})")
+    return results

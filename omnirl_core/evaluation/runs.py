@@ -1,0 +1,130 @@
+"""Running an agent through a suite (Algorithm 4): :func:`run_agent` drives any agent through a suite's batched
+environment until every run has finished ``n_episodes`` evaluation episodes (or a step cap), recording each
+episode's return and the run's step count at its end. With a demonstrator (offline RL / imitation), each run
+first executes ``demo_episodes`` episodes chosen by the demonstrator; the agent observes them with the
+demonstrator's tags, then acts itself. :func:`tune_tql` picks TQL-UCB's bonus scale on the suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .agents import TAG_UNKNOWN, Agent
+from .suites import Suite
+
+
+# ---------------------------------------------------------------------------------------------- runs
+@dataclass
+class RunResult:
+    """Episode returns of one agent on one suite: ``returns`` / ``steps`` [B, K] (NaN where a run did not
+    reach episode k); ``steps[b, k]`` is run b's step count (demonstrations excluded) when episode k ended."""
+
+    suite: str
+    agent: str
+    returns: np.ndarray
+    steps: np.ndarray
+    r_oracle: np.ndarray
+    r_random: np.ndarray
+    valid: np.ndarray
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_skipped(self) -> int:
+        return int((~self.valid).sum())
+
+    @property
+    def scores(self) -> np.ndarray:
+        """[B, K] normalised scores (NaN for skipped runs)."""
+        gap = np.where(self.valid, self.r_oracle - self.r_random, np.nan)
+        return (self.returns - self.r_random[:, None]) / gap[:, None]
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean score [K] over the valid runs, mean step count [K] at each episode's end)."""
+        s = self.scores[self.valid]
+        if s.size == 0:
+            k = self.returns.shape[1]
+            return np.full(k, np.nan), np.full(k, np.nan)
+        import warnings
+
+        with warnings.catch_warnings():  # all-NaN columns (episodes no run reached) give NaN quietly
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(s, axis=0), np.nanmean(self.steps[self.valid], axis=0)
+
+
+def run_agent(
+    suite: Suite,
+    agent: Agent,
+    n_episodes: int,
+    *,
+    seed: int | Sequence[int] = 0,
+    max_steps: int | None = None,
+    demo: Agent | None = None,
+    demo_episodes: int = 0,
+    progress: bool = False,
+    desc: str | None = None,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> RunResult:
+    """Run ``agent`` on every environment of ``suite`` for ``n_episodes`` evaluation episodes each.
+
+    ``seed``: an int (per-run seeds derived from it, the same for run b whatever the batch) or one seed per run.
+    ``demo`` / ``demo_episodes``: a demonstrator acting first (offline RL / imitation). ``on_step(t, record)``
+    sees every transition (for tests and debugging)."""
+    from .streams import env_seeds
+
+    B, K = suite.num_envs, int(n_episodes)
+    seeds = env_seeds(seed, B) if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != B:
+        raise ValueError(f"need {B} seeds, got {len(seeds)}")
+    env = suite.make_env()
+    obs, _ = env.reset(seed=seeds)
+    agent.reset(suite, seeds)
+    if demo is not None:
+        demo.reset(suite, seeds)
+    demo_left = np.full(B, int(demo_episodes) if demo is not None else 0)
+    returns = np.full((B, K), np.nan)
+    steps_at = np.full((B, K), np.nan)
+    n_done = np.zeros(B, dtype=np.int64)
+    own_steps = np.zeros(B, dtype=np.int64)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=B * K, desc=desc or f"{agent.name} on {suite.name}", unit="ep", leave=False)
+    t = 0
+    while (n_done < K).any() and (max_steps is None or t < max_steps):
+        in_demo = demo_left > 0
+        actions = np.asarray(agent.act(obs), dtype=np.int64)
+        tags = np.full(B, TAG_UNKNOWN)
+        if in_demo.any():
+            d_act, d_tag = demo.act_tags(obs)
+            actions = np.where(in_demo, d_act, actions)
+            tags = np.where(in_demo, d_tag, tags)
+        nxt_obs, rewards, term, trunc, infos = env.step(actions)
+        reached = np.asarray(infos["final_obs"])
+        agent.observe(obs, actions, rewards, reached, term, trunc, tags)
+        own_steps += ~in_demo
+        done = term | trunc
+        if on_step is not None:
+            on_step(t, {"obs": obs, "actions": actions, "rewards": rewards, "next_obs": reached, "done": done,
+                        "tags": tags})
+        if done.any():
+            agent.end_episode(done, reached)
+            before = int(np.minimum(n_done, K).sum())
+            for b in np.flatnonzero(done):
+                if in_demo[b]:
+                    demo_left[b] -= 1
+                elif n_done[b] < K:
+                    returns[b, n_done[b]] = infos["final_return"][b]
+                    steps_at[b, n_done[b]] = own_steps[b]
+                    n_done[b] += 1
+            if bar is not None:
+                bar.update(int(np.minimum(n_done, K).sum()) - before)
+        obs = nxt_obs
+        t += 1
+    if bar is not None:
+        bar.close()
+    return RunResult(suite=suite.name, agent=agent.name, returns=returns, steps=steps_at, r_oracle=suite.r_oracle,
+                     r_random=suite.r_random, valid=suite.valid, info={"batched_steps": t})

@@ -1,0 +1,335 @@
+"""Test suites of the evaluation (paper section 5): task families, Gymnasium wrappers and reference returns.
+
+Every suite is a :class:`Suite`: ``B`` environments of the same observation and action counts, stepped
+together by a batched environment with one independent random stream per environment (so a task's run does
+not depend on which other tasks share its batch), plus per-environment reference returns ``R_oracle`` and
+``R_random`` for the normalised score and an oracle action per observation.
+
+Where the dynamics are known the suite holds tabular :class:`~omnirl_core.world.task.Task` objects and the
+reference returns are exact (:func:`omnirl_core.world.oracle.policy_return`): unseen AnyMDP tasks, Garnet, the
+tabular Gymnasium tasks (converted from ``env.unwrapped.P`` with the paper's reward shaping) and DarkRoom.
+Discrete Pendulum is stepped as the real continuous system with a discretising observation map; its oracle
+plans on a tabular model estimated from many sampled transitions (uniform states within each bin), and both
+reference returns are Monte-Carlo averages of that plan and of the uniform policy in the real system.
+
+Conventions:
+
+- Actions: every suite exposes ``na`` actions (5 by default); a task with fewer actions ``n`` maps
+  ``a -> a mod n`` (for tabular tasks this is built into the Task by :func:`expand_actions`, so the uniform
+  policy over the exposed actions is the reference random policy).
+- Test seeds: training draws its task seeds from ``[0, 2**32)``; test tasks use seeds
+  ``TEST_SEED_OFFSET + ...`` with ``TEST_SEED_OFFSET = 2**32``, so no test seed is ever a training seed.
+- Reward shaping (paper): FrozenLake slippery +1 goal / -1 hole / 0 otherwise; non-slippery +1 / -1 /
+  -0.05 per other step; CliffWalking +1 on reaching the goal / -1 on stepping into the cliff (which, as in
+  Gymnasium, sends the agent back to the start without ending the episode) / -0.03 per other step;
+  Pendulum ``r' = max(r / 30 + 0.1, -0.1)``.
+- Episode limits (choices, documented): FrozenLake 100 steps (Gymnasium's), CliffWalking 100 steps
+  (Gymnasium sets none), Pendulum 200 (Gymnasium's), DarkRoom ``4 N`` steps.
+- DarkRoom N x N: state ``row * N + col``; actions up, down, left, right, stay; the goal is a corner
+  (one task per corner) and ends the episode with reward +1; starts are uniform over the other cells.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from ..world.anymdp import sample_anymdp
+from ..world.envs import BatchedAnyMDPEnv
+from ..world.garnet import sample_garnet
+from ..world.oracle import ORACLE_GAMMA, oracle_policy, oracle_return, policy_iteration, random_return
+from ..world.task import Task
+from .gym_tasks import (
+    NA,
+    PENDULUM_TORQUES,
+    BatchedDiscretePendulum,
+    DiscretePendulum,
+    DiscreteWrapper,
+    Shaping,
+    cliffwalking_task,
+    darkroom_task,
+    estimate_pendulum_task,
+    frozenlake_task,
+    task_from_gym,
+)
+from .streams import EnvStreams, env_seeds
+
+TEST_SEED_OFFSET = 2**32
+
+
+SUITE_NAMES = (
+    "anymdp_1", "anymdp_16", "anymdp_32", "anymdp_64", "anymdp_128",
+    "garnet_16", "garnet_64",
+    "cliffwalking", "frozenlake", "frozenlake_slippery",
+    "pendulum_g1", "pendulum_g5", "pendulum_g9.8",
+    "darkroom_6", "darkroom_8", "darkroom_10",
+)  # fmt: skip
+
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float | None]]] = {
+    # suite -> method -> (best score, steps to 99% of best or None where the paper gives none)
+    "anymdp_1": {"TQL-UCB": (0.921, 100), "PPO": (0.956, 1.2e3), "OmniRL": (0.825, 103)},
+    "anymdp_16": {"TQL-UCB": (0.920, 297e3), "PPO": (0.906, 476e3), "OmniRL": (0.953, 2.0e3)},
+    "anymdp_32": {"TQL-UCB": (0.847, 616e3), "PPO": (0.722, 618e3), "OmniRL": (0.903, 6.5e3)},
+    "anymdp_64": {"TQL-UCB": (0.837, 1.1e6), "PPO": (0.583, 1.1e6), "OmniRL": (0.913, 7.7e3)},
+    "anymdp_128": {"TQL-UCB": (0.732, 1.8e6), "PPO": (0.490, 1.3e6), "OmniRL": (0.802, 36.3e3)},
+    "garnet_16": {"TQL-UCB": (0.988, 241e3), "PPO": (0.971, 57e3), "OmniRL": (0.859, 8.2e3)},
+    "cliffwalking": {"TQL-UCB": (1.0, 3.1e3), "PPO": (0.959, 99.3e3), "OmniRL": (1.0, 3.0e3)},
+    "frozenlake": {"TQL-UCB": (0.953, 23.6e3), "PPO": (0.968, 18.2e3), "OmniRL": (0.998, 0.3e3)},
+    "frozenlake_slippery": {"TQL-UCB": (0.96, 208e3), "PPO": (0.956, 73.6e3), "OmniRL": (0.795, 7.7e3)},
+    "pendulum_g1": {"TQL-UCB": (0.949, None), "PPO": (0.993, None), "OmniRL": (0.905, None)},
+    "pendulum_g5": {"TQL-UCB": (0.997, None), "PPO": (0.998, None), "OmniRL": (0.918, None)},
+    "pendulum_g9.8": {"TQL-UCB": (0.902, None), "PPO": (0.983, None), "OmniRL": (0.734, None)},
+    "darkroom_6": {"TQL-UCB": (0.981, None), "PPO": (0.976, None), "OmniRL": (0.952, None)},
+    "darkroom_8": {"TQL-UCB": (0.968, None), "PPO": (0.967, None), "OmniRL": (0.938, None)},
+    "darkroom_10": {"TQL-UCB": (0.89, None), "PPO": (0.923, None), "OmniRL": (0.917, None)},
+}
+"""The paper's Table 1 (best average normalised score, steps to reach 99% of it)."""
+
+
+def test_seed(family: int, size: int, index: int) -> int:
+    """Seed of test task ``index`` of a family (0 AnyMDP, 1 Garnet) and size: always >= 2**32."""
+    return TEST_SEED_OFFSET + (int(family) << 40) + (int(size) << 20) + int(index)
+
+
+test_seed.__test__ = False  # not a pytest test
+
+
+class TaskBatchEnv(BatchedAnyMDPEnv):
+    """:class:`~omnirl_core.world.envs.BatchedAnyMDPEnv` whose randomness is one :class:`EnvStreams` stream per env.
+
+    ``reset(seed=...)`` takes a sequence of per-environment seeds (or an int, expanded by :func:`env_seeds`).
+    """
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            seeds = env_seeds(seed, self.num_envs) if isinstance(seed, (int, np.integer)) else list(seed)
+            self._np_random = EnvStreams(seeds)
+        elif not isinstance(getattr(self, "_np_random", None), EnvStreams):
+            self._np_random = EnvStreams(env_seeds(0, self.num_envs))
+        return super().reset(seed=None, options=options)
+
+    def _sample_starts(self, idx: np.ndarray) -> np.ndarray:
+        u = self._np_random.uniform(idx)[:, 0]
+        return (self._start_cdf[idx] <= u[:, None]).sum(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------- tabular tasks
+@dataclass
+class Suite:
+    """B environments evaluated together, with their reference returns.
+
+    ``tasks``: the tabular tasks (exact dynamics) or None; ``make_env()``: a fresh batched environment;
+    ``r_oracle`` / ``r_random`` [B]: reference returns; ``oracle_actions`` [B, n_obs]: the oracle's action per
+    observation; ``reference``: "exact" or "estimated" (how the reference returns were obtained)."""
+
+    name: str
+    na: int
+    n_obs: int
+    make_env: Callable[[], Any]
+    r_oracle: np.ndarray
+    r_random: np.ndarray
+    oracle_actions: np.ndarray
+    reference: str = "exact"
+    tasks: list[Task] | None = None
+    info: dict = field(default_factory=dict)
+    make_single: Callable[[int], gym.Env] | None = None
+    "make_single(b): run b's environment as a plain Gymnasium env (for single-env learners such as PPO)."
+
+    @property
+    def num_envs(self) -> int:
+        return int(self.r_oracle.shape[0])
+
+    @property
+    def valid(self) -> np.ndarray:
+        """[B] tasks whose oracle and random returns differ (the others are skipped by the score)."""
+        gap = self.r_oracle - self.r_random
+        return np.abs(gap) > 1e-9 * np.maximum(1.0, np.abs(self.r_oracle))
+
+
+def task_suite(name: str, tasks: Sequence[Task], gamma: float = ORACLE_GAMMA, info: dict | None = None) -> Suite:
+    """A suite of tabular tasks (same ns and na) with exact reference returns."""
+    tasks = list(tasks)
+    pi = np.asarray(oracle_policy(tasks, gamma)).reshape(len(tasks), -1)
+    n_obs = max(t.n_obs for t in tasks)
+    table = np.zeros((len(tasks), n_obs), dtype=np.int64)
+    for b, t in enumerate(tasks):
+        table[b, t.state_mapping] = pi[b]
+    r_or = np.atleast_1d(np.asarray(oracle_return(tasks, gamma), dtype=np.float64))
+    r_rand = np.atleast_1d(np.asarray(random_return(tasks), dtype=np.float64))
+    from ..world.envs import AnyMDPEnv
+
+    return Suite(name=name, na=tasks[0].na, n_obs=n_obs, make_env=lambda: TaskBatchEnv(tasks), r_oracle=r_or,
+                 r_random=r_rand, oracle_actions=table, reference="exact", tasks=tasks, info=dict(info or {}),
+                 make_single=lambda b: AnyMDPEnv(tasks[b]))
+
+
+def pendulum_suite(g: float, num_envs: int, *, samples: int = 200, reference_episodes: int = 64, seed: int = 0,
+                   name: str | None = None) -> Suite:
+    """Discrete Pendulum: oracle = optimal policy of :func:`estimate_pendulum_task`; R_oracle and R_random are
+    Monte-Carlo means over ``reference_episodes`` episodes of that policy / the uniform policy in the real system
+    (standard errors in ``info``)."""
+    model = estimate_pendulum_task(g, samples=samples, seed=seed)
+    Q, _ = policy_iteration(model, ORACLE_GAMMA)
+    policy = Q.argmax(axis=-1)
+    n = max(1, int(reference_episodes))
+    refs = {}
+    for kind in ("oracle", "random"):
+        env = BatchedDiscretePendulum(g, n)
+        obs, _ = env.reset(seed=[TEST_SEED_OFFSET + 7919 * (kind == "random") + i for i in range(n)])
+        streams = EnvStreams([TEST_SEED_OFFSET + 104729 + i for i in range(n)])
+        for _ in range(env.max_steps):
+            act = policy[obs] if kind == "oracle" else streams.integers(0, env.na, n)
+            obs, _, _, trunc, infos = env.step(act)
+        refs[kind] = infos["final_return"].copy()
+    r_or = np.full(num_envs, refs["oracle"].mean())
+    r_rand = np.full(num_envs, refs["random"].mean())
+    info = {"g": float(g), "reference_episodes": n,
+            "oracle_se": float(refs["oracle"].std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
+            "random_se": float(refs["random"].std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")}
+    return Suite(name=name or f"pendulum_g{g:g}", na=len(PENDULUM_TORQUES), n_obs=model.ns,
+                 make_env=lambda: BatchedDiscretePendulum(g, num_envs), r_oracle=r_or, r_random=r_rand,
+                 oracle_actions=np.tile(policy, (num_envs, 1)), reference="estimated", tasks=None, info=info,
+                 make_single=lambda b: DiscretePendulum(g=g))
+
+
+class GymBatchEnv:
+    """B copies of a Gymnasium env with Discrete observations and actions, stepped in a Python loop behind the
+    interface of :class:`TaskBatchEnv` (each copy wrapped by :class:`DiscreteWrapper`; copy b reset with its own
+    seed once, then continuing its own random stream)."""
+
+    def __init__(self, make_env: Callable[[], gym.Env], num_envs: int, na: int = NA,
+                 shaping: Shaping | None = None) -> None:
+        self.envs = [DiscreteWrapper(make_env(), na, shaping) for _ in range(int(num_envs))]
+        self.num_envs = len(self.envs)
+        self.na = int(na)
+        self.n_obs = int(self.envs[0].observation_space.n)
+        self.returns = np.zeros(self.num_envs)
+        self.states = np.zeros(self.num_envs, np.int64)
+
+    def reset(self, *, seed=None, options=None):
+        seeds = [None] * self.num_envs if seed is None else (
+            env_seeds(seed, self.num_envs) if isinstance(seed, (int, np.integer)) else list(seed))
+        self.states = np.array([int(e.reset(seed=None if s is None else int(s) % 2**63)[0])
+                                for e, s in zip(self.envs, seeds)], dtype=np.int64)
+        self.returns = np.zeros(self.num_envs)
+        return self.states.copy(), {"state": self.states.copy()}
+
+    def step(self, actions):
+        B = self.num_envs
+        nxt, new = np.zeros(B, np.int64), np.zeros(B, np.int64)
+        rewards, term, trunc = np.zeros(B), np.zeros(B, bool), np.zeros(B, bool)
+        for b, (e, a) in enumerate(zip(self.envs, np.asarray(actions))):
+            o, r, te, tr, _ = e.step(int(a))
+            nxt[b], rewards[b], term[b], trunc[b] = int(o), float(r), bool(te), bool(tr)
+            new[b] = int(e.reset()[0]) if (te or tr) else int(o)
+        returns = self.returns + rewards
+        done = term | trunc
+        self.returns = np.where(done, 0.0, returns)
+        self.states = new
+        infos = {"next_state": nxt, "final_obs": nxt, "final_return": returns, "_final_obs": done,
+                 "state": new.copy()}
+        return new.copy(), rewards, term, trunc, infos
+
+
+def _first_episode_returns(env, act: Callable[[np.ndarray], np.ndarray], seeds: Sequence[int]) -> np.ndarray:
+    """Return of the first episode of every env of a batched env under ``act(obs) -> actions``."""
+    obs, _ = env.reset(seed=list(seeds))
+    out = np.full(env.num_envs, np.nan)
+    while np.isnan(out).any():
+        obs, _, term, trunc, infos = env.step(act(obs))
+        first = (term | trunc) & np.isnan(out)
+        out[first] = infos["final_return"][first]
+    return out
+
+
+def estimate_task_from_env(env, n_steps: int, seed: int = 0) -> Task:
+    """Tabular model of a batched env from ``n_steps`` batched steps of uniform random actions: empirical
+    transition frequencies and mean rewards over observation ids; unvisited (s, a) pairs stay in place with
+    reward 0; states entered with termination and never acted from are terminal."""
+    ns, na = env.n_obs, env.na
+    counts, rsum = np.zeros((ns, na, ns)), np.zeros((ns, na, ns))
+    acted, term_into = np.zeros(ns, bool), np.zeros(ns, bool)
+    streams = EnvStreams(env_seeds(seed + 1, env.num_envs))
+    obs, _ = env.reset(seed=seed)
+    starts = np.bincount(obs, minlength=ns).astype(float)
+    for _ in range(int(n_steps)):
+        a = streams.integers(0, na, env.num_envs)
+        new, r, term, trunc, infos = env.step(a)
+        s2 = infos["final_obs"]
+        np.add.at(counts, (obs, a, s2), 1.0)
+        np.add.at(rsum, (obs, a, s2), r)
+        acted[obs] = True
+        term_into[s2[term]] = True
+        done = term | trunc
+        starts += np.bincount(new[done], minlength=ns)
+        obs = new
+    R = np.where(counts > 0, rsum / np.maximum(counts, 1), 0.0)
+    n_sa = counts.sum(axis=2, keepdims=True)
+    P = np.where(n_sa > 0, counts / np.maximum(n_sa, 1), np.eye(ns)[:, None, :])
+    terminal = term_into & ~acted
+    P[terminal] = 0.0
+    start = np.where(terminal, 0.0, starts)
+    return Task.from_arrays(P, R, start_prob=start / start.sum(), terminal=terminal, max_steps=1e9,
+                            kind="estimated", meta={"steps": int(n_steps) * env.num_envs})
+
+
+def gym_suite(name: str, make_env: Callable[[], gym.Env], num_envs: int, *, shaping: Shaping | None = None,
+              na: int = NA, max_steps: float | None = None, model_steps: int = 20_000,
+              reference_episodes: int = 64) -> Suite:
+    """A suite from any Gymnasium env with Discrete observations and actions (bring your own task).
+
+    With ``env.unwrapped.P`` the env becomes a tabular Task (exact references, shaping applied to P). Otherwise
+    the copies run as real envs (:class:`GymBatchEnv`): the oracle is the optimal policy of a model estimated
+    from ``model_steps`` batched random steps (:func:`estimate_task_from_env`), and R_oracle / R_random are
+    Monte-Carlo means over ``reference_episodes`` first episodes (episodes end by the env's own limits).
+    The suite exposes ``max(na, n)`` actions for an env with n actions."""
+    probe = make_env()
+    na = max(int(na), int(probe.action_space.n))  # never fewer actions than the env has
+    if getattr(probe.unwrapped, "P", None) is not None:
+        task = task_from_gym(probe, shaping=shaping, max_steps=max_steps, na=na, meta={"suite": name})
+        return task_suite(name, [task] * num_envs)
+    model = estimate_task_from_env(GymBatchEnv(make_env, 16, na, shaping), max(1, model_steps // 16))
+    policy = oracle_policy(model)
+    n = max(2, int(reference_episodes))
+    ref_env = GymBatchEnv(make_env, n, na, shaping)
+    seeds = [TEST_SEED_OFFSET + i for i in range(n)]
+    streams = EnvStreams([TEST_SEED_OFFSET + 104729 + i for i in range(n)])
+    r_or = _first_episode_returns(ref_env, lambda o: policy[o], seeds)
+    r_rand = _first_episode_returns(ref_env, lambda o: streams.integers(0, na, n), seeds)
+    info = {"oracle_se": float(r_or.std(ddof=1) / math.sqrt(n)), "random_se": float(r_rand.std(ddof=1) / math.sqrt(n))}
+    return Suite(name=name, na=na, n_obs=model.ns, make_env=lambda: GymBatchEnv(make_env, num_envs, na, shaping),
+                 r_oracle=np.full(num_envs, r_or.mean()), r_random=np.full(num_envs, r_rand.mean()),
+                 oracle_actions=np.tile(policy, (num_envs, 1)), reference="estimated", info=info,
+                 make_single=lambda b: DiscreteWrapper(make_env(), na, shaping))
+
+
+def build_suite(name: str, n_tasks: int = 64, *, na: int = NA, pendulum_samples: int = 200,
+                pendulum_reference_episodes: int = 64) -> Suite:
+    """One of :data:`SUITE_NAMES`. ``n_tasks``: tasks for AnyMDP / Garnet, parallel copies for the single
+    Gymnasium tasks and Pendulum (each copy is scored as its own run); DarkRoom has one task per corner, repeated
+    to ``max(n_tasks, 4)`` rounded down to a multiple of 4."""
+    if name.startswith("anymdp_"):
+        ns = int(name.split("_")[1])
+        tasks = [sample_anymdp(ns, na, seed=test_seed(0, ns, i)) for i in range(n_tasks)]
+        return task_suite(name, tasks, info={"family": "anymdp", "ns": ns})
+    if name.startswith("garnet_"):
+        ns = int(name.split("_")[1])
+        tasks = [sample_garnet(ns, na, 2, seed=test_seed(1, ns, i)) for i in range(n_tasks)]
+        return task_suite(name, tasks, info={"family": "garnet", "ns": ns})
+    if name == "cliffwalking":
+        return task_suite(name, [cliffwalking_task(na)] * n_tasks)
+    if name in ("frozenlake", "frozenlake_slippery"):
+        return task_suite(name, [frozenlake_task(name.endswith("slippery"), na)] * n_tasks)
+    if name.startswith("darkroom_"):
+        size = int(name.split("_")[1])
+        corners = [darkroom_task(size, c, na=na) for c in range(4)]
+        return task_suite(name, [corners[i % 4] for i in range(max(4, n_tasks - n_tasks % 4))])
+    if name.startswith("pendulum_g"):
+        return pendulum_suite(float(name[len("pendulum_g"):]), n_tasks, samples=pendulum_samples,
+                              reference_episodes=pendulum_reference_episodes, name=name)
+    raise ValueError(f"unknown suite {name!r}; choose one of {', '.join(SUITE_NAMES)}")

@@ -1,0 +1,365 @@
+"""The paper's ablations as data: studies of variants, each synthesised, trained and scored in context.
+
+A study (task count, tags, data strategy, backbone, Garnet-trained, ...) is a set of variants; a variant is a
+few dotted-key overrides of one base dataset (``dataset.<key>``, a :class:`~omnirl_core.workbook.DatasetConfig`)
+and one base training run (``training.<key>``, a :class:`~omnirl_core.training.TrainConfig`). For every
+variant :func:`run_variant`
+
+1. synthesises its dataset, shared between variants with the same dataset configuration (a folder named by
+   the configuration's hash, resumable),
+2. trains its model in ``runs/<hash of the configuration>`` (resumable: an interrupted run continues from its
+   last checkpoint; a finished one is reused, also by another study's variant with the same configuration),
+3. measures the in-context gain online on unseen tasks (:func:`omnirl_core.evaluation.incontext.online_gain`: empty
+   memory, tag 7, score per quarter of the run and last - first with 95% intervals),
+
+and writes ``gain.json`` next to the model (and a copy as ``<study>/<variant>.json``). :func:`summary_rows`
+puts the results beside the paper's finding for each study. Everything is configured by :class:`AblationConfig`
+(``params/*/05_ablations.yaml``); notebook 05 and ``python -m omnirl_core.studies PARAMS --out RUN_DIR`` both
+call :func:`run_studies`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..evaluation.suites import SUITE_NAMES
+from ..synthesis.config import DatasetConfig
+from ..synthesis.format import SCHEMA_VERSION
+from ..training.config import TrainConfig
+from ..workbook.config import config_to_dict, load_config
+from ..workbook.fields import ConfigError, Rule, _issue_text, check, param
+
+__all__ = ["StudyConfig", "AblationConfig", "VariantResult", "variant_configs", "run_variant", "run_studies",
+           "summary_rows", "markdown_summary", "plot_study", "main"]
+
+PREFIXES = ("dataset.", "training.")
+TASK_SUITE = Rule(lambda s: s in SUITE_NAMES and s.startswith(("anymdp_", "garnet_")),
+                  "an anymdp_<ns> or garnet_<ns> suite of omnirl_core.evaluation.suites.SUITE_NAMES")
+
+
+@dataclass
+class StudyConfig:
+    """One ablation: variants that differ from the base in a few keys."""
+
+    finding: str = param("")
+    "The paper's finding for this study, shown beside the measured one."
+    variants: dict[str, dict[str, Any]] = param({"base": {}})
+    "Variant name -> overrides as dotted keys 'dataset.<key>' or 'training.<key>' ({} = the base itself)."
+    eval_suite: str | None = param(None, rule=TASK_SUITE)
+    "Test tasks of this study (None: the configuration's eval_suite)."
+    eval_steps: int | None = param(None, ge=4)
+    "Steps per test task of this study (None: the configuration's eval_steps)."
+
+
+def _default_training() -> TrainConfig:
+    return TrainConfig()
+
+
+@dataclass
+class AblationConfig:
+    """Notebook 05 and ``python -m omnirl_core.studies``: the paper's ablations at a chosen scale."""
+
+    seed: int = param(0, ge=0)
+    "Seed of the evaluation runs."
+    dataset: DatasetConfig = param(default_factory=DatasetConfig)
+    "Base dataset of every variant (02_synthesis's dataset fields)."
+    training: TrainConfig = param(default_factory=_default_training)
+    "Base training run of every variant (03_training's fields; data.path is set per variant)."
+    studies: dict[str, StudyConfig] = param(default_factory=lambda: {"tags": StudyConfig()})
+    "Studies by name."
+    run: list[str] = param(default_factory=list)
+    "Studies to run (in this order); the others are only listed. Empty = all."
+    eval_suite: str = param("anymdp_1", rule=TASK_SUITE)
+    "Unseen test tasks for the in-context gain (an anymdp_<ns> or garnet_<ns> suite)."
+    eval_tasks: int = param(32, ge=2)
+    "Test tasks per variant."
+    eval_steps: int = param(400, ge=4)
+    "Environment steps per test task (split into quarters)."
+    temperature: float = param(1.0, gt=0)
+    "Sampling temperature of every model."
+    tql: bool = param(True)
+    "Also measure TQL-UCB (best c of 0.1, 0.5, 1, 2 by mean score) on the same tasks, as a reference line."
+    workers: int = param(2, ge=1)
+    "Synthesis worker processes."
+    torch_threads: int = param(1, ge=1)
+    "Torch CPU threads for training and evaluation."
+    progress: bool = param(True)
+    "Show progress bars."
+
+    def validate(self) -> None:
+        issues: list[tuple[str, str]] = []
+        for name in self.run:
+            if name not in self.studies:
+                issues.append(("run", f"{name!r} is not one of the studies ({', '.join(self.studies)})"))
+        for sname, study in self.studies.items():
+            for vname in study.variants:
+                try:
+                    variant_configs(self, sname, vname)
+                except ConfigError as exc:
+                    issues.extend((f"studies.{sname}.variants.{vname}", _issue_text(k, m))
+                                  for k, m in exc.issues)
+        if issues:
+            raise ConfigError(issues)
+
+    @property
+    def studies_to_run(self) -> list[str]:
+        return list(self.run) or list(self.studies)
+
+
+
+
+def eval_settings(cfg: AblationConfig, study: str) -> tuple[str, int]:
+    """(test suite, steps per test task) of a study: its own, else the configuration's."""
+    st = cfg.studies[study]
+    return st.eval_suite or cfg.eval_suite, st.eval_steps or cfg.eval_steps
+
+
+def variant_configs(cfg: AblationConfig, study: str, variant: str) -> tuple[DatasetConfig, TrainConfig]:
+    """The dataset and training configurations of one variant (base + its overrides), validated."""
+    overrides = cfg.studies[study].variants[variant] or {}
+    ds, tr = {}, {}
+    for key, value in overrides.items():
+        if not key.startswith(PREFIXES):
+            raise ConfigError([(key, f"an override must start with {' or '.join(PREFIXES)}; got {key!r}")])
+        (ds if key.startswith("dataset.") else tr)[key.split(".", 1)[1]] = value
+    dataset = load_config(DatasetConfig, config_to_dict(cfg.dataset), overrides=ds)
+    training = load_config(TrainConfig, config_to_dict(cfg.training), overrides=tr)
+    model = training.model
+    check((dataset.ns_max or dataset.ns) <= model.ns_max, "training.model.ns_max", model.ns_max,
+          f">= the dataset's largest ns ({dataset.ns_max or dataset.ns})")
+    check(dataset.na == model.na, "training.model.na", model.na, f"the dataset's na ({dataset.na})")
+    suite_name, _ = eval_settings(cfg, study)
+    suite_ns = int(suite_name.split("_")[1])
+    check(suite_ns <= model.ns_max, "training.model.ns_max", model.ns_max,
+          f">= the states of the test suite {suite_name} ({suite_ns})")
+    return dataset, training
+
+
+@functools.cache
+def code_version(*subpackages: str) -> str:
+    """A hash of the source of these subpackages of ``omnirl_core``: a cached result keyed on it is recomputed,
+    not reused, once the code that produced it changes."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in subpackages:
+        for path in sorted((root / name).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+DATA_CODE = ("world", "synthesis")  # the code that decides a dataset's bytes
+RUN_CODE = ("world", "synthesis", "model", "training", "evaluation")  # ... and a variant's result
+
+
+def dataset_key(dataset: DatasetConfig) -> str:
+    """Folder name of a dataset: a hash of its configuration, the dataset schema and the code that writes it
+    (variants with equal data share it)."""
+    ident = {"config": config_to_dict(dataset), "schema": SCHEMA_VERSION, "code": code_version(*DATA_CODE)}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_key(cfg: AblationConfig, study: str, dataset: DatasetConfig, training: TrainConfig) -> str:
+    """Folder name of a variant's run: a hash of everything that decides its result (data, training, test, the
+    schema and the code)."""
+    train_dict = config_to_dict(training)
+    train_dict["data"]["path"] = None  # set per run to the dataset folder, which the dataset part already names
+    train_dict.pop("torch_threads", None)  # speed only, not the result
+    test = {k: getattr(cfg, k) for k in ("seed", "eval_tasks", "temperature")}
+    test["eval_suite"], test["eval_steps"] = eval_settings(cfg, study)
+    ident = {"dataset": config_to_dict(dataset), "training": train_dict, "test": test, "schema": SCHEMA_VERSION,
+             "code": code_version(*RUN_CODE)}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class VariantResult:
+    """A trained and measured variant."""
+
+    study: str
+    variant: str
+    gain: dict  # online_gain summary (q1..q4, gain, mean, n_tasks, ...)
+    final_loss: float
+    train_seconds: float
+    env_steps_trained: int
+    folder: Path
+    info: dict = field(default_factory=dict)
+
+
+_SUITES: dict[tuple[str, int], Any] = {}
+
+
+def _suite(cfg: AblationConfig, study: str | None = None):
+    """The test suite of a study (built once per process)."""
+    from ..evaluation.suites import build_suite
+
+    name = eval_settings(cfg, study)[0] if study is not None else cfg.eval_suite
+    if (name, cfg.eval_tasks) not in _SUITES:
+        _SUITES[(name, cfg.eval_tasks)] = build_suite(name, cfg.eval_tasks)
+    return _SUITES[(name, cfg.eval_tasks)]
+
+
+def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path, suite=None,
+                log: Callable[[str], None] | None = print) -> VariantResult:
+    """Synthesise, train and measure one variant under ``root`` (resumable; finished work is reused)."""
+    import torch
+
+    from ..evaluation.agents import OmniRLAgent
+    from ..evaluation.incontext import online_gain
+    from ..synthesis import synthesize, write_json_atomic
+    from ..training import read_metrics, train
+
+    def write_json_atomic_parents(path: Path, obj: dict) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, obj)
+
+    log = log or (lambda _m: None)
+    root = Path(root)
+    dataset, training = variant_configs(cfg, study, variant)
+    data_dir = root / "data" / dataset_key(dataset)
+    key = run_key(cfg, study, dataset, training)
+    folder = root / "runs" / key  # variants of different studies with equal configurations share a run
+    gain_path = folder / "gain.json"
+    pointer = root / study / f"{variant}.json"
+    if gain_path.is_file():
+        saved = json.loads(gain_path.read_text())
+        log(f"{study}/{variant}: reusing {gain_path}")
+        write_json_atomic_parents(pointer, {**saved, "run": key})
+        return VariantResult(study, variant, saved["gain"], saved["final_loss"], saved["train_seconds"],
+                             saved["env_steps_trained"], folder, saved.get("info", {}))
+    t0 = time.perf_counter()
+    synthesize(dataset, data_dir, workers=cfg.workers, progress=cfg.progress)
+    log(f"{study}/{variant}: data {data_dir.name} ready ({time.perf_counter() - t0:.1f} s)")
+    training.data.path = str(data_dir.resolve())
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.torch_threads)
+    try:
+        t1 = time.perf_counter()
+        result = train(training, folder, resume=(folder / "checkpoint.pt").is_file(), hooks=[], progress=cfg.progress)
+        train_seconds = time.perf_counter() - t1
+        rows = read_metrics(folder)
+        final_loss = float(rows[-1]["loss"]) if rows else float("nan")
+        suite = _suite(cfg, study) if suite is None else suite
+        steps = eval_settings(cfg, study)[1]
+        with torch.no_grad():
+            gain = online_gain(suite, OmniRLAgent(result.model.eval(), temperature=cfg.temperature), steps,
+                               seed=cfg.seed)
+    finally:
+        torch.set_num_threads(old_threads)
+    seq_len = training.data.seq_len or dataset.seq_len
+    env_steps = int(training.steps * training.data.batch_size * min(seq_len, dataset.seq_len))
+    gain.pop("per_task", None)
+    out = VariantResult(study, variant, gain, final_loss, train_seconds, env_steps, folder)
+    record = {"gain": gain, "final_loss": final_loss, "train_seconds": train_seconds, "env_steps_trained": env_steps,
+              "dataset": config_to_dict(dataset), "training": config_to_dict(training), "info": out.info}
+    write_json_atomic(gain_path, record)
+    write_json_atomic_parents(pointer, {**record, "run": key})
+    g = gain["gain"]
+    log(f"{study}/{variant}: trained {train_seconds:.0f} s, loss {final_loss:.3f}; online Q1 {gain['q1'][0]:.3f} "
+        f"-> Q4 {gain['q4'][0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
+    return out
+
+
+def tql_reference(cfg: AblationConfig, study: str | None = None) -> dict:
+    """TQL-UCB on a study's test tasks (best c by mean score), as the line a learner should beat."""
+    from ..evaluation.agents import TQLAgent
+    from ..evaluation.incontext import TQL_C_GRID, online_gain
+
+    suite = _suite(cfg, study)
+    steps = eval_settings(cfg, study)[1] if study is not None else cfg.eval_steps
+    runs = {c: online_gain(suite, TQLAgent(c=c), steps, seed=cfg.seed) for c in TQL_C_GRID}
+    best = max(runs, key=lambda c: runs[c]["mean"])
+    out = dict(runs[best])
+    out.pop("per_task", None)
+    out["c"] = best
+    return out
+
+
+def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | None = None,
+                log: Callable[[str], None] | None = print) -> dict[str, list[VariantResult]]:
+    """Run every variant of the chosen studies (default: ``cfg.run``, or all)."""
+    out: dict[str, list[VariantResult]] = {}
+    for name in studies or cfg.studies_to_run:
+        out[name] = [run_variant(cfg, name, v, root, log=log) for v in cfg.studies[name].variants]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- reports
+def summary_rows(cfg: AblationConfig, results: dict[str, list[VariantResult]]) -> list[dict]:
+    rows = []
+    for study, variants in results.items():
+        suite, steps = eval_settings(cfg, study)
+        for r in variants:
+            g = r.gain
+            rows.append({"study": study, "variant": r.variant, "suite": suite, "test_steps": steps,
+                         "env_steps": r.env_steps_trained, "loss": r.final_loss, "q1": g["q1"][0], "q4": g["q4"][0],
+                         "mean": g["mean"], "gain": g["gain"][0], "gain_low": g["gain"][1],
+                         "gain_high": g["gain"][2], "paper": cfg.studies[study].finding})
+    return rows
+
+
+def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None) -> str:
+    """The results table (one row per variant, then TQL-UCB per study when given) and the paper's findings."""
+    lines = ["| study | variant | test tasks | env steps trained | final loss | Q1 | Q4 | mean | Q4 - Q1 [95% CI] |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    studies: dict[str, dict] = {}
+    for r in rows:
+        studies.setdefault(r["study"], r)
+    for study, first in studies.items():
+        where = f"{first['suite']}, {first['test_steps']} steps"
+        for r in rows:
+            if r["study"] == study:
+                lines.append(f"| {study} | {r['variant']} | {where} | {r['env_steps'] / 1e6:.2f}M | {r['loss']:.3f} | "
+                             f"{r['q1']:.3f} | {r['q4']:.3f} | {r['mean']:.3f} | "
+                             f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}] |")
+        ref = (tql or {}).get(study)
+        if ref is not None:
+            g = ref["gain"]
+            lines.append(f"| {study} | TQL-UCB (c={ref['c']:g}), reference | {where} | - | - | {ref['q1'][0]:.3f} | "
+                         f"{ref['q4'][0]:.3f} | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |")
+    lines += ["", "| study | the paper's finding |", "|---|---|"]
+    lines += [f"| {s} | {r['paper'] or '-'} |" for s, r in studies.items()]
+    return "\n".join(lines)
+
+
+def plot_study(study: str, variants: Sequence[VariantResult], tql: dict | None = None, ax=None):
+    """The in-context gain curve (score per quarter, 95% CIs) of every variant of a study."""
+    from ..views.evaluation import plot_gain
+
+    summaries = {r.variant: r.gain for r in variants}
+    if tql is not None:
+        summaries[f"TQL-UCB c={tql['c']:g}"] = tql
+    return plot_gain(summaries, title=study, ax=ax)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m omnirl_core.studies", description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", help="an ablation parameter file, e.g. params/quick/05_ablations.yaml")
+    ap.add_argument("--out", default="outputs/ablations", help="run folder (data and models go below it)")
+    ap.add_argument("--study", action="append", help="run only this study (repeatable); default: the file's run")
+    ap.add_argument("--variant", help="with one --study: run only this variant (e.g. one per GPU)")
+    ap.add_argument("--all", action="store_true", help="run every study of the file")
+    a = ap.parse_args(argv)
+    cfg = load_config(AblationConfig, a.config)
+    if a.variant is not None:
+        if not a.study or len(a.study) != 1 or a.variant not in cfg.studies.get(a.study[0], StudyConfig()).variants:
+            ap.error("--variant needs exactly one --study that has this variant")
+        run_variant(cfg, a.study[0], a.variant, Path(a.out))
+        return 0
+    studies = list(cfg.studies) if a.all else a.study
+    for name in studies or []:
+        if name not in cfg.studies:
+            ap.error(f"unknown study {name!r}; the file has {', '.join(cfg.studies)}")
+    results = run_studies(cfg, Path(a.out), studies)
+    tql = {name: tql_reference(cfg, name) for name in results} if cfg.tql else None
+    print(markdown_summary(summary_rows(cfg, results), tql))
+    return 0

@@ -1,0 +1,161 @@
+"""The numpy engine: a batch of sequences advanced together as arrays with the batched environment and learners of
+:mod:`omnirl_core.world`. :func:`synthesize_batch` also dispatches to the compiled engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..world.envs import BatchedAnyMDPEnv
+from ..world.learners import ModelBasedLearner, QLearner
+from ..world.oracle import BEHAVIOUR_GAMMAS, oracle_policy, stack_tasks
+from ..world.task import Task
+from .behaviours import (
+    _NOISE,
+    _ORACLE_TAGS,
+    _ORC,
+    _SOURCES,
+    _SRC,
+    _TAG,
+    _draw_learner_params,
+    _draw_schedules,
+    _DriftingTables,
+    _scan_table,
+    _Schedules,
+    behaviour_weights,
+)
+from .config import DatasetConfig
+from .engine_numba import _synthesize_batch_numba
+from .format import _LP_MB, _LP_Q, BOUNDARY, LABEL_MASKED, TAG_RANDOM, TAG_UNKNOWN, _dtype_obs
+
+
+def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedSequence) -> dict[str, np.ndarray]:
+    """Simulate ``len(tasks)`` sequences of ``cfg.seq_len`` steps together.
+
+    Returns the per-step arrays [B, T] (:data:`STEP_FIELDS`) and ``learner_params`` [B, len(LEARNER_PARAMS)].
+    """
+    if cfg.engine == "numba":
+        return _synthesize_batch_numba(tasks, cfg, seq)
+    B, T, m = len(tasks), cfg.seq_len, cfg.mixture
+    env_ss, beh_ss = seq.spawn(2)
+    rng = np.random.default_rng(beh_ss)
+    env = BatchedAnyMDPEnv(tasks)
+    env.reset(seed=int(env_ss.generate_state(1, np.uint32)[0]))
+    ns, na = env.ns, env.na
+    arrays = stack_tasks(tasks)
+    label_pol = np.asarray(oracle_policy(arrays, cfg.label_gamma)).reshape(B, ns)
+    weights = behaviour_weights(cfg)
+    support = np.flatnonzero(weights > 0)
+    used_src = set(_SRC[support].tolist())
+    orc_needed = sorted(set(_ORC[support][(_SRC[support] == 3) | (_NOISE[support] == 2)].tolist()))
+    orc = np.zeros((len(BEHAVIOUR_GAMMAS), B, ns), dtype=np.int64)
+    for i in orc_needed:
+        g = BEHAVIOUR_GAMMAS[i]
+        orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
+    lp = _draw_learner_params(rng.random((B, 2, 5)), cfg, ns)  # drawn for every sequence, used or not
+    q = mb = drift = None
+    if 2 in used_src:
+        q = QLearner(rule=m.q_rule, gamma=lp[:, _LP_Q + 1], alpha=lp[:, _LP_Q + 2])
+        q.reset((B, ns, na))
+    if 1 in used_src:
+        mb = ModelBasedLearner(gamma=lp[:, _LP_MB + 1], c=lp[:, _LP_MB + 2])
+        mb.reset((B, ns, na))
+    if 0 in used_src:
+        drift = _DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale)
+    learners = [x for x in (q, mb) if x is not None]
+
+    rows = np.arange(B)
+    mapping = env.state_mapping
+    W = T + 2
+    obs_dt = _dtype_obs(cfg)
+    out = {
+        "obs": np.zeros((B, W), obs_dt),
+        "tag": np.zeros((B, W), np.uint8),
+        "action": np.zeros((B, W), np.uint8),
+        "reward": np.zeros((B, W), np.float32),
+        "label": np.zeros((B, W), np.uint8),
+        "behaviour": np.zeros((B, W), np.uint8),
+    }
+    cum = _scan_table(weights)
+
+    def draw_beh(n: int) -> np.ndarray:
+        return np.argmax(rng.random(n)[:, None] < cum[None, :], axis=1)
+
+    beh = draw_beh(B)
+    if drift is not None:
+        drift.draw(np.flatnonzero(_SRC[beh] == 0), rng)
+    since = np.zeros(B)
+    sch = _Schedules(*(np.zeros(B) for _ in range(6)))
+    _draw_schedules(beh, rows, sch, cfg, ns, rng, lp)
+    switching = rng.random(B) < m.switch_fraction
+    seq_masked = rng.random(B) < m.seq_mask_prob
+    ep_masked = rng.random(B) < m.episode_mask_prob
+    no_tags = cfg.preset == "no_tags"
+    self_label = cfg.preset in ("ad", "ad_eps")
+    pos = np.zeros(B, dtype=np.int64)
+    while pos.min() < T:
+        s = env.states.copy()
+        present = np.bincount(_SRC[beh], minlength=len(_SOURCES)) > 0
+        base = np.zeros(B, dtype=np.int64)
+        src = _SRC[beh]
+        if present[0]:
+            idx = np.flatnonzero(src == 0)
+            base[idx] = drift.act(idx, s[idx], rng)
+        if present[1]:
+            a = mb.act(s, rng)
+            base = np.where(src == 1, a, base)
+        if present[2]:
+            a = q.act(s, rng)
+            base = np.where(src == 2, a, base)
+        oi = _ORC[beh]
+        a_orc = orc[oi, rows, s]
+        if present[3]:
+            base = np.where(src == 3, a_orc, base)
+        u = rng.random(B)
+        rand_a = rng.integers(0, na, size=B)
+        if present[4]:
+            base = np.where(src == 4, rand_a, base)
+        p_r, p_o = sch.probs(since)
+        is_rand = u < p_r
+        is_orc = ~is_rand & (u < p_r + p_o)
+        action = np.where(is_rand, rand_a, np.where(is_orc, a_orc, base))
+        tag = np.where(is_rand, TAG_RANDOM, np.where(is_orc, _ORACLE_TAGS[oi], _TAG[beh])).astype(np.uint8)
+        tag[seq_masked | ep_masked] = TAG_UNKNOWN
+        if no_tags:
+            tag[:] = TAG_UNKNOWN
+        _, reward, term, trunc, infos = env.step(action)
+        nxt = infos["next_state"]
+        for x in learners:
+            x.observe(s, action, reward, nxt, term, trunc)
+        done = term | trunc
+        p = np.minimum(pos, T + 1)
+        out["obs"][rows, p] = mapping[rows, s]
+        out["tag"][rows, p] = tag
+        out["action"][rows, p] = action
+        out["reward"][rows, p] = reward
+        out["label"][rows, p] = action if self_label else label_pol[rows, s]
+        out["behaviour"][rows, p] = beh
+        since += 1
+        if done.any():
+            d = np.flatnonzero(done)
+            for x in learners:
+                x.end_episode(done)
+            p2 = np.minimum(pos[d] + 1, T + 1)
+            out["obs"][d, p2] = mapping[d, nxt[d]]
+            out["tag"][d, p2] = TAG_UNKNOWN
+            out["action"][d, p2] = na
+            out["reward"][d, p2] = 0.0
+            out["label"][d, p2] = LABEL_MASKED
+            out["behaviour"][d, p2] = BOUNDARY
+            redraw = d[switching[d] & (rng.random(d.size) < m.switch_prob)]
+            if redraw.size:
+                beh[redraw] = draw_beh(redraw.size)
+                since[redraw] = 0
+                _draw_schedules(beh, redraw, sch, cfg, ns, rng, lp)
+                if drift is not None:
+                    drift.draw(redraw[_SRC[beh[redraw]] == 0], rng)
+            ep_masked[d] = rng.random(d.size) < m.episode_mask_prob
+        pos += 1 + done
+    res = {k: np.ascontiguousarray(v[:, :T]) for k, v in out.items()}
+    res["learner_params"] = lp
+    return res

@@ -1,0 +1,34 @@
+"""Meta-training (paper Algorithm 3): chunked truncated back-propagation through time over long sequences,
+the recurrent memory carried across chunks, AdamW, DistributedDataParallel under ``torchrun``.
+
+- :mod:`.config` :class:`TrainConfig` and its parts
+- :mod:`.data` the data streams (a synthesised dataset, or the stand-in)
+- :mod:`.losses` the schedule, normalisers, per-chunk losses and gradients, label loss by position
+- :mod:`.checkpoints` atomic checkpoints for exact resume, ``init_from``
+- :mod:`.metrics` metrics files
+- :mod:`.loop` :func:`train`, the loop itself, readable top to bottom
+- :mod:`.cli` ``python -m omnirl_core.training`` (and ``torchrun -m omnirl_core.training``)
+"""
+
+from .checkpoints import (
+    CHECKPOINT,
+    WEIGHTS,
+    CheckpointMismatchError,
+    init_weights_from,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import DataConfig, EvalConfig, LossConfig, OptimConfig, TrainConfig
+from .data import DatasetStream, StandInData, make_data, mask_states
+from .loop import NonFiniteLossError, TrainContext, TrainResult, position_loss_hook, train
+from .losses import accumulate_gradients, lr_at, position_loss, sequence_normalisers
+from .metrics import MetricsWriter, read_eval, read_metrics
+
+__all__ = [
+    "TrainConfig", "DataConfig", "OptimConfig", "LossConfig", "EvalConfig",
+    "StandInData", "DatasetStream", "make_data", "mask_states",
+    "lr_at", "sequence_normalisers", "accumulate_gradients", "position_loss",
+    "CHECKPOINT", "WEIGHTS", "CheckpointMismatchError", "save_checkpoint", "load_checkpoint", "init_weights_from",
+    "MetricsWriter", "read_metrics", "read_eval",
+    "TrainContext", "TrainResult", "NonFiniteLossError", "position_loss_hook", "train",
+]

@@ -1,0 +1,128 @@
+"""Data streams of meta-training: :class:`StandInData` (synthetic in-context bandit-like sequences, a pure function
+of (seed, step, sequence index), used when ``data.path`` is unset) and :class:`DatasetStream` (a synthesised
+dataset folder read through :class:`omnirl_core.synthesis.SequenceDataset`). Both yield dicts of [B, T]
+tensors: obs, tag, action, reward, label, label_mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..workbook.config import repo_path
+from .config import DataConfig, TrainConfig
+
+
+class StandInData:
+    """Synthetic sequences with the training batch format, a pure function of (seed, step, sequence index).
+
+    Each sequence hides a best action per state; states are drawn uniformly, a behaviour acts
+    epsilon-greedily (epsilon drawn per sequence, its quality given by the tag) and gets reward 1 for the
+    best action; the label is the best action. The best action can only be inferred from context (plus a bias
+    towards action 0), so the loss falls with position as a model learns in context. Sequence ``i`` of
+    iteration ``k`` depends only on ``(seed, k, i)``: process ``r`` of ``W`` takes global indices
+    ``r*B .. r*B+B-1``, so the processes together see exactly a single process's batch of ``W*B``.
+    """
+
+    def __init__(self, cfg: DataConfig, seed: int, rank: int = 0, world_size: int = 1):
+        self.cfg, self.seed, self.rank, self.world_size = cfg, seed, rank, world_size
+        self.step = 0
+
+    def sequence(self, step: int, index: int) -> dict[str, np.ndarray]:
+        c = self.cfg
+        T, ns, na = c.seq_len, c.ns, c.na
+        rng = np.random.default_rng([self.seed, step, index])
+        p = np.full(na, (1 - c.best_action_bias) / na)
+        p[0] += c.best_action_bias
+        best = rng.choice(na, size=ns, p=p)
+        eps = rng.uniform(0.1, 1.0)
+        obs = rng.integers(0, ns, T)
+        explore = rng.random(T) < eps
+        action = np.where(explore, rng.integers(0, na, T), best[obs])
+        reward = (action == best[obs]).astype(np.float32)
+        tag = np.full(T, 1 if eps < 0.5 else 6) if rng.random() > 0.15 else np.full(T, 7)
+        label = best[obs]
+        end = (np.arange(T) % (c.episode_len + 1)) == c.episode_len  # episode-end steps
+        action[end], reward[end], tag[end] = na, 0.0, 7
+        return {"obs": obs, "tag": tag, "action": action, "reward": reward, "label": label, "label_mask": ~end}
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        B = self.cfg.batch_size
+        seqs = [self.sequence(step, self.rank * B + j) for j in range(B)]
+        out = {k: torch.from_numpy(np.stack([s[k] for s in seqs])) for k in seqs[0]}
+        for k in ("obs", "tag", "action", "label"):
+            out[k] = out[k].long()
+        return out
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        b = self.batch(self.step)
+        self.step += 1
+        return b
+
+    def state_dict(self) -> dict:
+        return {"kind": "stand-in", "step": self.step}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.step = int(sd["step"])
+
+
+class DatasetStream:
+    """Whole sequences (cut to ``seq_len``) from a synthesised dataset, epoch after epoch, with a resumable position."""
+
+    def __init__(self, cfg: DataConfig, seed: int, rank: int = 0, world_size: int = 1):
+        from ..synthesis import SequenceDataset, load_manifest
+
+        root = repo_path(cfg.path)
+        man = load_manifest(root)
+        self.cfg, self.seq_len = cfg, min(cfg.seq_len or man["seq_len"], man["seq_len"])
+        self.manifest = man
+        self.ds = SequenceDataset(root, cfg.batch_size, man["seq_len"], rank=rank, world_size=world_size,
+                                  seed=seed, verify=cfg.verify)
+        if len(self.ds) == 0:
+            raise ValueError(f"{root}: no full batch of {cfg.batch_size} sequences for process {rank} of {world_size}")
+        self.epoch, self.pos, self._it = 0, 0, None
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        if self._it is None:
+            self.ds.set_epoch(self.epoch)
+            self._it = iter(self.ds)
+            for _ in range(self.pos):  # resume: skip what this epoch already used
+                next(self._it)
+        try:
+            b = next(self._it)
+        except StopIteration:
+            self.epoch, self.pos, self._it = self.epoch + 1, 0, None
+            return self.next_batch()
+        self.pos += 1
+        T = self.seq_len
+        return {k: b[k][:, :T] for k in ("obs", "tag", "action", "reward", "label", "label_mask")}
+
+    def state_dict(self) -> dict:
+        return {"kind": "dataset", "epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.epoch, self.pos, self._it = int(sd["epoch"]), int(sd["pos"]), None
+
+
+def make_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
+    """The data source of a run: the dataset at ``data.path`` (checked against the model) or the stand-in."""
+    if cfg.data.path:
+        stream = DatasetStream(cfg.data, cfg.seed, rank, world_size)
+        dc = stream.manifest.get("config", {})
+        ns = max(dc.get("ns") or 0, dc.get("ns_max") or 0)
+        if dc.get("na") != cfg.model.na or ns > cfg.model.ns_max:
+            raise ValueError(f"{cfg.data.path}: dataset has ns up to {ns} and na {dc.get('na')}; the model needs "
+                             f"ns <= model.ns_max ({cfg.model.ns_max}) and na == model.na ({cfg.model.na})")
+        return stream
+    return StandInData(cfg.data, cfg.seed, rank, world_size)
+
+
+def mask_states(obs: torch.Tensor, p: float, ns_max: int, seed: int, step: int, rank: int, world_size: int):
+    """Replace each input state by the masked id with probability ``p``; the draw depends on (seed, step) and the
+    sequence's global index only, so it is the same whatever the number of processes and after a resume."""
+    if p <= 0:
+        return obs
+    B, T = obs.shape
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, 7]).generate_state(1)[0]))
+    u = torch.rand(B * world_size, T, generator=g)[rank * B : (rank + 1) * B]
+    return torch.where(u.to(obs.device) < p, torch.full_like(obs, ns_max), obs)

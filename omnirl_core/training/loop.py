@@ -1,0 +1,263 @@
+"""Meta-training of OmniRL (paper Algorithm 3), readable top to bottom.
+
+One training iteration, for a batch of B sequences of T steps::
+
+    w_t  = ramp from 1e-3 to 1 over the first 512 steps (position weights)
+    N    = sum over the batch (all processes) of w_t * m_t          (m_t = 1 where the label counts)
+    memory = empty
+    for each chunk [t0, t1) of the sequence (2K steps by default):
+        logits, aux, memory' = model(chunk inputs, memory)
+        loss_k = sum_{t in chunk} w_t m_t CE(logits_t, a*_t) / N   (+ optional world-model terms)
+        loss_k.backward()                                           # gradients accumulate over chunks
+        memory = stop_gradient(memory')                             # truncated BPTT at chunk boundaries
+    clip the gradient norm to 1.0, one AdamW step, lr = warmup then 1/sqrt decay
+
+Because every chunk's loss is divided by the *same* N, the accumulated gradient is the gradient of the
+sequence-level weighted loss, with back-propagation through time cut at chunk boundaries; with one chunk
+(chunk_len >= T) it is exactly full back-propagation. Under DistributedDataParallel (``torchrun``) N is summed
+over all processes and each process's loss is multiplied by the world size, so the gradients DDP averages equal
+those of one process holding the combined batch.
+
+Robustness: checkpoints are written atomically and hold everything needed for an exact resume (model,
+optimiser, schedule position, RNG states, data position); a non-finite loss or gradient skips the step and is
+counted, and ``max_bad_steps`` of them in a row stop the run with :class:`NonFiniteLossError` (the last checkpoint
+is left as it was); a checkpoint written with another model configuration raises :class:`CheckpointMismatchError`
+naming the differing keys.
+
+Data: :class:`StandInData` (synthetic in-context bandit-like sequences, a pure function of (seed, step, sequence
+index), used when ``data.path`` is unset) or :class:`DatasetStream` (a synthesised dataset folder read through
+``omnirl_core.synthesis.SequenceDataset``). Both yield dicts of [B, T] tensors: obs, tag, action, reward, label,
+label_mask.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import model as M
+from ..workbook.config import dump_config
+from .checkpoints import (
+    CHECKPOINT,
+    CheckpointMismatchError,
+    _set_rng_state,
+    init_weights_from,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .config import TrainConfig
+from .data import StandInData, make_data, mask_states
+from .losses import _all_reduce_sum, accumulate_gradients, lr_at, position_loss
+from .metrics import MetricsWriter
+
+
+@dataclass
+class TrainContext:
+    """What an evaluation hook sees."""
+
+    step: int
+    model: torch.nn.Module
+    cfg: TrainConfig
+    out_dir: Path
+    eval_batches: list[dict]
+
+
+Hook = Callable[[TrainContext], "dict | None"]
+
+
+def position_loss_hook(ctx: TrainContext) -> dict:
+    """Built-in hook: policy loss against position on fixed evaluation batches."""
+    return {"hook": "position_loss", **position_loss(ctx.model, ctx.eval_batches, ctx.cfg.chunk_len,
+                                                     ctx.cfg.eval.position_bins)}
+
+
+class NonFiniteLossError(RuntimeError):
+    """Too many consecutive iterations had a non-finite loss or gradient; the last checkpoint is untouched."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`."""
+
+    step: int
+    out_dir: Path
+    model: torch.nn.Module
+    bad_steps: int
+    last_loss: float
+    history: list[dict] = field(default_factory=list)
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _eval_batches(cfg: TrainConfig) -> list[dict]:
+    if cfg.data.path:  # the first batches of the dataset (training data; a held-out split is not made here)
+        stream = make_data(cfg)
+        return [stream.next_batch() for _ in range(cfg.eval.batches)]
+    held_out = StandInData(cfg.data, cfg.seed + 10**6)  # another seed: sequences never trained on
+    return [held_out.batch(k) for k in range(cfg.eval.batches)]
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    hooks: Sequence[Hook] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Run (or with ``resume``, continue) meta-training; writes checkpoints and metrics under ``out_dir``.
+
+    Works in one process or under ``torchrun`` (initialise ``torch.distributed`` first; :mod:`omnirl_core.training`
+    does). ``hooks`` run on rank 0 every ``eval.every`` iterations and after the last one; their dicts go to
+    ``eval.jsonl`` (default: :func:`position_loss_hook`).
+    """
+    rank, world = _dist()
+    out = Path(out_dir)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_config(cfg, out / "config.yaml", header="Configuration of this training run.")
+    device = _device(cfg)
+    if cfg.torch_threads is not None and device.type == "cpu":
+        torch.set_num_threads(cfg.torch_threads)
+    hooks = [position_loss_hook] if hooks is None else list(hooks)
+
+    # ---- model, optimiser, data ----------------------------------------------------------------
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    model = M.OmniRL(cfg.model).to(device)
+    if cfg.init_from and not (resume and (out / CHECKPOINT).is_file()):
+        kept = init_weights_from(model, cfg.init_from)
+        if rank == 0:
+            print(f"init_from {cfg.init_from}: {len(kept['loaded'])} tensors loaded, "
+                  f"{len(kept['fresh'])} kept fresh ({', '.join(kept['fresh']) or 'none'})")
+    o = cfg.optim
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr_at(0, o), betas=tuple(o.betas), eps=o.eps,
+    )
+    data = make_data(cfg, rank, world)
+    start, counters = 0, {"bad_steps_total": 0, "bad_steps_in_a_row": 0}
+
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path, cfg)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if len(ckpt["data"]) != world:
+            raise CheckpointMismatchError(f"{ckpt_path} was written by {len(ckpt['data'])} processes, this run has "
+                                          f"{world}: the data positions cannot be resumed exactly")
+        data.load_state_dict(ckpt["data"][rank])
+        _set_rng_state(ckpt["rng"])
+        counters.update(ckpt["counters"])
+        start = int(ckpt["step"])
+    elif ckpt_path.is_file():
+        raise FileExistsError(f"{ckpt_path} exists: pass resume=True (--resume) to continue, or use another folder")
+
+    net = model
+    if world > 1:
+        unused_heads = cfg.model.world_model and not (cfg.loss.state > 0 or cfg.loss.reward > 0)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused_heads
+        )
+    metrics = MetricsWriter(out, start, enabled=rank == 0, tensorboard=cfg.tensorboard)
+    eval_batches = _eval_batches(cfg) if rank == 0 and hooks else []
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="it")
+
+    history: list[dict] = []
+    last_loss = float("nan")
+    t_start = time.perf_counter()
+    t_log, steps_since_log, window = t_start, 0, {}
+    model.train()
+    for step in range(start, cfg.steps):
+        # ---- one iteration of Algorithm 3 ------------------------------------------------------
+        batch = {k: v.to(device) for k, v in data.next_batch().items()}
+        obs_in = mask_states(batch["obs"], cfg.loss.state_mask_prob, cfg.model.ns_max, cfg.seed, step, rank, world)
+        lr = lr_at(step, o)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        terms = accumulate_gradients(net, batch, obs_in, cfg, scale=float(world), nan=step in cfg.inject_nan_steps)
+        if world > 1:  # each process holds its share of the loss (divided by the global normaliser): add them
+            keys = [k for k in terms if k != "finite"]
+            summed = _all_reduce_sum(torch.tensor([terms[k] for k in keys], dtype=torch.float64, device=device))
+            terms.update({k: float(v) for k, v in zip(keys, summed)})
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+        ok = torch.tensor([float(terms["finite"] and bool(torch.isfinite(grad_norm)))], device=device)
+        if world > 1:
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+        if ok.item() > 0:
+            optimizer.step()
+            counters["bad_steps_in_a_row"] = 0
+        else:  # skip: keep the weights and optimiser state, count it
+            optimizer.zero_grad(set_to_none=True)
+            counters["bad_steps_total"] += 1
+            counters["bad_steps_in_a_row"] += 1
+            if counters["bad_steps_in_a_row"] >= cfg.max_bad_steps:
+                metrics.close()
+                raise NonFiniteLossError(
+                    f"{counters['bad_steps_in_a_row']} consecutive iterations (up to {step}) had a non-finite loss or "
+                    f"gradient; stopped. The last checkpoint ({ckpt_path}) is left as it was."
+                )
+        last_loss = terms["loss"]
+        done = step + 1
+        steps_since_log += 1
+        for k in ("loss", "policy", "state", "reward"):
+            window[k] = window.get(k, 0.0) + terms.get(k, 0.0)
+
+        # ---- bookkeeping --------------------------------------------------------------------------
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            now = time.perf_counter()
+            sps = steps_since_log * batch["obs"].numel() * world / max(now - t_log, 1e-9)
+            mean = {k: v / steps_since_log for k, v in window.items()}  # loss terms: mean since the last row
+            row = {"step": done, **mean, "lr": lr, "grad_norm": float(grad_norm),
+                   "skipped": int(ok.item() == 0), "bad_steps_total": counters["bad_steps_total"],
+                   "steps_per_s": sps, "elapsed_s": now - t_start}
+            history.append(row)
+            metrics.log(row)
+            t_log, steps_since_log, window = now, 0, {}
+            if bar is not None:
+                bar.set_postfix(loss=f"{terms['loss']:.4f}", lr=f"{lr:.2e}")
+        if bar is not None:
+            bar.update(1)
+        if rank == 0 and hooks and ((cfg.eval.every and done % cfg.eval.every == 0) or done == cfg.steps):
+            ctx = TrainContext(done, model, cfg, out, eval_batches)
+            for hook in hooks:
+                res = hook(ctx)
+                if res:
+                    metrics.log_eval({"step": done, **res})
+        if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and counters["bad_steps_in_a_row"] == 0:
+            data_states = [data.state_dict()]
+            if world > 1:
+                data_states = [None] * world
+                torch.distributed.all_gather_object(data_states, data.state_dict())
+            if rank == 0:
+                save_checkpoint(out, step=done, model=model, optimizer=optimizer, data_states=data_states, cfg=cfg,
+                                counters=counters)
+            if world > 1:
+                torch.distributed.barrier()
+    if bar is not None:
+        bar.close()
+    metrics.close()
+    return TrainResult(cfg.steps, out, model, counters["bad_steps_total"], last_loss, history)

@@ -1,0 +1,69 @@
+"""Figures of the evaluation: score curves per suite, and the in-context gain along a run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..evaluation.runs import RunResult
+
+
+def plot_curves(results: Sequence[RunResult], out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """One figure per suite: mean score against episodes and against steps, one line per agent."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    for suite in dict.fromkeys(r.suite for r in results):
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        for r in results:
+            if r.suite != suite:
+                continue
+            curve, steps = r.curve()
+            x = r.info.get("episode_index")
+            axes[0].plot(np.arange(1, len(curve) + 1) if x is None else x, curve, label=r.agent)
+            axes[1].plot(steps, curve, label=r.agent)
+        for ax, xl in zip(axes, ("episodes", "steps")):
+            ax.set_xlabel(xl)
+            ax.set_ylabel("normalised score")
+            ax.axhline(1.0, color="grey", lw=0.5, ls="--")
+            ax.axhline(0.0, color="grey", lw=0.5, ls=":")
+        axes[1].set_xscale("symlog")
+        axes[0].legend(fontsize=8)
+        fig.suptitle(suite)
+        fig.tight_layout()
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            fig.savefig(Path(out_dir) / f"curves_{suite}.png", dpi=100)
+        figs[suite] = fig
+    return figs
+
+
+def plot_gain(summaries: dict[str, dict], title: str = "", ax=None, reference: dict[str, dict] | None = None):
+    """Mean score per segment with 95% intervals, one line per entry of ``summaries`` (e.g. agent name)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    for label, summ in summaries.items():
+        k = sum(1 for key in summ if key.startswith("q") and key[1:].isdigit())
+        m = np.array([summ[f"q{i + 1}"] for i in range(k)])
+        x = np.arange(1, k + 1)
+        ax.errorbar(x, m[:, 0], yerr=[m[:, 0] - m[:, 1], m[:, 2] - m[:, 0]], marker="o", capsize=3,
+                    label=f"{label} (gain {summ['gain'][0]:+.2f})")
+    ax.axhline(0, color="0.6", lw=0.8, ls=":")
+    ax.axhline(1, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("segment of the run")
+    ax.set_ylabel("normalised score")
+    ax.set_xticks(np.arange(1, k + 1))
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
