@@ -283,7 +283,7 @@ def test_policy_loss_masks_episode_end_and_weights_positions():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("backbone", ["rwkv7", "gated_deltanet"])
+@pytest.mark.parametrize("backbone", ["rwkv7", "gated_deltanet", "gsa", "mamba2"])
 def test_fla_kernels_match_cpu_path(backbone):
     pytest.importorskip("fla.ops", reason="flash-linear-attention with triton not installed")
     cfg = ModelConfig(

@@ -19,9 +19,10 @@ the recurrent memory, while a joint embedding can, which is what an MDP's per-(s
 Logits are read at that token, so causality is the same as in the paper layout. It has no world-model heads
 (s_{t+1} is inside the next token), and costs a quarter of the sequence length.
 
-Backbones: ``rwkv7`` and ``gated_deltanet`` (``omnirl_core.model.layers``; pure-PyTorch chunked kernels on CPU,
-flash-linear-attention's Triton kernels on a GPU, one set of parameters); ``mamba2`` (chunked PyTorch path on
-every device); ``gsa`` (two-pass chunked PyTorch path on every device).
+Backbones: ``rwkv7``, ``gated_deltanet``, ``gsa`` and ``mamba2`` (``omnirl_core.model.layers``): pure-PyTorch
+chunked kernels on CPU, flash-linear-attention's Triton kernels on a GPU (``chunk_rwkv7``,
+``chunk_gated_delta_rule``, ``chunk_gsa``, ``chunk_simple_gla``), one set of parameters; ``backend`` chooses
+(``auto``: fla's on a CUDA tensor when importable), and each layer says once which path it runs and why.
 
 Paper sizes (18 blocks x 512, ``ModelConfig.paper(backbone)``; counts with the policy head only):
 rwkv7 head 64, FFN 1024: 43.8M (paper 43.6M); gated_deltanet 8 heads x 48, value expansion 1, SwiGLU 1024:
@@ -205,6 +206,7 @@ def _build_block(cfg: ModelConfig, i: int) -> nn.Module:
             hd,
             norm_eps=cfg.norm_eps,
             chunk_size=cfg.chunk_size or 32,
+            backend=cfg.backend,
         )
     if cfg.backbone == "mamba2":
         return Mamba2Block(
@@ -214,6 +216,7 @@ def _build_block(cfg: ModelConfig, i: int) -> nn.Module:
             cfg.mamba_expand,
             norm_eps=cfg.norm_eps,
             chunk_size=cfg.chunk_size or 64,
+            backend=cfg.backend,
         )
     raise ValueError(f"unknown backbone {cfg.backbone!r}; choose one of {BACKBONES}")
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
+import sys
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["GatedMLP", "LoRA", "RMSNorm", "RMSNormGated", "ShortConvolution", "fla_op", "token_shift", "use_fla"]
+__all__ = ["FLA_CORE_VERSION", "GatedMLP", "LoRA", "RMSNorm", "RMSNormGated", "ShortConvolution", "fla_kernel",
+           "token_shift"]
 
 
 def token_shift(x: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
@@ -18,26 +22,54 @@ def token_shift(x: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
     return torch.cat([first, x[:, :-1]], dim=1)  # [B, T, D]
 
 
-def fla_op(module: str, name: str, required: bool = False):
-    """Return ``fla.ops.<module>.<name>``; None (or RuntimeError if ``required``) when it cannot be imported."""
+FLA_CORE_VERSION = "0.6.0"  # the fla-core release whose op signatures the layers call (pinned in the gpu extra)
+_REPORTED: set[tuple[str, str]] = set()  # (layer, message) already said in this process
+
+
+@functools.cache
+def _load_fla_op(module: str, name: str) -> tuple[Callable | None, str]:
+    """(``fla.ops.<module>.<name>``, "") when importable, else (None, why not)."""
     try:
-        return getattr(importlib.import_module(f"fla.ops.{module}"), name)
-    except Exception as err:  # ImportError without triton; anything else means the GPU path is not usable
-        if required:
-            raise RuntimeError(
-                f"backend 'fla' needs flash-linear-attention with triton (fla.ops.{module}.{name}): {err}"
-            ) from err
-        return None
+        return getattr(importlib.import_module(f"fla.ops.{module}"), name), ""
+    except Exception as err:  # ImportError without triton or fla; anything else means the GPU path is unusable
+        return None, f"{type(err).__name__}: {err}"
 
 
-def use_fla(x: torch.Tensor, backend: str) -> bool:
-    """Kernel choice: ``"torch"`` always the pure-PyTorch path; ``"fla"`` always fla's kernels; ``"auto"``: fla's
-    kernels on a CUDA tensor when importable, else the PyTorch path."""
+def fla_kernel(layer: str, x: torch.Tensor, backend: str, module: str, name: str) -> Callable | None:
+    """The fla op a layer should call for ``x``, or None for our pure-PyTorch path; says once per process which
+    path each layer uses, and why fla's was not taken when it was not.
+
+    ``backend``: ``"torch"`` always our kernels; ``"fla"`` always fla's (an error when they cannot be imported);
+    ``"auto"`` fla's Triton kernels on a CUDA tensor when ``fla.ops.<module>.<name>`` imports, else ours.
+    """
     if backend == "torch":
-        return False
-    if backend == "fla":
-        return True
-    return x.is_cuda and fla_op("utils", "contiguous") is not None
+        op, why = None, "backend: torch"
+    else:
+        op, err = _load_fla_op(module, name)
+        if backend == "fla":
+            if op is None:
+                raise RuntimeError(f"{layer}: backend 'fla' needs flash-linear-attention with triton "
+                                   f"(fla.ops.{module}.{name}): {err}")
+            why = "backend: fla"
+        elif not _on_gpu(x):
+            op, why = None, f"backend: auto, tensor on {x.device.type} (fla's kernels are Triton, GPU only)"
+        elif op is None:
+            why = f"backend: auto, fla.ops.{module}.{name} cannot be imported ({err})"
+        else:
+            why = "backend: auto, CUDA tensor"
+    path = f"fla.ops.{module}.{name}" if op is not None else "the PyTorch kernels of omnirl_core.model.ops"
+    _report(layer, f"{layer}: {path} ({why})")
+    return op
+
+
+def _on_gpu(x: torch.Tensor) -> bool:
+    return x.is_cuda
+
+
+def _report(layer: str, message: str) -> None:
+    if (layer, message) not in _REPORTED:
+        _REPORTED.add((layer, message))
+        print(f"[omnirl kernels] {message}", file=sys.stderr)
 
 
 class LoRA(nn.Module):

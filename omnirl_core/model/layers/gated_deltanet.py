@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.gated_delta import gated_delta_chunked, gated_delta_naive
-from .common import GatedMLP, PreNormBlock, RMSNorm, RMSNormGated, ShortConvolution, fla_op, use_fla
+from .common import GatedMLP, PreNormBlock, RMSNorm, RMSNormGated, ShortConvolution, fla_kernel
 
 __all__ = ["GatedDeltaNet", "GatedDeltaNetBlock"]
 
@@ -76,8 +76,8 @@ class GatedDeltaNet(nn.Module):
         beta = torch.sigmoid(self.b_proj(x))  # [B, T, H]
         g = -self.A_log.float().exp() * F.softplus(self.a_proj(x).float() + self.dt_bias)  # log decay  [B, T, H]
         S = state.get("ssm")
-        if use_fla(x, self.backend):
-            chunk_gdr = fla_op("gated_delta_rule", "chunk_gated_delta_rule", required=True)
+        chunk_gdr = fla_kernel("Gated DeltaNet", x, self.backend, "gated_delta_rule", "chunk_gated_delta_rule")
+        if chunk_gdr is not None:
             o, S = chunk_gdr(q=q, k=k, v=v, g=g, beta=beta, scale=K**-0.5, initial_state=S, output_final_state=True)
         elif T < 8:
             o, S = gated_delta_naive(q, k, v, beta, g, scale=K**-0.5, initial_state=S)

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.gsa import gsa_chunked, gsa_naive
-from .common import GatedMLP, PreNormBlock, RMSNorm
+from .common import GatedMLP, PreNormBlock, RMSNorm, fla_kernel
 
 __all__ = ["GSABlock", "GatedSlotAttention"]
 
@@ -34,12 +34,13 @@ class GatedSlotAttention(nn.Module):
         norm_eps: float = 1e-5,
         gate_logit_normalizer: float = 8.0,
         chunk_size: int = 32,
+        backend: str = "torch",
     ):
         super().__init__()
         assert hidden_size % head_dim == 0
         self.num_heads, self.head_dim = hidden_size // head_dim, head_dim
         self.num_slots = num_slots or head_dim
-        self.gate_logit_normalizer, self.chunk_size = gate_logit_normalizer, chunk_size
+        self.gate_logit_normalizer, self.chunk_size, self.backend = gate_logit_normalizer, chunk_size, backend
         self.q_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         self.k_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         self.v_proj = nn.Linear(hidden_size, hidden_size, bias=False)
@@ -56,7 +57,11 @@ class GatedSlotAttention(nn.Module):
         f = F.logsigmoid(self.f_proj(x).float()).view(B, T, H, M) / self.gate_logit_normalizer  # slot log decay
         s = 1 - f.exp()  # slot write weights
         init = None if not state else (state["hk"], state["hv"])
-        if T < 8:
+        chunk_gsa = fla_kernel("GSA", x, self.backend, "gsa", "chunk_gsa")
+        if chunk_gsa is not None:  # GPU: fla's Triton kernel, same semantics (slot weights in the input dtype)
+            o, (hk, hv) = chunk_gsa(q=q, k=k, v=v, s=s.to(q.dtype), g=f, scale=1.0, initial_state=init,
+                                    output_final_state=True)
+        elif T < 8:
             o, (hk, hv) = gsa_naive(q, k, v, s, f, scale=1.0, initial_state=init)
         else:
             o, (hk, hv) = gsa_chunked(q, k, v, s, f, scale=1.0, initial_state=init, chunk_size=self.chunk_size)
@@ -68,10 +73,11 @@ class GSABlock(PreNormBlock):
     """``forward(x, state, v_first) -> (y, state, v_first)``; ``step(x_t, state)``."""
 
     def __init__(
-        self, hidden_size: int, intermediate_size: int, head_dim: int = 64, norm_eps: float = 1e-5, chunk_size: int = 32
+        self, hidden_size: int, intermediate_size: int, head_dim: int = 64, norm_eps: float = 1e-5,
+        chunk_size: int = 32, backend: str = "torch",
     ):
         super().__init__()
         self.attn_norm = RMSNorm(hidden_size, eps=norm_eps)
-        self.attn = GatedSlotAttention(hidden_size, head_dim, norm_eps=norm_eps, chunk_size=chunk_size)
+        self.attn = GatedSlotAttention(hidden_size, head_dim, norm_eps=norm_eps, chunk_size=chunk_size, backend=backend)
         self.mlp_norm = RMSNorm(hidden_size, eps=norm_eps)
         self.mlp = GatedMLP(hidden_size, intermediate_size)

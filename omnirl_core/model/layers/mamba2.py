@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.simple_gla import simple_gla_chunked, simple_gla_naive
-from .common import RMSNorm
+from .common import RMSNorm, fla_kernel
 
 __all__ = ["Mamba2", "Mamba2Block"]
 
@@ -57,8 +57,10 @@ class Mamba2(nn.Module):
         conv_kernel: int = 4,
         norm_eps: float = 1e-5,
         chunk_size: int = 64,
+        backend: str = "torch",
     ):
         super().__init__()
+        self.backend = backend
         self.d_inner = expand * hidden_size
         assert self.d_inner % head_dim == 0, "expand * hidden_size must be divisible by head_dim"
         self.head_dim, self.num_heads = head_dim, self.d_inner // head_dim
@@ -99,7 +101,11 @@ class Mamba2(nn.Module):
         g = dt * -self.A_log.float().exp()  # log decay
         v = xs.float() * dt.unsqueeze(-1)  # [B, T, H, P]
         S = state.get("ssm")
-        if T < 8:
+        chunk_simple_gla = fla_kernel("Mamba2", x, self.backend, "simple_gla", "chunk_simple_gla")
+        if chunk_simple_gla is not None:  # GPU: fla's Triton kernel of the same scalar-gated rule
+            y, S = chunk_simple_gla(q=Cm, k=Bm, v=v.to(Cm.dtype), g=g, scale=1.0, initial_state=S,
+                                    output_final_state=True)
+        elif T < 8:
             y, S = simple_gla_naive(Cm, Bm, v, g, scale=1.0, initial_state=S)
         else:
             y, S = simple_gla_chunked(Cm, Bm, v, g, scale=1.0, initial_state=S, chunk_size=self.chunk_size)
@@ -119,10 +125,12 @@ class Mamba2Block(nn.Module):
         expand: int = 2,
         norm_eps: float = 1e-5,
         chunk_size: int = 64,
+        backend: str = "torch",
     ):
         super().__init__()
         self.norm = RMSNorm(hidden_size, eps=norm_eps)
-        self.mixer = Mamba2(hidden_size, head_dim, state_size, expand, norm_eps=norm_eps, chunk_size=chunk_size)
+        self.mixer = Mamba2(hidden_size, head_dim, state_size, expand, norm_eps=norm_eps, chunk_size=chunk_size,
+                            backend=backend)
 
     def forward(self, x: torch.Tensor, state: dict | None = None, v_first=None):
         o, state = self.mixer(self.norm(x), state)

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.dplr import dplr_chunked, dplr_naive
-from .common import LoRA, fla_op, token_shift, use_fla
+from .common import LoRA, fla_kernel, token_shift
 
 __all__ = ["RWKV7Attention", "RWKV7Block", "RWKV7FeedForward"]
 
@@ -131,8 +131,8 @@ class RWKV7Attention(nn.Module):
         r, w, k, a = (t.view(B, T, H, Dh) for t in (r, w, k, a))
         v = v.view(B, T, H, Dh)
         S = state.get("wkv")
-        if use_fla(x, self.backend):  # GPU: fla's Triton kernel, same semantics
-            chunk_rwkv7 = fla_op("rwkv7", "chunk_rwkv7", required=True)
+        chunk_rwkv7 = fla_kernel("RWKV-7", x, self.backend, "rwkv7", "chunk_rwkv7")
+        if chunk_rwkv7 is not None:  # GPU: fla's Triton kernel, same semantics
             o, S = chunk_rwkv7(r=r, w=w, k=k, v=v, a=-kk, b=kk * a, scale=1.0, initial_state=S, output_final_state=True)
         elif T < 8:  # a few tokens (online acting): per-step recurrence, O(1) per token
             o, S = dplr_naive(r, k, v, -kk, kk * a, w, scale=1.0, initial_state=S)
