@@ -7,6 +7,18 @@ from dataclasses import dataclass
 
 from ..workbook.fields import STATE_COUNT, check, param
 
+SHARD_MEMORY_LIMIT = 16 * 2**30
+"""Memory one synthesis worker may need for one shard (its tasks and its steps), checked up front."""
+
+
+def shard_memory_bytes(cfg: DatasetConfig) -> int:
+    """Rough peak memory of one worker writing one shard of ``cfg``: every task of the shard (drawn together;
+    transition matrices float64 [ns, na, ns], with room for the sampler's and the oracle's temporaries) and the
+    shard's step arrays (about 16 bytes a step while they are built)."""
+    ns = cfg.ns_max if cfg.ns_max is not None else cfg.ns
+    n = min(cfg.sequences_per_shard, cfg.n_sequences)
+    return 4 * n * ns * cfg.na * ns * 8 + 16 * n * cfg.seq_len
+
 
 @dataclass
 class MixtureConfig:
@@ -66,7 +78,8 @@ class MixtureConfig:
     "Exploration rule of the Q-learner behaviour (alpha is used by the softmax rule only)."
 
     def validate(self) -> None:
-        for key in ("learner_noise_range", "learner_gamma_range"):
+        for key in ("learner_noise_range", "learner_gamma_range", "mb_oracle_random_start", "mb_oracle_random_floor",
+                    "mb_oracle_oracle_start", "mb_oracle_oracle_cap"):
             lo, hi = getattr(self, key)
             check(lo <= hi, key, [lo, hi], "[low, high] with low <= high")
 
@@ -110,8 +123,16 @@ class DatasetConfig:
         if self.ns_max is not None:
             check(self.ns_max >= self.ns, "ns_max", self.ns_max, f">= ns ({self.ns})")
             check(self.task_pool is None, "task_pool", self.task_pool, "unset when ns_max is set (a pool has one ns)")
-        check(self.ns <= 65535 and (self.ns_max or 0) <= 65535, "ns", self.ns, "<= 65535")
+        check(self.ns <= 65535, "ns", self.ns, "<= 65535 (observations are stored as uint16)")
+        check((self.ns_max or 0) <= 65535, "ns_max", self.ns_max, "<= 65535 (observations are stored as uint16)")
         check(self.task_source != "garnet" or self.ns >= 8, "ns", self.ns, ">= 8 for Garnet tasks (no Garnet bandit)")
+        check(self.task_source != "garnet" or self.garnet_branching <= self.ns, "garnet_branching",
+              self.garnet_branching, f"<= ns ({self.ns}): a Garnet state has at most ns successors")
+        need = shard_memory_bytes(self)
+        check(need <= SHARD_MEMORY_LIMIT, "sequences_per_shard", self.sequences_per_shard,
+              f"small enough for one shard to fit in {SHARD_MEMORY_LIMIT / 2**30:g} GiB per worker (this needs "
+              f"about {need / 2**30:.1f} GiB: its tasks, sequences_per_shard * ns^2 * na * 8 bytes * 4, plus its "
+              "steps); lower sequences_per_shard, ns or ns_max")
 
 
 @dataclass

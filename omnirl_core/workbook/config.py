@@ -40,7 +40,6 @@ import dataclasses
 import difflib
 import json
 import os
-import re
 import tempfile
 import typing
 from collections.abc import Iterable, Mapping
@@ -63,6 +62,7 @@ from .fields import (
     _type_name,
     field_docs,
 )
+from .yamlfile import _read_yaml, _StrictLoader
 
 T = TypeVar("T")
 _INVALID = object()  # sentinel: conversion failed, an issue was recorded
@@ -251,11 +251,29 @@ def _at(prefix: str) -> str:
     return f" in '{prefix}'" if prefix else ""
 
 
+def _is_instance(value: Any) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
 def _run_validators(cfg: Any, prefix: str, issues: list[tuple[str, str]]) -> None:
+    """Every ``validate()`` of ``cfg`` and of the configs inside it (fields, dicts and lists of them), innermost
+    first; a config whose parts failed is not validated as a whole (its rules may assume valid parts)."""
+    before = len(issues)
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            _run_validators(value, _join(prefix, f.name), issues)
+        key = _join(prefix, f.name)
+        if _is_instance(value):
+            _run_validators(value, key, issues)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                if _is_instance(v):
+                    _run_validators(v, _join(key, str(k)), issues)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                if _is_instance(v):
+                    _run_validators(v, f"{key}[{i}]", issues)
+    if len(issues) > before:
+        return
     hook = getattr(cfg, "validate", None)
     if callable(hook):
         try:
@@ -276,49 +294,6 @@ def _build(cls: type[T], data: Any, source: str) -> T:
     if issues:
         raise ConfigError(issues, source=source, cls_name=cls.__name__)
     return cfg
-
-
-# --------------------------------------------------------------------------------------------------
-# YAML
-# --------------------------------------------------------------------------------------------------
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and reads ``1e-3`` as a float (YAML 1.2 style)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    result: dict = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in result:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark)
-        result[key] = loader.construct_object(value_node, deep=deep)
-    return result
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_StrictLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _read_yaml(path: Path, shown: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([("", "file not found")], source=shown) from None
-    except OSError as exc:
-        raise ConfigError([("", f"cannot read the file: {exc}")], source=shown) from None
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError([("", f"invalid YAML: {' '.join(str(exc).split())}")], source=shown) from None
-    return {} if data is None else data
 
 
 def repo_root() -> Path:

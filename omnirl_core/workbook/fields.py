@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from .errors import InputError
+
 _META = "omnirl_config"
 
 
@@ -26,7 +28,7 @@ _META = "omnirl_config"
 # --------------------------------------------------------------------------------------------------
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """One or more problems in a configuration.
 
     ``issues`` is a list of ``(dotted_key, message)`` pairs (the key is ``""`` for whole-file

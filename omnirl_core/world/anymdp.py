@@ -30,8 +30,8 @@ class SamplingError(RuntimeError):
     """No acceptable task was found within the allowed number of draws."""
 
 
-def _check_sizes(ns: int, na: int, *, allow_bandit: bool = True) -> None:
-    for name, v in (("ns", ns), ("na", na)):
+def _check_sizes(ns: int, na: int, *, allow_bandit: bool = True, ns_name: str = "ns") -> None:
+    for name, v in ((ns_name, ns), ("na", na)):
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"{name} must be an int, got {type(v).__name__}")
     if na < 2:
@@ -39,8 +39,8 @@ def _check_sizes(ns: int, na: int, *, allow_bandit: bool = True) -> None:
     if allow_bandit and ns == 1:
         return
     if ns < 8:
-        allowed = "ns = 1 (a bandit) or ns >= 8" if allow_bandit else "ns >= 8"
-        raise ValueError(f"invalid state count ns={ns}: need {allowed}")
+        allowed = f"{ns_name} = 1 (a bandit) or {ns_name} >= 8" if allow_bandit else f"{ns_name} >= 8"
+        raise ValueError(f"invalid state count {ns_name}={ns}: need {allowed}")
 
 
 def episode_limit(ns: int, rng: np.random.Generator) -> float:
@@ -325,7 +325,11 @@ def sample_anymdp(
     """
     _check_sizes(ns, na)
     if min_state_space is not None:
-        _check_sizes(int(min_state_space), na, allow_bandit=False)
+        if isinstance(min_state_space, (bool, np.bool_)) or not isinstance(min_state_space, (int, np.integer)):
+            raise TypeError(f"min_state_space must be an int, got {type(min_state_space).__name__}")
+        _check_sizes(int(min_state_space), na, allow_bandit=False, ns_name="min_state_space")
+        if ns > 1 and min_state_space > ns:
+            raise ValueError(f"min_state_space={min_state_space} exceeds ns={ns}: need 8 <= min_state_space <= ns")
     rng = as_generator(seed)
     max_steps = episode_limit(ns, rng)
     n_real = ns
