@@ -29,5 +29,17 @@ echo "== shipped model (models/omnirl-tiny-bandit)"
 $PY -m omnirl_core.evaluation models/omnirl-tiny-bandit --suite anymdp_1 --steps 400
 if [[ $INSTALL == 1 ]]; then
     cp "$OUT/03_training/model.safetensors" models/omnirl-tiny-bandit/model.safetensors
+    # the folder's config.json records the checksum of the weights it ships (checked on load)
+    $PY - <<'PYEOF'
+import json
+from pathlib import Path
+from safetensors import safe_open
+path = Path("models/omnirl-tiny-bandit")
+with safe_open(str(path / "model.safetensors"), "pt") as fh:
+    digest = (fh.metadata() or {})["weights_sha256"]
+cfg = json.loads((path / "config.json").read_text())
+cfg["weights_sha256"] = digest
+(path / "config.json").write_text(json.dumps(cfg, indent=1))
+PYEOF
     echo "installed $OUT/03_training/model.safetensors as models/omnirl-tiny-bandit/model.safetensors"
 fi

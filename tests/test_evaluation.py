@@ -233,8 +233,11 @@ def test_config_rejects_unknown_suites_and_agents():
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 def _save(path, model, cfg):
-    torch.save({"format": "omnirl-checkpoint", "model": model.state_dict(), "model_config": config_to_dict(cfg)},
-               path)
+    from omnirl_core.training.checkpoints import tensor_digest
+
+    sd = model.state_dict()
+    torch.save({"format": "omnirl-checkpoint", "model": sd, "model_config": config_to_dict(cfg),
+                "checksums": {"model": tensor_digest(sd)}}, path)
 
 
 def test_checkpoint_round_trip(tmp_path, anymdp16):

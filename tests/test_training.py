@@ -306,8 +306,10 @@ def test_init_from_copies_matching_tensors_and_keeps_the_rest_fresh(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"unrelated": torch.zeros(3)}, str(tmp_path / "foreign.safetensors"))
-    with pytest.raises(ValueError, match="no tensor"):
+    with pytest.raises(ValueError, match="no checksum recorded"):  # a file without a checksum: refused...
         init_weights_from(model, tmp_path / "foreign.safetensors")
+    with pytest.raises(ValueError, match="no tensor"):  # ...unless explicitly accepted
+        init_weights_from(model, tmp_path / "foreign.safetensors", allow_unverified=True)
     with pytest.raises(FileNotFoundError):
         train(tiny(init_from=str(tmp_path / "missing.safetensors")), tmp_path / "none", progress=False)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..workbook.errors import InputError, RunStopped
 from ..world.learners import QLearner
 from .streams import EnvStreams
 from .suites import Suite
@@ -144,25 +145,42 @@ def _merge_state(new: Any, old: Any, mask):
     return new
 
 
+class NonFiniteOutputError(RunStopped):
+    """The model produced a NaN or infinite logit while acting: its scores would be meaningless."""
+
+
 class OmniRLAgent(Agent):
-    """OmniRL acting in context (see the module docstring). ``model`` is an :class:`~omnirl_core.model.OmniRL`."""
+    """OmniRL acting in context (see the module docstring). ``model`` is an :class:`~omnirl_core.model.OmniRL`.
+
+    ``temperature`` must be finite and > 0, ``schedule`` ``constant`` or ``decay``. A non-finite logit stops the
+    run with :class:`NonFiniteOutputError` naming ``source`` (default: the file the model was loaded from, as
+    recorded by :func:`~omnirl_core.evaluation.models.load_model`)."""
 
     name = "OmniRL"
     salt = 3
 
     def __init__(self, model, temperature: float = 0.5, schedule: str = "constant", device: str = "cpu",
-                 decay_steps: int = 10_000) -> None:
+                 decay_steps: int = 10_000, source: str | None = None) -> None:
+        temperature = float(temperature)
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise InputError(f"temperature {temperature!r} is not allowed: must be a finite number > 0")
+        if schedule not in ("constant", "decay"):
+            raise InputError(f"schedule {schedule!r} is not allowed: choose 'constant' or 'decay'")
+        if int(decay_steps) < 1:
+            raise InputError(f"decay_steps {decay_steps!r} is not allowed: must be >= 1")
         self.model = model.eval()
-        self.temperature = float(temperature)
+        self.temperature = temperature
         self.schedule = schedule
         self.device = device
         self.decay_steps = int(decay_steps)
+        self.source = source or getattr(model, "source_path", None) or "the model (loaded from no file)"
 
     def reset(self, suite, seeds):
         super().reset(suite, seeds)
         cfg = self.model.cfg
         if suite.n_obs > cfg.ns_max:
-            raise ValueError(f"suite {suite.name} has {suite.n_obs} observation ids, the model only {cfg.ns_max}")
+            raise InputError(f"suite {suite.name} has {suite.n_obs} observation ids, the model "
+                             f"({self.source}) only {cfg.ns_max} (model.ns_max)")
         self.state = None
         self.t = np.zeros(self.num_envs, dtype=np.int64)
 
@@ -180,7 +198,14 @@ class OmniRLAgent(Agent):
         import torch
 
         logits, self.state = self.model.act(self._tensor(obs, torch.long), self.state)
-        z = logits.double().cpu().numpy() / self._temperature()[:, None]
+        z = logits.double().cpu().numpy()
+        if not np.isfinite(z).all():
+            bad = np.flatnonzero(~np.isfinite(z).all(axis=1))
+            raise NonFiniteOutputError(
+                f"{self.source}: the model output non-finite logits ({z[bad[0]].tolist()}) at step "
+                f"{int(self.t[bad[0]]) + 1} of run {int(bad[0])} of suite {self.suite.name}; its scores would be "
+                "meaningless (a damaged or diverged checkpoint?)")
+        z = z / self._temperature()[:, None]
         p = np.exp(z - z.max(axis=1, keepdims=True))
         cdf = np.cumsum(p, axis=1)
         cdf /= cdf[:, -1:]

@@ -11,49 +11,37 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..workbook.config import repo_path
+from ..workbook.errors import InputError
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-class CheckpointConfigError(ValueError):
-    """A model checkpoint that is unreadable or does not match the expected model configuration."""
+class CheckpointConfigError(InputError):
+    """A model checkpoint that is unreadable, fails its checksum, holds non-finite weights, or does not match the
+    expected model configuration."""
 
 
-def load_model(path: str | os.PathLike, model_config=None, device: str = "cpu"):
+def load_model(path: str | os.PathLike, model_config=None, device: str = "cpu", *, allow_unverified: bool = False):
     """An :class:`~omnirl_core.model.OmniRL` from a training checkpoint (``checkpoint.pt``: keys ``model`` and
     ``model_config``) or ``model.safetensors`` (``model_config`` in its metadata).
 
-    With ``model_config`` (a ModelConfig), a checkpoint written with another configuration raises
-    :class:`CheckpointConfigError` naming every differing field (the kernel ``backend`` may differ)."""
-    import torch
-
+    The weights are verified against the checksum recorded with them (a file without one is refused unless
+    ``allow_unverified``, which says so on stderr) and must be finite. With ``model_config`` (a ModelConfig), a
+    checkpoint written with another configuration raises :class:`CheckpointConfigError` naming every differing
+    field (the kernel ``backend`` may differ). The model remembers its file as ``model.source_path``, which
+    :class:`~omnirl_core.evaluation.agents.OmniRLAgent` names when the model outputs a non-finite value."""
     from ..model import ModelConfig, OmniRL, config_differences
+    from ..training.checkpoints import CheckpointMismatchError, read_weights
     from ..workbook import ConfigError, load_config
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointConfigError(f"{path}: no such checkpoint file")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-            from safetensors.torch import load_file
-
-            with safe_open(str(path), "pt") as fh:
-                meta = fh.metadata() or {}
-            stored = json.loads(meta["model_config"]) if "model_config" in meta else None
-            weights = load_file(str(path))
-        else:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(ckpt, dict) or "model" not in ckpt:
-                raise CheckpointConfigError(f"{path}: not an OmniRL checkpoint (no 'model' entry)")
-            stored, weights = ckpt.get("model_config"), ckpt["model"]
-    except CheckpointConfigError:
-        raise
-    except Exception as exc:
-        raise CheckpointConfigError(f"{path}: not a readable OmniRL checkpoint ({exc})") from None
+        weights, stored = read_weights(path, allow_unverified=allow_unverified)
+    except CheckpointMismatchError as exc:
+        raise CheckpointConfigError(str(exc)) from None
     if stored is None:
         raise CheckpointConfigError(f"{path}: the checkpoint does not record its model configuration")
-    if isinstance(stored, str):
-        stored = json.loads(stored)
     try:
         cfg = load_config(ModelConfig, stored)
     except ConfigError as exc:
@@ -69,6 +57,7 @@ def load_model(path: str | os.PathLike, model_config=None, device: str = "cpu"):
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         raise CheckpointConfigError(f"{path}: the weights do not fit the recorded model configuration: {exc}") from None
+    model.source_path = str(path)
     return model.to(device).eval()
 
 
@@ -105,6 +94,10 @@ def shipped_models(root: str | os.PathLike | None = None) -> list[ShippedModel]:
     return sorted(found, key=lambda m: (m.ns_max, m.name))
 
 
+class ShippedModelError(InputError, LookupError):
+    """No shipped model of that name, or none that covers the asked state count."""
+
+
 def shipped_model_for(ns: int, root: str | os.PathLike | None = None) -> ShippedModel:
     """The shipped model trained for the smallest state count that still covers ``ns`` observation ids.
 
@@ -114,19 +107,33 @@ def shipped_model_for(ns: int, root: str | os.PathLike | None = None) -> Shipped
         if m.ns_max >= ns:
             return m
     have = ", ".join(f"{m.name} (ns <= {m.ns_max})" for m in models) or "none"
-    raise LookupError(f"no shipped model covers tasks with {ns} states; shipped: {have}")
+    raise ShippedModelError(f"no shipped model covers tasks with {ns} states; shipped: {have}")
 
 
 def load_shipped(which: str | int | os.PathLike = 1, device: str = "cpu"):
-    """(model, ShippedModel) for a shipped model: by folder name or path, or (an int) the one covering that ns."""
+    """(model, ShippedModel) for a shipped model: by folder name (``omnirl-tiny-bandit``: under ``models/``) or path,
+    or (an int) the one covering that ns. The weights must match the checksum in the folder's ``config.json``
+    (``weights_sha256``) as well as the one in their own file."""
     if isinstance(which, int):
         info = shipped_model_for(which)
     else:
         folder = Path(which)
-        if not folder.is_dir():
+        if not folder.is_dir() and len(folder.parts) == 1:  # a bare name: a folder of models/
             folder = repo_path(Path(MODELS_DIR) / str(which))
-        matches = [m for m in shipped_models(folder.parent) if m.path.resolve() == folder.resolve()]
+        matches = [m for m in shipped_models(folder.parent) if m.path.resolve() == folder.resolve()] \
+            if folder.is_dir() else []
         if not matches:
-            raise LookupError(f"{folder}: not a shipped model folder (needs model.safetensors and config.json)")
+            have = ", ".join(m.name for m in shipped_models()) or "none"
+            raise ShippedModelError(f"{which}: not a shipped model folder (one with model.safetensors and "
+                                    f"config.json) nor a checkpoint file; shipped in {MODELS_DIR}/: {have}")
         info = matches[0]
-    return load_model(info.weights, device=device), info
+    model = load_model(info.weights, device=device)
+    recorded = json.loads((info.path / "config.json").read_text()).get("weights_sha256")
+    from ..training.checkpoints import DIGEST_KEY, tensor_digest
+
+    actual = tensor_digest(model.state_dict())
+    if recorded != actual:
+        why = "records no weights_sha256" if recorded is None else f"records weights_sha256 {recorded[:12]}..."
+        raise CheckpointConfigError(f"{info.path / 'config.json'} {why}, but {info.weights} holds weights with "
+                                    f"{DIGEST_KEY} {actual[:12]}...: the folder's files do not belong together")
+    return model, info

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..workbook.errors import InputError
 from .config import DatasetConfig
 
 SCHEMA_VERSION = 2  # 2: per-sequence learner hyperparameters (learner_params)
@@ -116,12 +117,96 @@ def verify_shard_dir(path: Path, record: dict | None = None) -> str | None:
 _INT_FIELDS = ("obs", "tag", "action", "label")
 
 
-class DatasetError(ValueError):
-    """A dataset that cannot be read as recorded: missing, truncated or corrupt files, wrong dtype or shape."""
+class DatasetError(InputError):
+    """A dataset that cannot be read as recorded: missing, truncated or corrupt files, wrong dtype or shape, a
+    manifest that contradicts itself or its shards."""
+
+
+_MANIFEST_KEYS = {"format": str, "schema_version": int, "seed": int, "config": dict, "n_shards": int,
+                  "n_sequences": int, "seq_len": int, "complete": bool, "shards": list}
+_RECORD_KEYS = {"index": int, "dir": str, "n_sequences": int, "ns": int, "files": dict}
+_FILE_KEYS = {"sha256": str, "dtype": str, "shape": list, "bytes": int}
+
+
+def _typed(obj: dict, keys: dict[str, type], where: str) -> None:
+    for key, tp in keys.items():
+        if key not in obj:
+            raise DatasetError(f"{where}: missing key '{key}'")
+        value = obj[key]
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise DatasetError(f"{where}: '{key}' must be {tp.__name__}, got {type(value).__name__} {value!r:.60}")
+
+
+def expected_shapes(n: int, seq_len: int) -> dict[str, list[int]]:
+    """The shape of every file of a shard of ``n`` sequences of ``seq_len`` steps (the schema)."""
+    shapes = {f: [n, seq_len] for f in STEP_FIELDS}
+    shapes.update({"learner_params": [n, len(LEARNER_PARAMS)], "ns": [n], "na": [n], "task_seed": [n],
+                   "task_index": [n]})
+    return shapes
+
+
+def check_manifest(man: Any, path: Path) -> dict:
+    """``man`` (the parsed ``manifest.json`` at ``path``) checked against itself: keys and types, format and schema
+    version, the recorded configuration, shard records unique and named by their index, each shard's sequence
+    count and file shapes as the configuration and the schema give them, and ``complete`` true exactly when
+    every shard is listed and they hold ``n_sequences`` sequences. Raises :class:`DatasetError` naming the
+    first problem; returns ``man``."""
+    from ..workbook.config import load_config
+
+    if not isinstance(man, dict):
+        raise DatasetError(f"{path}: not a dataset manifest (a JSON object), got {type(man).__name__}")
+    if man.get("format") != FORMAT:
+        raise DatasetError(f"{path}: format {man.get('format')!r}, expected {FORMAT!r}")
+    if man.get("schema_version") != SCHEMA_VERSION:
+        raise DatasetError(f"{path}: schema version {man.get('schema_version')}, this code reads {SCHEMA_VERSION}")
+    _typed(man, _MANIFEST_KEYS, str(path))
+    try:
+        cfg = load_config(DatasetConfig, man["config"])
+    except InputError as exc:
+        raise DatasetError(f"{path}: its recorded dataset configuration is invalid: {exc}") from None
+    n, per, T = cfg.n_sequences, cfg.sequences_per_shard, cfg.seq_len
+    plan = [min(per, n - k * per) for k in range((n + per - 1) // per)]
+    for key, want in (("seq_len", T), ("n_sequences", n), ("n_shards", len(plan)), ("seed", cfg.seed)):
+        if man[key] != want:
+            raise DatasetError(f"{path}: '{key}' is {man[key]}, but its recorded configuration gives {want}")
+    seen: dict[int, int] = {}
+    dirs: set[str] = set()
+    for pos, rec in enumerate(man["shards"]):
+        where = f"{path}: shards[{pos}]"
+        if not isinstance(rec, dict):
+            raise DatasetError(f"{where}: not a shard record (a JSON object)")
+        _typed(rec, _RECORD_KEYS, where)
+        k = rec["index"]
+        if not 0 <= k < len(plan):
+            raise DatasetError(f"{where}: index {k} is out of range: the dataset has shards 0..{len(plan) - 1}")
+        if k in seen:
+            raise DatasetError(f"{where}: shard {k} is listed twice (also shards[{seen[k]}])")
+        seen[k] = pos
+        if rec["dir"] != shard_name(k) or rec["dir"] in dirs:
+            raise DatasetError(f"{where}: folder {rec['dir']!r}, expected {shard_name(k)!r} for shard {k}")
+        dirs.add(rec["dir"])
+        if rec["n_sequences"] != plan[k]:
+            raise DatasetError(f"{where}: {rec['n_sequences']} sequences, the configuration gives shard {k} "
+                               f"{plan[k]}")
+        shapes = expected_shapes(plan[k], T)
+        if set(rec["files"]) != set(shapes):
+            raise DatasetError(f"{where}: files {sorted(rec['files'])}, the schema has {sorted(shapes)}")
+        for name, info in rec["files"].items():
+            if not isinstance(info, dict):
+                raise DatasetError(f"{where}: files.{name} is not a file record (a JSON object)")
+            _typed(info, _FILE_KEYS, f"{where}: files.{name}")
+            if info["shape"] != shapes[name]:
+                raise DatasetError(f"{where}: {name}.npy has shape {info['shape']}, the schema gives {shapes[name]} "
+                                   f"({plan[k]} sequences of {T} steps)")
+    full = len(seen) == len(plan)
+    if man["complete"] != full:
+        state = "complete" if man["complete"] else "incomplete"
+        raise DatasetError(f"{path}: marked {state}, but it lists {len(seen)} of {len(plan)} shards")
+    return man
 
 
 def load_manifest(root: str | Path) -> dict:
-    """The manifest of a dataset folder (checked: format, schema version, completeness)."""
+    """The manifest of a complete dataset folder, checked against itself (:func:`check_manifest`)."""
     path = Path(root) / "manifest.json"
     if not path.is_file():
         raise DatasetError(f"{path}: missing (not a synthesised dataset folder)")
@@ -129,14 +214,13 @@ def load_manifest(root: str | Path) -> dict:
         man = json.loads(path.read_text())
     except ValueError as exc:
         raise DatasetError(f"{path}: unreadable JSON ({exc})") from None
-    if man.get("format") != FORMAT:
-        raise DatasetError(f"{path}: format {man.get('format')!r}, expected {FORMAT!r}")
-    if man.get("schema_version") != SCHEMA_VERSION:
-        raise DatasetError(f"{path}: schema version {man.get('schema_version')}, this code reads {SCHEMA_VERSION}")
-    if not man.get("complete"):
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read ({exc})") from None
+    if isinstance(man, dict) and man.get("complete") is False and isinstance(man.get("shards"), list):
+        check_manifest(man, path)
         raise DatasetError(f"{path}: the dataset is incomplete ({len(man['shards'])} of {man['n_shards']} shards); "
                            "re-run the synthesis to finish it")
-    return man
+    return check_manifest(man, path)
 
 
 def _check_file(path: Path, info: dict, verify: bool) -> None:
@@ -150,7 +234,8 @@ def _check_file(path: Path, info: dict, verify: bool) -> None:
 
 
 def load_shard(root: str | Path, record: dict, verify: bool = True, mmap: bool = True) -> dict[str, np.ndarray]:
-    """Arrays of one shard (memory-mapped), checked against its manifest record."""
+    """Arrays of one shard (memory-mapped), checked against its manifest record (with ``verify``: also its own
+    ``shard.json`` and every file's sha256)."""
     folder = Path(root) / record["dir"]
     out = {}
     for name, info in record["files"].items():
@@ -164,4 +249,14 @@ def load_shard(root: str | Path, record: dict, verify: bool = True, mmap: bool =
             raise DatasetError(f"{path}: wrong dtype/shape {arr.dtype.str} {list(arr.shape)}, "
                                f"expected {info['dtype']} {info['shape']}")
         out[name] = arr
+    if verify:
+        meta = folder / "shard.json"
+        try:
+            own = json.loads(meta.read_text())
+        except FileNotFoundError:
+            raise DatasetError(f"{meta}: missing file") from None
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{meta}: unreadable ({exc})") from None
+        if own != record:
+            raise DatasetError(f"{meta}: disagrees with the manifest's record of shard {record.get('index')}")
     return out

@@ -4,10 +4,12 @@ manifest rewritten after every shard.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..workbook.config import load_config
+from ..workbook.errors import InputError
 from .behaviours import BEHAVIOURS
 from .config import DatasetConfig
 from .engine_numpy import synthesize_batch
@@ -35,8 +38,40 @@ from .format import (
 from .shards import _data_identity, dataset_tasks, shard_plan, shard_tasks
 
 
-class SynthesisError(RuntimeError):
-    """A dataset folder that cannot be (re)used: other config, corrupt manifest, ..."""
+class SynthesisError(InputError):
+    """A dataset folder that cannot be (re)used: other config, corrupt manifest, another synthesis writing it."""
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def writer_lock(root: Path):
+    """Hold the dataset folder's writer lock (``root/.lock``, a POSIX record lock: released when this process
+    ends, however it ends, and not inherited by worker processes) for the duration of the block.
+
+    A second writer of the same folder is refused at once with :class:`SynthesisError` naming the holder (the
+    holder's process id and start time are in the lock file while it runs; the file is emptied when it is done)."""
+    import fcntl
+
+    path = root / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = path.read_text(errors="replace").strip() or "a process that has not written its id yet"
+            raise SynthesisError(f"{root}: another synthesis is writing this dataset folder ({holder}); wait for it "
+                                 "to finish, or write to another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                 .encode())
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # the folder's bytes do not depend on who wrote it
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def synthesize_shard(cfg: DatasetConfig, k: int) -> dict[str, np.ndarray]:
@@ -125,10 +160,18 @@ def synthesize(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1,
     """Synthesise (or resume) the dataset ``cfg`` into ``out_dir``; returns the manifest.
 
     Completed shards found on disk are verified (sha256) and kept; a corrupt one is regenerated; leftover
-    temporary files are removed. ``max_shards`` stops after that many new shards (for tests and demos).
+    temporary files are removed. ``max_shards`` stops after that many new shards (for tests and demos). One writer
+    per folder: a second one, while the first runs, is refused with :class:`SynthesisError` (:func:`writer_lock`).
     """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
+    with writer_lock(root):
+        return _synthesize_locked(cfg, root, workers, progress, max_shards)
+
+
+def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: bool, max_shards: int | None) -> dict:
     manifest_path = root / "manifest.json"
     identity = _data_identity(cfg)
     if manifest_path.exists():

@@ -4,26 +4,146 @@ schedule position, RNG states, data position); and ``init_from``: starting a mod
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .. import model as M
 from ..workbook.config import config_to_dict
+from ..workbook.errors import InputError
 from .config import TrainConfig
 from .losses import lr_at
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
 CKPT_FORMAT = "omnirl-train-checkpoint"
-CKPT_VERSION = 1
+CKPT_VERSION = 2  # 2: sha256 checksums of the weights and the optimiser state (1: none)
+DIGEST_KEY = "weights_sha256"  # in a safetensors file's metadata and a shipped model's config.json
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint was written by a run with another model configuration (or is not a training checkpoint)."""
+RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "eval", "tensorboard", "torch_threads", "data.verify",
+                     "init_from", "max_bad_steps", "launch")
+"""Keys of a :class:`TrainConfig` that a resume may change: how long the run goes on, how often it logs, writes
+checkpoints and evaluates, its safety stop and how it is launched (a changed process count is refused by the
+data positions); none changes what the iterations compute."""
+
+
+class CheckpointMismatchError(InputError):
+    """A checkpoint that cannot be used as asked: written by a run with another configuration, not a training
+    checkpoint, unreadable, altered since it was written (checksum), or holding non-finite weights."""
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of ``tensors`` (in name order): the checksum recorded with
+    every checkpoint and shipped model, independent of the file format that holds them."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{str(t.dtype).removeprefix('torch.')}|{list(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _optimizer_tensors(state: dict) -> dict[str, torch.Tensor]:
+    return {f"{pid}.{name}": v for pid, entry in state.get("state", {}).items() for name, v in entry.items()
+            if isinstance(v, torch.Tensor)}
+
+
+def non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def _unverified(path: Path, allow_unverified: bool) -> None:
+    if not allow_unverified:
+        raise CheckpointMismatchError(
+            f"{path}: no checksum recorded (written before checksums were, or by another program); refusing to use "
+            "weights that cannot be verified. To use it anyway, pass allow_unverified=True (command line: "
+            "--allow-unverified)")
+    print(f"warning: {path}: no checksum recorded; used unverified (allow_unverified)", file=sys.stderr)
+
+
+def read_weights(path: str | os.PathLike, *, allow_unverified: bool = False) -> tuple[dict, dict | None]:
+    """(tensors, recorded model configuration or None) of a ``.safetensors`` file or a training checkpoint
+    (``weights_only=True``), verified: the checksum recorded with them must match (a file without one is refused
+    unless ``allow_unverified``, which says so on stderr) and every tensor must be finite.
+    Raises :class:`CheckpointMismatchError` naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointMismatchError(f"{path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+
+            with safe_open(str(path), "pt") as fh:
+                meta = fh.metadata() or {}
+            weights = load_file(str(path))
+            stored = meta.get("model_config")
+            recorded = meta.get(DIGEST_KEY)
+        else:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
+                weights, stored = ckpt["model"], ckpt.get("model_config")
+                recorded = (ckpt.get("checksums") or {}).get("model")
+            elif isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+                weights, stored, recorded = ckpt, None, None  # a bare state dict
+            else:
+                raise CheckpointMismatchError(f"{path}: not an OmniRL checkpoint (no 'model' entry)")
+        if isinstance(stored, str):
+            stored = json.loads(stored)
+    except CheckpointMismatchError:
+        raise
+    except Exception as exc:  # torch and safetensors raise many types for a damaged file
+        raise CheckpointMismatchError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                                      f"{' '.join(str(exc).split())[:200]})") from None
+    if recorded is None:
+        _unverified(path, allow_unverified)
+    elif tensor_digest(weights) != recorded:
+        raise CheckpointMismatchError(f"{path}: the weights fail their checksum (sha256 differs from the one "
+                                      "recorded when the file was written): the file was altered or damaged")
+    bad = non_finite(weights)
+    if bad:
+        raise CheckpointMismatchError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values "
+                                      f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''})")
+    return weights, stored
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def train_config_differences(stored: dict | str, cfg: TrainConfig) -> list[str]:
+    """Keys outside ``model`` and :data:`RESUMABLE_CHANGES` whose value differs between the configuration recorded
+    in a checkpoint and ``cfg``, as ``"key: checkpoint X, now Y"`` (a key the checkpoint lacks counts at its
+    default)."""
+    from ..workbook.config import load_config
+
+    if isinstance(stored, str):
+        stored = json.loads(stored)
+    try:
+        old = config_to_dict(load_config(TrainConfig, stored))
+    except InputError:
+        old = stored
+    a, b = _flat(old), _flat(config_to_dict(cfg))
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key.startswith("model.") or any(key == r or key.startswith(r + ".") for r in RESUMABLE_CHANGES):
+            continue
+        if a.get(key, "<absent>") != b.get(key, "<absent>"):
+            diffs.append(f"{key}: checkpoint {a.get(key, '<absent>')!r}, now {b.get(key, '<absent>')!r}")
+    return diffs
 
 
 def _rng_state() -> dict:
@@ -62,12 +182,18 @@ def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: 
 
     raw = model.module if hasattr(model, "module") else model
     sd = {k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}
+    bad = non_finite(sd)
+    if bad:
+        raise ValueError(f"refusing to write a checkpoint with non-finite weights ({', '.join(bad[:3])})")
+    opt_state = optimizer.state_dict()
+    digest = tensor_digest(sd)
     ckpt = {
         "format": CKPT_FORMAT,
         "version": CKPT_VERSION,
         "step": step,  # iterations completed = the next iteration to run
         "model": sd,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": opt_state,
+        "checksums": {"model": digest, "optimizer": tensor_digest(_optimizer_tensors(opt_state))},
         "scheduler": {"kind": "warmup_inv_sqrt", "step": step, "lr": lr_at(max(step - 1, 0), cfg.optim)},
         "rng": _rng_state(),
         "data": data_states,  # one per process
@@ -77,21 +203,39 @@ def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: 
     }
     path = Path(out_dir) / CHECKPOINT
     _atomic(path, lambda p: torch.save(ckpt, p))
-    meta = {"step": str(step), "model_config": json.dumps(config_to_dict(cfg.model))}
+    meta = {"step": str(step), "model_config": json.dumps(config_to_dict(cfg.model)), DIGEST_KEY: digest}
     _atomic(Path(out_dir) / WEIGHTS, lambda p: save_file(sd, p, metadata=meta))
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None) -> dict:
-    """Read a training checkpoint (``weights_only=True``); with ``cfg``, check that its model configuration matches
-    and raise :class:`CheckpointMismatchError` naming every differing key otherwise."""
+def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None, *, allow_unverified: bool = False,
+                    allow_changes: bool = False) -> dict:
+    """Read a training checkpoint (``weights_only=True``) and verify it: its checksums (a checkpoint without them,
+    version 1, is refused unless ``allow_unverified``) and finite weights.
+
+    With ``cfg`` (a resume), check that it was written with the same configuration: any model difference raises
+    :class:`CheckpointMismatchError` naming every differing key; so does any other difference that would make the
+    resume inexact (seed, learning rate, batch size, data, ...; not :data:`RESUMABLE_CHANGES`) unless
+    ``allow_changes``, in which case they are listed in ``ckpt["changes"]``."""
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointMismatchError(f"{path}: not a readable training checkpoint ({exc})") from None
+        raise CheckpointMismatchError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: "
+                                      f"{' '.join(str(exc).split())[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise CheckpointMismatchError(f"{path}: not an OmniRL training checkpoint")
+    sums = ckpt.get("checksums")
+    if not isinstance(sums, dict):
+        _unverified(path, allow_unverified)
+    elif (tensor_digest(ckpt["model"]) != sums.get("model")
+          or tensor_digest(_optimizer_tensors(ckpt["optimizer"])) != sums.get("optimizer")):
+        raise CheckpointMismatchError(f"{path}: fails its checksum (the weights or optimiser state differ from what "
+                                      "was written): the file was altered or damaged; start afresh in another folder")
+    bad = non_finite(ckpt["model"])
+    if bad:
+        raise CheckpointMismatchError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values")
+    ckpt["changes"] = []
     if cfg is not None:
         diffs = [f"model.{d}" for d in M.config_differences(ckpt["model_config"], cfg.model)]
         if diffs:
@@ -99,29 +243,36 @@ def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None) -> 
                 f"{path} was written with another model configuration:\n  " + "\n  ".join(diffs)
                 + "\nUse the same model settings, or another output folder to start afresh."
             )
+        changes = train_config_differences(ckpt.get("train_config") or "{}", cfg)
+        if changes and not allow_changes:
+            raise CheckpointMismatchError(
+                f"{path} was written with other settings, and resuming with them would not continue the run "
+                "exactly:\n  " + "\n  ".join(changes) + "\nUse the same settings, another output folder to start "
+                "afresh, or allow_changes=True (command line: --allow-changes) to resume with them anyway.")
+        ckpt["changes"] = changes
     return ckpt
 
 
-def init_weights_from(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, list[str]]:
+def init_weights_from(model: torch.nn.Module, path: str | os.PathLike, *,
+                      allow_unverified: bool = False) -> dict[str, list[str]]:
     """Copy into ``model`` every tensor of the checkpoint at ``path`` with the same name and shape.
 
-    Returns the names ``loaded`` and those kept ``fresh`` (absent there or of another shape). Raises
-    ``ValueError`` when nothing fits (the checkpoint is of another architecture altogether)."""
+    The file is verified first (:func:`read_weights`: checksum, finite values). Returns the names ``loaded`` and
+    those kept ``fresh`` (absent there or of another shape). Raises ``FileNotFoundError`` for a missing file and
+    :class:`CheckpointMismatchError` for one that is unreadable, altered or non-finite, or when nothing fits
+    (another architecture altogether)."""
     from ..workbook import repo_path
 
     path = repo_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"init_from: {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        source = load_file(str(path))
-    else:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        source = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+    try:
+        source, _ = read_weights(path, allow_unverified=allow_unverified)
+    except CheckpointMismatchError as exc:
+        raise CheckpointMismatchError(f"init_from: {exc}") from None
     own = model.state_dict()
     loaded = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     if not loaded:
-        raise ValueError(f"init_from: no tensor of {path} fits this model (another architecture?)")
+        raise CheckpointMismatchError(f"init_from: no tensor of {path} fits this model (another architecture?)")
     model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in loaded.items()}})
     return {"loaded": sorted(loaded), "fresh": sorted(k for k in own if k not in loaded)}

@@ -23,7 +23,7 @@ class DataConfig:
     batch_size: int = param(5, ge=1)
     "Sequences per optimiser step on each process (paper: 5 per GPU)."
     seq_len: int | None = param(12288, ge=2)
-    "Steps per sequence T; a dataset's longer sequences are cut to T, None = the dataset's full length."
+    "Steps per sequence T; a dataset's longer sequences are cut to T (shorter ones are an error); None = its length."
     verify: bool = True
     "Check every dataset file's sha256 when the dataset is opened."
     ns: int = param(16, ge=1)

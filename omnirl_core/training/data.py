@@ -70,16 +70,22 @@ class DatasetStream:
     """Whole sequences (cut to ``seq_len``) from a synthesised dataset, epoch after epoch, with a resumable position."""
 
     def __init__(self, cfg: DataConfig, seed: int, rank: int = 0, world_size: int = 1):
-        from ..synthesis import SequenceDataset, load_manifest
+        from ..synthesis import DatasetError, SequenceDataset, load_manifest
 
         root = repo_path(cfg.path)
         man = load_manifest(root)
-        self.cfg, self.seq_len = cfg, min(cfg.seq_len or man["seq_len"], man["seq_len"])
+        if cfg.seq_len is not None and cfg.seq_len > man["seq_len"]:
+            raise DatasetError(f"data.seq_len {cfg.seq_len} is longer than the sequences of {root} "
+                               f"({man['seq_len']} steps); set data.seq_len <= {man['seq_len']}, or null for the "
+                               "dataset's length")
+        self.cfg, self.seq_len = cfg, cfg.seq_len or man["seq_len"]
         self.manifest = man
         self.ds = SequenceDataset(root, cfg.batch_size, man["seq_len"], rank=rank, world_size=world_size,
                                   seed=seed, verify=cfg.verify)
         if len(self.ds) == 0:
-            raise ValueError(f"{root}: no full batch of {cfg.batch_size} sequences for process {rank} of {world_size}")
+            raise DatasetError(f"{root}: no full batch of data.batch_size {cfg.batch_size} sequences for process "
+                               f"{rank} of {world_size} (its shards hold "
+                               f"{sum(r['n_sequences'] for r in self.ds.records)} sequences)")
         self.epoch, self.pos, self._it = 0, 0, None
 
     def next_batch(self) -> dict[str, torch.Tensor]:
@@ -111,7 +117,9 @@ def make_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
         dc = stream.manifest.get("config", {})
         ns = max(dc.get("ns") or 0, dc.get("ns_max") or 0)
         if dc.get("na") != cfg.model.na or ns > cfg.model.ns_max:
-            raise ValueError(f"{cfg.data.path}: dataset has ns up to {ns} and na {dc.get('na')}; the model needs "
+            from ..synthesis import DatasetError
+
+            raise DatasetError(f"{cfg.data.path}: dataset has ns up to {ns} and na {dc.get('na')}; the model needs "
                              f"ns <= model.ns_max ({cfg.model.ns_max}) and na == model.na ({cfg.model.na})")
         return stream
     return StandInData(cfg.data, cfg.seed, rank, world_size)

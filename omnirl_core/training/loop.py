@@ -43,6 +43,7 @@ import torch
 
 from .. import model as M
 from ..workbook.config import dump_config
+from ..workbook.errors import RunStopped
 from .checkpoints import (
     CHECKPOINT,
     CheckpointMismatchError,
@@ -77,8 +78,9 @@ def position_loss_hook(ctx: TrainContext) -> dict:
                                                      ctx.cfg.eval.position_bins)}
 
 
-class NonFiniteLossError(RuntimeError):
-    """Too many consecutive iterations had a non-finite loss or gradient; the last checkpoint is untouched."""
+class NonFiniteLossError(RunStopped):
+    """Too many consecutive iterations had a non-finite loss or gradient, or the weights became non-finite; the
+    last checkpoint (if any) is untouched and no checkpoint with non-finite weights is ever written."""
 
 
 @dataclass
@@ -113,6 +115,27 @@ def _eval_batches(cfg: TrainConfig) -> list[dict]:
     return [held_out.batch(k) for k in range(cfg.eval.batches)]
 
 
+def _weights_finite(model: torch.nn.Module) -> bool:
+    flags = [torch.isfinite(p).all() for p in model.parameters() if p.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _outputs_finite(model: torch.nn.Module, batch: dict, chunk_len: int) -> bool:
+    """Whether the model's outputs on the first chunk of ``batch`` are finite (logits and auxiliary heads)."""
+    sl = slice(0, chunk_len)
+    with torch.no_grad():
+        logits, aux, _ = model(batch["obs"][:, sl], batch["tag"][:, sl], batch["action"][:, sl],
+                               batch["reward"][:, sl])
+    outs = [logits] + [v for v in (aux.values() if isinstance(aux, dict) else []) if isinstance(v, torch.Tensor)]
+    return all(bool(torch.isfinite(v).all()) for v in outs)
+
+
+def _last_checkpoint(path: Path, step: int | None) -> str:
+    if step is None:
+        return "No checkpoint was written."
+    return f"The last checkpoint ({path}, iteration {step}) is left as it was."
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -120,18 +143,33 @@ def train(
     resume: bool = False,
     hooks: Sequence[Hook] | None = None,
     progress: bool = True,
+    allow_changes: bool = False,
+    allow_unverified: bool = False,
 ) -> TrainResult:
     """Run (or with ``resume``, continue) meta-training; writes checkpoints and metrics under ``out_dir``.
 
     Works in one process or under ``torchrun`` (initialise ``torch.distributed`` first; :mod:`omnirl_core.training`
     does). ``hooks`` run on rank 0 every ``eval.every`` iterations and after the last one; their dicts go to
     ``eval.jsonl`` (default: :func:`position_loss_hook`).
+
+    Everything that can refuse the run (an existing checkpoint without ``resume``, a checkpoint of another
+    configuration or one failing its checksum, ``init_from``, the data) is checked before anything is written, so
+    a refused run leaves ``out_dir`` as it was. A resume must use the checkpoint's configuration except for
+    :data:`~omnirl_core.training.checkpoints.RESUMABLE_CHANGES`; ``allow_changes`` accepts other changes (listed
+    on stdout and in ``config.yaml``). ``allow_unverified`` accepts checkpoints and ``init_from`` files without a
+    checksum (written before they were recorded), saying so on stderr.
     """
     rank, world = _dist()
     out = Path(out_dir)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, out / "config.yaml", header="Configuration of this training run.")
+    ckpt_path = out / CHECKPOINT
+    ckpt = None
+    if ckpt_path.is_file():
+        if not resume:
+            raise FileExistsError(f"{ckpt_path} exists: pass resume=True (--resume) to continue, or use another folder")
+        ckpt = load_checkpoint(ckpt_path, cfg, allow_unverified=allow_unverified, allow_changes=allow_changes)
+        if len(ckpt["data"]) != world:
+            raise CheckpointMismatchError(f"{ckpt_path} was written by {len(ckpt['data'])} processes, this run has "
+                                          f"{world}: the data positions cannot be resumed exactly")
     device = _device(cfg)
     if cfg.torch_threads is not None and device.type == "cpu":
         torch.set_num_threads(cfg.torch_threads)
@@ -141,8 +179,8 @@ def train(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = M.OmniRL(cfg.model).to(device)
-    if cfg.init_from and not (resume and (out / CHECKPOINT).is_file()):
-        kept = init_weights_from(model, cfg.init_from)
+    if cfg.init_from and ckpt is None:
+        kept = init_weights_from(model, cfg.init_from, allow_unverified=allow_unverified)
         if rank == 0:
             print(f"init_from {cfg.init_from}: {len(kept['loaded'])} tensors loaded, "
                   f"{len(kept['fresh'])} kept fresh ({', '.join(kept['fresh']) or 'none'})")
@@ -155,21 +193,22 @@ def train(
     )
     data = make_data(cfg, rank, world)
     start, counters = 0, {"bad_steps_total": 0, "bad_steps_in_a_row": 0}
+    saved_step = None  # step of the checkpoint on disk, if any
 
-    ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, cfg)
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        if len(ckpt["data"]) != world:
-            raise CheckpointMismatchError(f"{ckpt_path} was written by {len(ckpt['data'])} processes, this run has "
-                                          f"{world}: the data positions cannot be resumed exactly")
         data.load_state_dict(ckpt["data"][rank])
         _set_rng_state(ckpt["rng"])
         counters.update(ckpt["counters"])
-        start = int(ckpt["step"])
-    elif ckpt_path.is_file():
-        raise FileExistsError(f"{ckpt_path} exists: pass resume=True (--resume) to continue, or use another folder")
+        start = saved_step = int(ckpt["step"])
+    if rank == 0:  # every check has passed: now the run folder may change
+        out.mkdir(parents=True, exist_ok=True)
+        header = "Configuration of this training run."
+        if ckpt is not None and ckpt["changes"]:
+            header += f"\nResumed at iteration {start} with changes (allow_changes): " + "; ".join(ckpt["changes"])
+            print(f"resuming {ckpt_path} at iteration {start} with changed settings: " + "; ".join(ckpt["changes"]))
+        dump_config(cfg, out / "config.yaml", header=header)
 
     net = model
     if world > 1:
@@ -210,6 +249,13 @@ def train(
         if ok.item() > 0:
             optimizer.step()
             counters["bad_steps_in_a_row"] = 0
+            if not _weights_finite(model):  # a finite gradient can still overflow the weights (e.g. a huge lr)
+                metrics.close()
+                raise NonFiniteLossError(
+                    f"the weights became non-finite in iteration {step} (loss {terms['loss']:.4g}, gradient norm "
+                    f"{float(grad_norm):.4g}, lr {lr:.3g}); stopped before writing them. "
+                    + _last_checkpoint(ckpt_path, saved_step)
+                )
         else:  # skip: keep the weights and optimiser state, count it
             optimizer.zero_grad(set_to_none=True)
             counters["bad_steps_total"] += 1
@@ -218,7 +264,7 @@ def train(
                 metrics.close()
                 raise NonFiniteLossError(
                     f"{counters['bad_steps_in_a_row']} consecutive iterations (up to {step}) had a non-finite loss or "
-                    f"gradient; stopped. The last checkpoint ({ckpt_path}) is left as it was."
+                    f"gradient; stopped. {_last_checkpoint(ckpt_path, saved_step)}"
                 )
         last_loss = terms["loss"]
         done = step + 1
@@ -248,6 +294,15 @@ def train(
                 if res:
                     metrics.log_eval({"step": done, **res})
         if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and counters["bad_steps_in_a_row"] == 0:
+            # the weights about to be written have not been run yet: they must give finite outputs
+            finite = torch.tensor([float(_outputs_finite(model, batch, cfg.chunk_len))], device=device)
+            if world > 1:
+                torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+            if finite.item() == 0:
+                metrics.close()
+                raise NonFiniteLossError(
+                    f"the weights after iteration {step} give non-finite outputs (lr {lr:.3g}); stopped without "
+                    "writing them. " + _last_checkpoint(ckpt_path, saved_step))
             data_states = [data.state_dict()]
             if world > 1:
                 data_states = [None] * world
@@ -255,6 +310,7 @@ def train(
             if rank == 0:
                 save_checkpoint(out, step=done, model=model, optimizer=optimizer, data_states=data_states, cfg=cfg,
                                 counters=counters)
+            saved_step = done
             if world > 1:
                 torch.distributed.barrier()
     if bar is not None:
