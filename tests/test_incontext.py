@@ -91,7 +91,7 @@ def test_shipped_models_are_found_by_state_count(tmp_path):
 
 def test_command_line_writes_its_report(tmp_path, capsys):
     out = tmp_path / "gain.json"
-    ic.main(["models/omnirl-tiny-bandit", "--n-tasks", "8", "--steps", "40", "--tql", "--out", str(out)])
+    assert ic.main(["models/omnirl-tiny-bandit", "--n-tasks", "8", "--steps", "40", "--tql", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| omnirl | 8 |" in printed and "tql_ucb_c0.1" in printed
     report = json.loads(out.read_text())
@@ -154,8 +154,8 @@ def test_label_loss_by_behaviour_runs_a_real_model_and_the_command_line(oracle_a
     assert rows and all(np.isfinite(r["ce"]) and r["steps"] > 0 for r in rows)
     path = tmp_path / "m.safetensors"
     save_file(model.state_dict(), str(path), metadata={"model_config": json.dumps(config_to_dict(model.cfg))})
-    out = ic.main([str(path), "--loss-by-behaviour", str(oracle_and_random_data)])
+    out = ic.run_command([str(path), "--loss-by-behaviour", str(oracle_and_random_data), "--allow-unverified"])
     assert {r["behaviour"] for r in out["loss_by_behaviour"]} == {"drift_random", "oracle_0.994"}
     assert "| oracle_0.994 |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="8 states.*ns_max 1"):  # the shipped bandit model cannot read 8 states
-        ic.main(["models/omnirl-tiny-bandit", "--loss-by-behaviour", str(oracle_and_random_data)])
+        ic.run_command(["models/omnirl-tiny-bandit", "--loss-by-behaviour", str(oracle_and_random_data)])

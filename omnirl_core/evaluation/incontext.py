@@ -18,7 +18,7 @@ Command line (the numbers in ``models/*/README.md`` come from it)::
 
 from __future__ import annotations
 
-import argparse
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from ..workbook.errors import CliParser, InputError, run_cli
 from .agents import TQLAgent
 from .models import load_shipped
 from .runs import RunResult, run_agent
-from .suites import Suite, build_suite, task_suite, test_seed
+from .suites import SUITE_NAMES, Suite, build_suite, task_suite, test_seed
 
 VALIDATION_INDEX = 50_000  # test-seed indices of validation tasks: apart from the suites' 0..n-1
 TQL_C_GRID = (0.1, 0.5, 1.0, 2.0)
@@ -111,15 +112,38 @@ def validation_suite(ns: int, n_tasks: int, na: int = 5) -> Suite:
 
 
 # ---------------------------------------------------------------------------------------------- command line
+def _suite_ns(name: str) -> int | None:
+    """ns of an ``anymdp_<ns>`` / ``garnet_<ns>`` name, None for another name."""
+    family, _, tail = name.partition("_")
+    return int(tail) if family in ("anymdp", "garnet") and tail.isdigit() else None
+
+
+def check_suite_name(name: str, val: bool = False) -> None:
+    """Raise :class:`~omnirl_core.workbook.errors.InputError` unless ``name`` is a suite :func:`build_suite` makes
+    (with ``val``: an ``anymdp_<ns>`` suite), before any model is loaded or any task drawn."""
+    ns = _suite_ns(name)
+    if val:
+        if not name.startswith("anymdp_") or ns is None or not (ns == 1 or ns >= 8):
+            raise InputError(f"--suite {name!r}: --val needs an anymdp_<ns> suite with ns = 1 or ns >= 8")
+        return
+    if name in SUITE_NAMES:
+        return
+    if name.startswith("anymdp_") and ns is not None and (ns == 1 or ns >= 8):
+        return
+    if name.startswith("garnet_") and ns is not None and ns >= 8:
+        return
+    raise InputError(f"--suite {name!r}: unknown suite; choose one of {', '.join(SUITE_NAMES)}, or anymdp_<ns> "
+                     "(ns = 1 or >= 8) or garnet_<ns> (ns >= 8)")
+
+
 def _suite_for(name: str, n_tasks: int, val: bool) -> Suite:
+    check_suite_name(name, val)
     if not val:
         return build_suite(name, n_tasks)
-    if not name.startswith("anymdp_"):
-        raise ValueError("--val needs an anymdp_<ns> suite")
     return validation_suite(int(name.split("_")[1]), n_tasks)
 
 
-def _load_for_cli(which: str | os.PathLike | None):
+def _load_for_cli(which: str | os.PathLike | None, allow_unverified: bool = False):
     """(model, temperature or None) for the command line: a checkpoint file, a shipped-model folder (path or name,
     its validated temperature), or nothing (the shipped bandit model)."""
     from .models import load_model
@@ -129,23 +153,25 @@ def _load_for_cli(which: str | os.PathLike | None):
         return model, info.temperature
     path = Path(which)
     if path.is_file() or path.suffix in (".pt", ".safetensors"):
-        return load_model(path), None  # a missing file is reported by load_model
+        return load_model(path, allow_unverified=allow_unverified), None  # a missing file is reported there
     model, info = load_shipped(path)
     return model, info.temperature
 
 
 def gain_report(checkpoint: str | os.PathLike | None, suite_name: str, steps: int, *, n_tasks: int = 64,
                 temperature: float | None = None, tql: bool = False, val: bool = False, seed: int = 0,
-                progress: bool = False) -> dict[str, Any]:
+                progress: bool = False, allow_unverified: bool = False) -> dict[str, Any]:
     """The command line's work: OmniRL (checkpoint file or shipped-model folder) and optionally TQL-UCB."""
     import torch
 
     from .agents import OmniRLAgent
 
+    check_suite_name(suite_name, val)
+    if checkpoint is not None:  # load first: a bad checkpoint is reported before any task is drawn
+        model, shipped_temperature = _load_for_cli(checkpoint, allow_unverified)
     suite = _suite_for(suite_name, n_tasks, val)
     report: dict[str, Any] = {"suite": suite.name, "n_tasks": n_tasks, "steps": steps, "seed": seed}
     if checkpoint is not None:
-        model, shipped_temperature = _load_for_cli(checkpoint)
         temperature = shipped_temperature if temperature is None else temperature
         temperature = 1.0 if temperature is None else float(temperature)
         with torch.no_grad():
@@ -187,7 +213,7 @@ def label_loss_by_behaviour(model, dataset_dir: str | os.PathLike, n_sequences: 
     arrays = load_shard(dataset_dir, man["shards"][shard])
     ns_max, ns_data = getattr(getattr(model, "cfg", None), "ns_max", None), int(np.asarray(arrays["ns"]).max())
     if ns_max is not None and ns_data > ns_max:
-        raise ValueError(f"{dataset_dir}: sequences with up to {ns_data} states, but the "
+        raise InputError(f"{dataset_dir}: sequences with up to {ns_data} states, but the "
                          f"model reads observation ids below ns_max {ns_max}")
     x = {k: torch.as_tensor(np.array(arrays[k][:n_sequences])).long()
          for k in ("obs", "tag", "action", "label", "behaviour")}
@@ -218,26 +244,52 @@ def label_loss_by_behaviour(model, dataset_dir: str | os.PathLike, n_sequences: 
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="python -m omnirl_core.evaluation", description=__doc__.split("\n\n")[0])
+PROG = "python -m omnirl_core.evaluation"
+
+
+def _parser() -> CliParser:
+    ap = CliParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", nargs="?", help="checkpoint.pt, model.safetensors or a models/<name> folder")
     ap.add_argument("--suite", default="anymdp_1", help="anymdp_<ns> (or any suite name without --val)")
-    ap.add_argument("--steps", type=int, default=400, help="environment steps per task")
-    ap.add_argument("--n-tasks", type=int, default=64)
-    ap.add_argument("--temperature", type=float, default=None, help="default: the shipped model's, else 1.0")
+    ap.add_argument("--steps", type=int, default=400, help="environment steps per task (>= 4: four quarters)")
+    ap.add_argument("--n-tasks", type=int, default=64, help="tasks (>= 1)")
+    ap.add_argument("--temperature", type=float, default=None, help="> 0; default: the shipped model's, else 1.0")
     ap.add_argument("--tql", action="store_true", help=f"also TQL-UCB with c in {TQL_C_GRID}")
     ap.add_argument("--val", action="store_true", help="validation tasks (test-seed indices 50,000+)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--seed", type=int, default=0, help=">= 0")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (>= 1)")
     ap.add_argument("--out", default=None, help="write the report (JSON) here")
     ap.add_argument("--loss-by-behaviour", metavar="DATASET", default=None,
                     help="instead of acting: the label loss per behaviour policy on a synthesised dataset")
-    a = ap.parse_args(argv)
+    ap.add_argument("--allow-unverified", action="store_true",
+                    help="accept a checkpoint without a checksum (written by an older version); says so on stderr")
+    return ap
+
+
+def _check_args(a) -> None:
+    if a.temperature is not None and not (math.isfinite(a.temperature) and a.temperature > 0):
+        raise InputError(f"--temperature {a.temperature:g}: must be a finite number > 0")
+    if a.steps < 4:
+        raise InputError(f"--steps {a.steps}: must be >= 4 (the run is scored in four quarters)")
+    if a.n_tasks < 1:
+        raise InputError(f"--n-tasks {a.n_tasks}: must be >= 1")
+    if a.seed < 0:
+        raise InputError(f"--seed {a.seed}: must be >= 0")
+    if a.threads < 1:
+        raise InputError(f"--threads {a.threads}: must be >= 1")
+    if not a.loss_by_behaviour:
+        check_suite_name(a.suite, a.val)
+
+
+def run_command(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The command line's work, returning its report (errors propagate; :func:`main` reports them)."""
+    a = _parser().parse_args(argv)
+    _check_args(a)
     import torch
 
     torch.set_num_threads(a.threads)
     if a.loss_by_behaviour:
-        rows = label_loss_by_behaviour(_load_for_cli(a.checkpoint)[0], a.loss_by_behaviour)
+        rows = label_loss_by_behaviour(_load_for_cli(a.checkpoint, a.allow_unverified)[0], a.loss_by_behaviour)
         print("| behaviour | labelled steps | label CE | CE, first quarter | CE, last quarter | behaviour = label |")
         print("|---|---|---|---|---|---|")
         for r in rows:
@@ -245,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   f"| {r['agreement']:.2f} |")
         return {"loss_by_behaviour": rows}
     report = gain_report(a.checkpoint, a.suite, a.steps, n_tasks=a.n_tasks, temperature=a.temperature,
-                         tql=a.tql, val=a.val, seed=a.seed)
+                         tql=a.tql, val=a.val, seed=a.seed, allow_unverified=a.allow_unverified)
     print(f"{report['suite']}, {a.steps} steps per task, seed {a.seed}: mean score per quarter (95% CI of Q4 - Q1)")
     print("| agent | tasks | mean | Q1 | Q2 | Q3 | Q4 | Q4 - Q1 |\n|---|---|---|---|---|---|---|---|")
     for key, val in report.items():
@@ -258,3 +310,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 for k, v in report.items()}
         write_json_atomic(Path(a.out), slim)
     return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m omnirl_core.evaluation``: exit 0 done, 2 bad input (one line on stderr), 3 the model output a
+    non-finite value."""
+    return run_cli(run_command, argv, prog=PROG)

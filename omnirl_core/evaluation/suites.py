@@ -39,6 +39,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ..workbook.errors import InputError
 from ..world.anymdp import sample_anymdp
 from ..world.envs import BatchedAnyMDPEnv
 from ..world.garnet import sample_garnet
@@ -332,4 +333,4 @@ def build_suite(name: str, n_tasks: int = 64, *, na: int = NA, pendulum_samples:
     if name.startswith("pendulum_g"):
         return pendulum_suite(float(name[len("pendulum_g"):]), n_tasks, samples=pendulum_samples,
                               reference_episodes=pendulum_reference_episodes, name=name)
-    raise ValueError(f"unknown suite {name!r}; choose one of {', '.join(SUITE_NAMES)}")
+    raise InputError(f"unknown suite {name!r}; choose one of {', '.join(SUITE_NAMES)} (or anymdp_<ns>, garnet_<ns>)")

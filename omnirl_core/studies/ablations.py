@@ -20,7 +20,6 @@ call :func:`run_studies`.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -35,6 +34,7 @@ from ..synthesis.config import DatasetConfig
 from ..synthesis.format import SCHEMA_VERSION
 from ..training.config import TrainConfig
 from ..workbook.config import config_to_dict, load_config
+from ..workbook.errors import CliParser, run_cli
 from ..workbook.fields import ConfigError, Rule, _issue_text, check, param
 
 __all__ = ["StudyConfig", "AblationConfig", "VariantResult", "variant_configs", "run_variant", "run_studies",
@@ -140,6 +140,9 @@ def variant_configs(cfg: AblationConfig, study: str, variant: str) -> tuple[Data
     suite_ns = int(suite_name.split("_")[1])
     check(suite_ns <= model.ns_max, "training.model.ns_max", model.ns_max,
           f">= the states of the test suite {suite_name} ({suite_ns})")
+    seq_len = training.data.seq_len
+    check(seq_len is None or seq_len <= dataset.seq_len, "training.data.seq_len", seq_len,
+          f"<= the dataset's dataset.seq_len ({dataset.seq_len}), or null")
     return dataset, training
 
 
@@ -342,7 +345,12 @@ def plot_study(study: str, variants: Sequence[VariantResult], tql: dict | None =
 
 # ---------------------------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m omnirl_core.studies", description=__doc__.split("\n\n")[0])
+    """``python -m omnirl_core.studies``: exit 0 done, 2 bad input (one line on stderr), 3 a run stopped."""
+    return run_cli(_main, argv, prog="python -m omnirl_core.studies")
+
+
+def _main(argv: Sequence[str]) -> int:
+    ap = CliParser(prog="python -m omnirl_core.studies", description=__doc__.split("\n\n")[0])
     ap.add_argument("config", help="an ablation parameter file, e.g. params/quick/05_ablations.yaml")
     ap.add_argument("--out", default="outputs/ablations", help="run folder (data and models go below it)")
     ap.add_argument("--study", action="append", help="run only this study (repeatable); default: the file's run")

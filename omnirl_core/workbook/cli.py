@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Mapping, Sequence
 
 from . import config as _config
+from .errors import CliParser, run_cli
 from .runner import (
     DEFAULT_KERNEL,
     DEFAULT_REGISTRY,
     NotebookFailed,
-    WorkbookError,
     _load_registry,
     _plan,
     _pretty,
@@ -20,14 +19,14 @@ from .runner import (
 )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def _parser() -> CliParser:
+    parser = CliParser(
         prog="python -m omnirl_core.workbook",
         description="Execute the workbook notebooks with papermill, one validated parameter YAML each.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: CliParser) -> None:
         p.add_argument("params_dir", metavar="PARAMS_DIR", help="folder of NN_name.yaml files, e.g. params/quick")
         p.add_argument(
             "--only",
@@ -72,6 +71,11 @@ def _describe_all(registry: Mapping[str, type]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m omnirl_core.workbook``: exit 0 done, 1 a notebook failed, 2 bad input (one line on stderr)."""
+    return run_cli(_main, argv, prog="python -m omnirl_core.workbook")
+
+
+def _main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "describe":
@@ -104,9 +108,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NotebookFailed as exc:
         print(f"\nFAILED: {exc}", file=sys.stderr)
         return 1
-    except WorkbookError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config as _config
+from .errors import InputError
 
 NOTEBOOK_RE = re.compile(r"^(\d{2})_[A-Za-z0-9_]+\.py$")
 DEFAULT_KERNEL = "omnirl"
@@ -42,7 +43,7 @@ DEFAULT_REGISTRY = "omnirl_core.workbook.registry:NOTEBOOK_CONFIGS"
 SUMMARY_FILE = "workbook_run.json"
 
 
-class WorkbookError(Exception):
+class WorkbookError(InputError):
     """A problem found before execution (missing files, invalid parameters, unknown kernel)."""
 
 
