@@ -47,10 +47,12 @@ from IPython.display import Image, Markdown, display
 from omnirl_core import training, views
 from omnirl_core.model import OmniRL, count_parameters, ramp_weights
 from omnirl_core.training import TrainConfig
-from omnirl_core.workbook import config_to_dict, load_config, repo_path
+from omnirl_core.workbook import config_to_dict, load_config, repo_path, run_artefact
 
 torch.set_flush_denormal(True)  # subnormal floats slow CPU backward passes a lot
 cfg = load_config(TrainConfig, config_path)
+if cfg.data.path:  # a dataset that notebook 02 wrote into this run folder (or an absolute path)
+    cfg.data.path = str(run_artefact(repo_path(run_dir), cfg.data.path, key="data.path", made_by="02_synthesis"))
 out_dir = repo_path(run_dir) / "03_training"
 out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -66,7 +68,8 @@ display(Markdown(f"Model: **{cfg.model.backbone}**, layout `{cfg.model.layout}`,
                  f"{cfg.model.hidden_size}: **{count_parameters(cfg.model) / 1e6:.2f}M** parameters. "
                  f"Batch {cfg.data.batch_size} sequences x {cfg.data.seq_len} steps, chunks of {cfg.chunk_len} "
                  f"steps, {cfg.steps} iterations. Data: "
-                 + (f"`{cfg.data.path}`" if cfg.data.path else "the synthetic stand-in")))
+                 + (f"`{cfg.data.path}`" if cfg.data.path else "the synthetic stand-in")
+                 + f". Runs as: {training.describe_launch(cfg, out_dir / 'run')}."))
 cfg
 
 # %% [markdown]
@@ -143,15 +146,19 @@ display(compare_chunking(OmniRL(cfg.model), cfg.chunk_len))
 # ## 4. Training
 #
 # `training.train` runs the loop: data, state masking, Algorithm 3, gradient clipping, AdamW, metrics
-# (`metrics.csv`, `metrics.jsonl`, TensorBoard when installed), evaluation hooks (`eval.jsonl`) and atomic
+# (`metrics.csv`, `metrics.jsonl`, TensorBoard events when installed), evaluation hooks (`eval.jsonl`) and atomic
 # checkpoints (`checkpoint.pt`, loadable with `torch.load(weights_only=True)`, and `model.safetensors`). It is
 # called with `resume=True`: running this notebook again continues from the checkpoint (a finished run is not
 # repeated), exactly as `python -m omnirl_core.training ... --resume` after an interruption. A non-finite loss skips
 # its iteration (counted in `bad_steps_total`); `max_bad_steps` of them in a row stop the run with
-# `NonFiniteLossError`, leaving the last checkpoint as it was.
+# `NonFiniteLossError`, leaving the last checkpoint as it was. With `launch.nproc_per_node` above 1 (the paper
+# profile: 8, one process per GPU) the cell starts the same training under torchrun instead
+# (`training.train_or_launch`): its progress bar follows rank 0's metrics, a failing rank fails the cell with
+# that rank's own error (every rank's output is in `03_training/run/launch_logs/`), and the finished run is read
+# back from its checkpoint, so the rest of the notebook is the same.
 
 # %%
-result = training.train(cfg, out_dir / "run", resume=True, progress=True)
+result = training.train_or_launch(cfg, out_dir / "run", resume=True, progress=True)
 rows = training.read_metrics(out_dir / "run")
 evals = training.read_eval(out_dir / "run")
 speed = [r["steps_per_s"] for r in rows[1:]] or [rows[-1]["steps_per_s"]]
@@ -200,17 +207,16 @@ if evals:
 # ## 7. At the paper's scale
 #
 # `params/paper/03_training.yaml` holds the paper's settings: RWKV-7 18 x 512 (43.8M parameters), 5 sequences
-# of 12K steps per GPU, chunks of 2K steps, AdamW at 2e-4 with 2000 warmup iterations, clip 1.0, ramp over 512
-# steps, 15% state masking, policy loss only. Run it with
+# of 12K steps per GPU on D_Large (notebook 02's `data/d_large`), chunks of 2K steps, AdamW at 2e-4 with 2000
+# warmup iterations, clip 1.0, ramp over 512 steps, 15% state masking, policy loss only, and
+# `launch.nproc_per_node: 8`: run by papermill on the 8-GPU node, this notebook starts torchrun itself. The
+# processes each read their own shards; their losses are divided by a normaliser summed over all of them, so
+# the averaged gradient equals that of one process holding the combined batch. From a shell, the same run is
 #
 # ```
-# torchrun --nproc_per_node 8 -m omnirl_core.training params/paper/03_training.yaml --out outputs/paper/03_training \
-#     data.path=outputs/paper/data/d_small
+# torchrun --nproc_per_node 8 -m omnirl_core.training params/paper/03_training.yaml \
+#     --out outputs/paper/03_training/run data.path=outputs/paper/data/d_large --resume
 # ```
-#
-# The processes each read their own shards; their losses are divided by a normaliser summed over all of them, so
-# the averaged gradient equals that of one process holding the combined batch. Add `--resume` to continue after
-# an interruption.
 
 # %%
 Path(out_dir / "config_used.json").write_text(json.dumps(config_to_dict(cfg), indent=2))

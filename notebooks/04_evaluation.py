@@ -47,7 +47,7 @@ from IPython.display import Image, Markdown, display
 from omnirl_core import evaluation as ev
 from omnirl_core import views
 from omnirl_core.evaluation import suites as su
-from omnirl_core.workbook import load_config, repo_path
+from omnirl_core.workbook import load_config, repo_path, run_artefact
 
 cfg = load_config(ev.EvaluationConfig, config_path)
 out_dir = Path(run_dir) / "04_evaluation"
@@ -83,16 +83,17 @@ print(f"suites built in {time.time() - t0:.1f} s")
 # Every agent runs `n_episodes` episodes on every task of a suite; all tasks of a suite advance together as one
 # batch, each with its own random stream (a task's run does not depend on its batch). TQL-UCB is run with each
 # bonus scale of the grid and the best is kept (tuned per task family, as in the paper). OmniRL runs when
-# `checkpoint` is set: by default (`shipped`) the model shipped in `models/` that covers the suite (OmniRL-tiny:
-# the bandit model on `anymdp_1`, the AnyMDP model on suites with up to 16 observation ids), at the temperature
-# chosen for it on validation tasks.
+# `checkpoint` is set: a path relative to the run folder is the model notebook 03 trained there
+# (`03_training/run/model.safetensors`, both profiles); `shipped` is the model shipped in `models/` that covers
+# the suite (OmniRL-tiny: the bandit model on `anymdp_1`, the AnyMDP model on suites with up to 16 observation
+# ids), at the temperature chosen for it on validation tasks; `also_shipped: true` runs the shipped models beside
+# the checkpoint.
 
 # %%
 model = None  # checkpoint "shipped": evaluate() picks, per suite, the shipped model covering it
 if cfg.checkpoint and cfg.checkpoint != ev.SHIPPED and "omnirl" in cfg.agents:
-    ckpt = Path(cfg.checkpoint)
-    if not ckpt.is_absolute():
-        ckpt = Path(run_dir) / ckpt if (Path(run_dir) / ckpt).exists() else repo_path(ckpt)
+    # notebook 03's model of this run folder by default (03_training/run/model.safetensors)
+    ckpt = run_artefact(repo_path(run_dir), cfg.checkpoint, key="checkpoint", made_by="03_training")
     model = ev.load_model(ckpt, device=cfg.device)
     print(f"OmniRL loaded from {ckpt}: {model.cfg.backbone}, {model.cfg.num_layers} x {model.cfg.hidden_size}")
 
@@ -135,12 +136,17 @@ for name in figs:
 # %%
 from omnirl_core.evaluation import incontext as ic  # noqa: E402
 
-omnirl_suites = [r.suite for r in results if r.agent == "OmniRL"]
+online_models = ("OmniRL", "OmniRL-tiny (shipped)")  # online rows; offline and imitation start from demos
+omnirl_suites = [r.suite for r in results if r.agent in online_models]
 lines = ["| suite | agent | steps | Q1 | Q4 | Q4 - Q1 [95% CI] |", "|---|---|---|---|---|---|"]
 gains: dict[str, dict] = {}
 for r in results:
-    if r.suite in omnirl_suites and (r.agent == "OmniRL" or r.agent.startswith("TQL")):
-        g = ic.result_gain(r)
+    if r.suite in omnirl_suites and (r.agent in online_models or r.agent.startswith("TQL")):
+        try:
+            g = ic.result_gain(r)
+        except ValueError as exc:  # too few episodes for four segments (small budgets)
+            print(f"{r.suite} / {r.agent}: gain not measured ({exc})")
+            continue
         gains.setdefault(r.suite, {})[r.agent] = g
         d = g["gain"]
         lines.append(f"| {r.suite} | {r.agent} | {g['steps']} | {g['q1'][0]:.3f} | {g['q4'][0]:.3f} | "

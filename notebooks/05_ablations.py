@@ -48,8 +48,9 @@ import time
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
+from omnirl_core.evaluation import load_model
 from omnirl_core.studies import ablations as ab
-from omnirl_core.workbook import load_config, repo_path
+from omnirl_core.workbook import load_config, repo_path, run_artefact
 
 cfg = load_config(ab.AblationConfig, config_path)
 out_dir = repo_path(run_dir) / "05_ablations"
@@ -78,25 +79,38 @@ display(Markdown("\n".join(lines)))
 # ## 2. Synthesise, train, measure
 #
 # Finished work is reused: a variant whose `gain.json` matches its configuration is read back, an interrupted
-# training run resumes from its last checkpoint, and a dataset shared by several variants is built once.
+# training run resumes from its last checkpoint, and a dataset shared by several variants is built once. With
+# `devices` set (the paper profile: the node's 8 GPUs) the variants run in parallel processes, one per GPU.
 
 # %%
 t0 = time.time()
-results = ab.run_studies(cfg, out_dir, chosen)
+if cfg.devices:  # the 8-GPU node: one variant per GPU at a time, in parallel processes
+    ab.spread_variants(cfg, config_path, out_dir, chosen)
+results = ab.run_studies(cfg, out_dir, chosen)  # after spreading: every variant is read back from its folder
 tql = {name: ab.tql_reference(cfg, name) for name in results} if cfg.tql else {}
+references: dict[str, dict] = {name: {} for name in results}
+if cfg.reference_checkpoint:  # notebook 03's model of this run folder, on each study's test tasks
+    ckpt = run_artefact(repo_path(run_dir), cfg.reference_checkpoint, key="reference_checkpoint",
+                        made_by="03_training")
+    reference_model = load_model(ckpt)
+    for name in results:
+        try:
+            references[name]["notebook 03's model"] = ab.model_reference(cfg, name, reference_model)
+        except ValueError as exc:
+            print(f"{name}: notebook 03's model not measured ({exc})")
 print(f"studies {', '.join(chosen)} took {time.time() - t0:.0f} s")
 
 # %% [markdown]
 # ## 3. In-context gain curves
 #
 # Mean normalised score in each quarter of a run on unseen tasks (the study's test suite and steps; 95% intervals
-# over the tasks), one line per variant; TQL-UCB (tuned c) on the same tasks is the reference line. A model that learns
-# in context rises from left to right.
+# over the tasks), one line per variant; TQL-UCB (tuned c) and notebook 03's model (`reference_checkpoint`) on the
+# same tasks are the reference lines. A model that learns in context rises from left to right.
 
 # %%
 fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.6), squeeze=False)
 for ax, (name, variants) in zip(axes[0], results.items()):
-    ab.plot_study(name, variants, tql.get(name), ax=ax)
+    ab.plot_study(name, variants, tql.get(name), ax=ax, models=references.get(name))
 fig.tight_layout()
 fig.savefig(out_dir / "gain_curves.png", dpi=100)
 plt.show()
@@ -109,6 +123,6 @@ plt.show()
 
 # %%
 rows = ab.summary_rows(cfg, results)
-table = ab.markdown_summary(rows, tql)
+table = ab.markdown_summary(rows, tql, references)
 (out_dir / "summary.md").write_text(table + "\n")
 display(Markdown(table))

@@ -153,3 +153,23 @@ def test_command_line_runs_one_variant(tmp_path, capsys):
         ab.main([str(path), "--study", "tags", "--variant", "nope"])
     assert ab.main([str(path), "--out", str(tmp_path / "run")]) == 0
     assert "| tags | dpd |" in capsys.readouterr().out
+
+
+def test_variants_spread_over_devices_run_in_parallel_and_are_read_back(tmp_path):
+    from omnirl_core.workbook import dump_config
+
+    cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}})
+    cfg.devices = [0, 1]
+    path = dump_config(cfg, tmp_path / "05.yaml")
+    logs: list[str] = []
+    ab.spread_variants(cfg, path, tmp_path / "run", ["tags"], log=logs.append)
+    assert sorted(line for line in logs if "started" in line) == ["tags/dpd: started on device 0",
+                                                                  "tags/no_tags: started on device 1"]
+    logs.clear()
+    results = ab.run_studies(cfg, tmp_path / "run", ["tags"], log=logs.append)
+    assert all("reusing" in line for line in logs) and len(results["tags"]) == 2
+    # a variant that fails stops the spread with its own error
+    cfg.studies["tags"].variants["broken"] = {"training.init_from": str(tmp_path / "nonexistent.pt")}
+    path = dump_config(cfg, tmp_path / "05b.yaml")
+    with pytest.raises(RuntimeError, match=r"(?s)tags/broken failed on device .*nonexistent\.pt does not exist"):
+        ab.spread_variants(cfg, path, tmp_path / "run", ["tags"], log=None)

@@ -34,6 +34,8 @@ class EvaluationConfig:
     "PPO is tested (5 episodes) after every this many training episodes."
     checkpoint: str | None = "shipped"
     "OmniRL checkpoint (.pt/.safetensors; relative: run folder, then repo); 'shipped': models/ per suite; None: skip."
+    also_shipped: bool = False
+    "Also run, beside the checkpoint, the shipped model covering each suite (rows 'OmniRL-tiny (shipped)')."
     modes: list[str] = field(default_factory=lambda: ["online"])
     "OmniRL modes: online, offline (perturbed-oracle demonstrations), imitation (oracle demonstrations)."
     demo_episodes: int = 10

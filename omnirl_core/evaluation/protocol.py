@@ -37,6 +37,38 @@ def _model_for_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool):
     return model, cfg.temperature, ""
 
 
+def _omnirl_rows(cfg: EvaluationConfig, model, shipped: bool) -> list[tuple[str, bool]]:
+    """(row label, whether it is the shipped model) of every OmniRL model to run."""
+    rows = [("OmniRL", shipped)]
+    if cfg.also_shipped and not shipped:
+        rows.append(("OmniRL-tiny (shipped)", True))
+    return rows
+
+
+def _run_omnirl(cfg: EvaluationConfig, suite: Suite, model, temperature: float, label: str, common: dict):
+    """One model in every configured mode on ``suite``."""
+    import torch
+
+    out = []
+    for mode in cfg.modes:
+        demo = None
+        if mode == "offline":
+            demo = NoisyOracleAgent(cfg.demo_noise)
+        elif mode == "imitation":
+            demo = OracleAgent()
+        agent = OmniRLAgent(model, temperature, cfg.temperature_schedule, cfg.device)
+        threads = torch.get_num_threads()
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        try:
+            res = run_agent(suite, agent, cfg.n_episodes, demo=demo, demo_episodes=cfg.demo_episodes, **common)
+        finally:
+            torch.set_num_threads(threads)
+        res.agent = label if mode == "online" else f"{label} ({mode})"
+        out.append(res)
+    return out
+
+
 def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | None = print) -> list[RunResult]:
     """Every configured agent (and OmniRL mode) on every configured suite. ``model``: a loaded OmniRL model
     (default: loaded from ``cfg.checkpoint`` when "omnirl" is among the agents)."""
@@ -59,30 +91,13 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
                 res.agent = f"TQL-UCB (c={res.info['c']:g})"
                 results.append(res)
             elif agent == "omnirl":
-                suite_model, temperature, why = _model_for_suite(cfg, suite, model, shipped)
-                if suite_model is None:
-                    if log:
-                        log(f"{name}: OmniRL skipped ({why})")
-                    continue
-                for mode in cfg.modes:
-                    demo = None
-                    if mode == "offline":
-                        demo = NoisyOracleAgent(cfg.demo_noise)
-                    elif mode == "imitation":
-                        demo = OracleAgent()
-                    ag = OmniRLAgent(suite_model, temperature, cfg.temperature_schedule, cfg.device)
-                    import torch
-
-                    threads = torch.get_num_threads()
-                    if cfg.torch_threads:
-                        torch.set_num_threads(cfg.torch_threads)
-                    try:
-                        res = run_agent(suite, ag, cfg.n_episodes, demo=demo, demo_episodes=cfg.demo_episodes,
-                                        **common)
-                    finally:
-                        torch.set_num_threads(threads)
-                    res.agent = "OmniRL" if mode == "online" else f"OmniRL ({mode})"
-                    results.append(res)
+                for label, use_shipped in _omnirl_rows(cfg, model, shipped):
+                    suite_model, temperature, why = _model_for_suite(cfg, suite, model, use_shipped)
+                    if suite_model is None:
+                        if log:
+                            log(f"{name}: {label} skipped ({why})")
+                        continue
+                    results.extend(_run_omnirl(cfg, suite, suite_model, temperature, label, common))
             elif agent == "ppo":
                 try:
                     import stable_baselines3  # noqa: F401

@@ -87,8 +87,12 @@ class AblationConfig:
     "Sampling temperature of every model."
     tql: bool = param(True)
     "Also measure TQL-UCB (best c of 0.1, 0.5, 1, 2 by mean score) on the same tasks, as a reference line."
+    reference_checkpoint: str | None = None
+    "Also measure this model (relative: the run folder, e.g. notebook 03's 03_training/run/model.safetensors)."
     workers: int = param(2, ge=1)
     "Synthesis worker processes."
+    devices: list[int] = param([], ge=0)
+    "GPUs (CUDA indices) to spread variants over, one variant per device at a time; empty: one after another here."
     torch_threads: int = param(1, ge=1)
     "Torch CPU threads for training and evaluation."
     progress: bool = param(True)
@@ -286,6 +290,24 @@ def tql_reference(cfg: AblationConfig, study: str | None = None) -> dict:
     return out
 
 
+def model_reference(cfg: AblationConfig, study: str, model, temperature: float | None = None) -> dict:
+    """A trained model (e.g. notebook 03's) on a study's test tasks, measured as the variants are."""
+    import torch
+
+    from ..evaluation.agents import OmniRLAgent
+    from ..evaluation.incontext import online_gain
+
+    suite = _suite(cfg, study)
+    if suite.n_obs > model.cfg.ns_max or suite.na != model.cfg.na:
+        raise ValueError(f"the model takes {model.cfg.ns_max} observation ids and {model.cfg.na} actions; the test "
+                         f"suite of {study} has {suite.n_obs} and {suite.na}")
+    with torch.no_grad():
+        out = online_gain(suite, OmniRLAgent(model.eval(), temperature=temperature or cfg.temperature),
+                          eval_settings(cfg, study)[1], seed=cfg.seed)
+    out.pop("per_task", None)
+    return out
+
+
 def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | None = None,
                 log: Callable[[str], None] | None = print) -> dict[str, list[VariantResult]]:
     """Run every variant of the chosen studies (default: ``cfg.run``, or all)."""
@@ -293,6 +315,57 @@ def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | 
     for name in studies or cfg.studies_to_run:
         out[name] = [run_variant(cfg, name, v, root, log=log) for v in cfg.studies[name].variants]
     return out
+
+
+def spread_variants(cfg: AblationConfig, config_path: str | Path, root: str | Path,
+                    studies: Sequence[str] | None = None, log: Callable[[str], None] | None = print) -> None:
+    """Train and measure the variants of ``studies`` in parallel processes, one per device of ``cfg.devices``
+    (``CUDA_VISIBLE_DEVICES`` set per process), each ``python -m omnirl_core.studies CONFIG --study S --variant V``
+    with its output in ``ROOT/logs/``.
+
+    Datasets are synthesised here first (variants share them), and variants with equal runs go once; the results
+    land in the cache that :func:`run_studies` then reads back. A failing variant raises with its own stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from ..synthesis import synthesize
+
+    log = log or (lambda _m: None)
+    root = Path(root)
+    jobs: dict[str, tuple[str, str]] = {}
+    for name in studies or cfg.studies_to_run:
+        for variant in cfg.studies[name].variants:
+            dataset, training = variant_configs(cfg, name, variant)
+            synthesize(dataset, root / "data" / dataset_key(dataset), workers=cfg.workers, progress=cfg.progress)
+            jobs.setdefault(run_key(cfg, name, dataset, training), (name, variant))
+    pending, running = list(jobs.values()), []
+    free = list(cfg.devices or [0])
+    while pending or running:
+        while pending and free:
+            (name, variant), device = pending.pop(0), free.pop(0)
+            cmd = [sys.executable, "-m", "omnirl_core.studies", str(config_path), "--study", name, "--variant",
+                   variant, "--out", str(root)]
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(device)}
+            log_path = root / "logs" / f"{name}.{variant}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "w") as fh:  # a file, not a pipe: progress bars would fill a pipe and block
+                proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+            running.append((proc, device, name, variant, log_path))
+            log(f"{name}/{variant}: started on device {device}")
+        while all(proc.poll() is None for proc, *_ in running):
+            time.sleep(0.5)
+        done = next(job for job in running if job[0].poll() is not None)
+        running.remove(done)
+        proc, device, name, variant, log_path = done
+        if proc.returncode != 0:
+            for other, *_ in running:
+                other.terminate()
+            tail = log_path.read_text(errors="replace").splitlines()[-20:]
+            raise RuntimeError(f"{name}/{variant} failed on device {device} (exit {proc.returncode}, log "
+                               f"{log_path}):\n" + "\n".join(tail))
+        log(f"{name}/{variant}: done on device {device}")
+        free.append(device)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -309,8 +382,10 @@ def summary_rows(cfg: AblationConfig, results: dict[str, list[VariantResult]]) -
     return rows
 
 
-def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None) -> str:
-    """The results table (one row per variant, then TQL-UCB per study when given) and the paper's findings."""
+def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None,
+                     models: dict[str, dict[str, dict]] | None = None) -> str:
+    """The results table (one row per variant, then per study TQL-UCB and other reference models, e.g. notebook
+    03's, when given: ``models[study][label]``) and the paper's findings."""
     lines = ["| study | variant | test tasks | env steps trained | final loss | Q1 | Q4 | mean | Q4 - Q1 [95% CI] |",
              "|---|---|---|---|---|---|---|---|---|"]
     studies: dict[str, dict] = {}
@@ -328,18 +403,25 @@ def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None) -
             g = ref["gain"]
             lines.append(f"| {study} | TQL-UCB (c={ref['c']:g}), reference | {where} | - | - | {ref['q1'][0]:.3f} | "
                          f"{ref['q4'][0]:.3f} | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |")
+        for label, ref in (models or {}).get(study, {}).items():
+            g = ref["gain"]
+            lines.append(f"| {study} | {label}, reference | {where} | - | - | {ref['q1'][0]:.3f} | "
+                         f"{ref['q4'][0]:.3f} | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |")
     lines += ["", "| study | the paper's finding |", "|---|---|"]
     lines += [f"| {s} | {r['paper'] or '-'} |" for s, r in studies.items()]
     return "\n".join(lines)
 
 
-def plot_study(study: str, variants: Sequence[VariantResult], tql: dict | None = None, ax=None):
-    """The in-context gain curve (score per quarter, 95% CIs) of every variant of a study."""
+def plot_study(study: str, variants: Sequence[VariantResult], tql: dict | None = None, ax=None,
+               models: dict[str, dict] | None = None):
+    """The in-context gain curve (score per quarter, 95% CIs) of every variant of a study, and of the references
+    (TQL-UCB, ``models``: label -> summary)."""
     from ..views.evaluation import plot_gain
 
     summaries = {r.variant: r.gain for r in variants}
     if tql is not None:
         summaries[f"TQL-UCB c={tql['c']:g}"] = tql
+    summaries.update(models or {})
     return plot_gain(summaries, title=study, ax=ax)
 
 

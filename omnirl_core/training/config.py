@@ -87,6 +87,16 @@ class EvalConfig:
 
 
 @dataclass
+class LaunchConfig:
+    """How notebook 03 runs the training (``omnirl_core.training.launch``)."""
+
+    nproc_per_node: int = param(1, ge=1)
+    "Processes on this node, one per GPU (8 on the paper's node); above 1 the notebook starts torchrun with them."
+    poll_seconds: float = param(2.0, gt=0)
+    "How often the notebook reads rank 0's metrics to move its progress bar."
+
+
+@dataclass
 class TrainConfig:
     """Notebook 03 and ``python -m omnirl_core.training``: meta-training by chunked truncated BPTT (Algorithm 3)."""
 
@@ -112,6 +122,8 @@ class TrainConfig:
     "bf16 autocast on CUDA (ignored on CPU)."
     log_every: int = param(10, ge=1)
     "Write a metrics row every this many iterations."
+    launch: LaunchConfig = param(LaunchConfig())
+    "Notebook 03 only: one process in the kernel, or torchrun with several (the command line is run by torchrun)."
     tensorboard: str = param("auto", choices=("auto", "on", "off"))
     "TensorBoard events in RUN/tensorboard beside the CSV/JSONL files: auto (if installed; says so if not), on, off."
     checkpoint_every: int = param(500, ge=1)

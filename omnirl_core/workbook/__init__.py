@@ -4,16 +4,19 @@ with, and the papermill runner that executes the notebooks in order.
 - :mod:`.fields` declaring fields (:func:`param`, :class:`Rule`), :class:`ConfigError`
 - :mod:`.config` building and validating configs from YAML, dumping and describing them
 - :mod:`.registry` which config class validates which notebook
+- :mod:`.artefacts` what a notebook takes from the earlier notebooks of its run folder
 - :mod:`.runner`, :mod:`.cli` ``python -m omnirl_core.workbook run|check|describe``
 
 Only the config engine is imported here (it sits below every other subpackage); import the runner as
 ``omnirl_core.workbook.runner``.
 """
 
+from .artefacts import MissingArtefact, run_artefact
 from .config import config_to_dict, describe, dump_config, load_config, repo_path, repo_root, validate_config
 from .fields import STATE_COUNT, ConfigError, Rule, check, field_docs, param
 
 __all__ = [
     "ConfigError", "Rule", "STATE_COUNT", "check", "field_docs", "param",
     "load_config", "validate_config", "config_to_dict", "dump_config", "describe", "repo_path", "repo_root",
+    "MissingArtefact", "run_artefact",
 ]

@@ -1,0 +1,112 @@
+"""A rehearsal of the 8-GPU node on this CPU: the paper profile itself, shrunk only by ``--set`` overrides (sizes,
+steps), run by papermill through all five notebooks, with 2 gloo processes standing in for 8 NCCL GPUs.
+
+02 writes paper-shaped datasets (D_Large's ns in [16, 128]); 03 trains on 02's D_Large under torchrun in the paper
+token layout, is killed (torchrun and both ranks, as a node failure) and resumes; 04 evaluates 03's checkpoint
+online, offline and by imitation; 05 runs two variants and measures 03's model beside them. No path is edited:
+every notebook finds what the one before it wrote in the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+SHRINK = {
+    "01": ["stats_ns=[1, 16]", "stats_tasks_per_ns=2", "timing_ns=[16]", "timing_repeats=1", "play_steps=20"],
+    "02": [f"datasets.{name}.{key}" for name in ("d_small", "d_large")
+           for key in ("n_sequences=8", "seq_len=256", "sequences_per_shard=4", "batch_size=4")]
+          + ["workers=2", "show_steps=100", "loader_batch=2", "loader_chunk=128", "curve_bins=4"],
+    "03": ["steps=40", "chunk_len=128", "model.hidden_size=32", "model.num_layers=2", "model.intermediate_size=64",
+           "model.head_dim=16", "model.chunk_size=16", "data.batch_size=2", "data.seq_len=256", "eval.every=20",
+           "eval.batches=1", "eval.position_bins=4", "checkpoint_every=2", "log_every=1", "bf16=false",
+           "device=cpu", "torch_threads=1", "launch.nproc_per_node=2", "launch.poll_seconds=0.5"],
+    "04": ["suites=[anymdp_16]", "n_tasks=2", "n_episodes=8", "agents=[random, oracle, omnirl]",
+           "demo_episodes=2", "device=cpu", "pendulum_samples=10", "pendulum_reference_episodes=2"],
+    "05": ["run=[tags]", "eval_tasks=2", "eval_steps=400", "tql=false", "workers=1", "torch_threads=1",
+           "dataset.n_sequences=8", "dataset.seq_len=256", "dataset.sequences_per_shard=4", "dataset.batch_size=4",
+           "training.steps=2", "training.chunk_len=128", "training.model.hidden_size=32",
+           "training.model.num_layers=2", "training.model.intermediate_size=64", "training.model.head_dim=16",
+           "training.data.batch_size=2", "training.data.seq_len=256", "training.bf16=false",
+           "training.device=cpu", "training.checkpoint_every=2"],
+}
+
+
+def workbook(out: Path, *only: str, wait: bool = True):
+    sets = [f"{nb}:{entry}" for nb in (only or SHRINK) for entry in SHRINK[nb]]
+    cmd = [sys.executable, "-m", "omnirl_core.workbook", "run", "params/paper", "--run-name", "rehearsal",
+           "--output-root", str(out), *[a for nb in only for a in ("--only", nb)],
+           *[a for s in sets for a in ("--set", s)]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return res
+
+
+def _kill_processes_mentioning(text: str) -> int:
+    """SIGKILL every process whose command line contains ``text`` (torchrun and its ranks); their count."""
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, ProcessLookupError):
+            pass
+    return killed
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes to kill through /proc")
+def test_paper_profile_runs_end_to_end_on_cpu_with_two_gloo_processes(tmp_path):
+    run = tmp_path / "rehearsal"
+    workbook(tmp_path, "01", "02")
+    for name, ns in (("d_small", {16}), ("d_large", None)):
+        man = json.loads((run / "data" / name / "manifest.json").read_text())
+        assert man["complete"] and man["seq_len"] == 256
+        shard_ns = {s["ns"] for s in man["shards"]}
+        assert shard_ns == ns if ns else all(16 <= n <= 128 for n in shard_ns)
+
+    # 03 under torchrun, killed like a failed node once it has a checkpoint, then run again: it resumes
+    train_dir = run / "03_training" / "run"
+    proc = workbook(tmp_path, "03", wait=False)
+    deadline = time.time() + 600
+    while not (train_dir / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "notebook 03 ended before it wrote a checkpoint"
+    assert _kill_processes_mentioning(str(train_dir / "launch.yaml")) >= 3  # torchrun and two ranks
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rows_before = [json.loads(line)["step"] for line in (train_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows_before and rows_before[-1] < 40
+    workbook(tmp_path, "03")
+    steps = [json.loads(line)["step"] for line in (train_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 41))  # resumed, one row per iteration
+    logs = sorted(p.parent.name for p in (train_dir / "launch_logs").rglob("stderr.log"))
+    assert set(logs) == {"0", "1"}  # two processes each time
+    used = (train_dir / "launch.yaml").read_text()
+    assert "layout: paper" in used and str(run / "data" / "d_large") in used
+
+    # 04 evaluates 03's checkpoint in the three modes; 05 two variants and 03's model beside them
+    workbook(tmp_path, "04", "05")
+    table = (run / "04_evaluation" / "table1.md").read_text()
+    for suite in ("anymdp_16",):
+        for agent in ("OmniRL", "OmniRL (offline)", "OmniRL (imitation)"):
+            assert f"| {suite} | {agent} |" in table, (suite, agent, table)
+    summary = (run / "05_ablations" / "summary.md").read_text()
+    assert "| tags | dpd |" in summary and "| tags | no_tags |" in summary
+    assert "notebook 03's model, reference" in summary
