@@ -13,6 +13,7 @@ import ast
 import importlib.metadata
 import importlib.util
 import inspect
+import os
 import sys
 import types
 from dataclasses import replace
@@ -185,3 +186,18 @@ def test_the_old_probe_would_have_been_caught(monkeypatch):
     monkeypatch.setitem(sys.modules, "fla.ops.rwkv7", fake)
     monkeypatch.setattr(common, "_on_gpu", lambda x: True)
     assert common.fla_kernel("RWKV-7", torch.zeros(1), "auto", "rwkv7", "chunk_rwkv7") is fake.chunk_rwkv7
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_on_cpu_at_toy_sizes():
+    """bench/gpu_check.py is run once on a lent GPU; its code path is exercised here first (torch vs torch)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "bench/gpu_check.py", "--cpu", "--tiny", "--iterations", "1"], cwd=root,
+                         capture_output=True, text=True, timeout=600, env={**os.environ,
+                                                                            "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = [line for line in res.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 2 * 4 + 2  # header, 4 backbones x 2 precisions, throughput, smoke
+    assert all(line.endswith(("| yes |", "| - |", "| pass |")) for line in table)

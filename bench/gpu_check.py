@@ -1,0 +1,151 @@
+"""The GPU check: one script, one table, for a CUDA machine (a few minutes on one H100/H200).
+
+1. **Kernels.** Each backbone's fla path (``backend: fla``) against our PyTorch path (``backend: torch``), the same
+   weights, at the paper's width (hidden 512, 8 heads) with two blocks: forward outputs and the gradients of every
+   parameter, in fp32 and under bf16 autocast, with the recurrent state carried from one 2K-step chunk into the
+   next (upstream fla issues 351 and 494 were wrong results exactly there). Reports max |difference| relative to
+   max |reference| per quantity and a pass mark (fp32 <= 1e-3, bf16 <= 5e-2).
+2. **Throughput.** Training iterations of the paper configuration (``params/paper/03_training.yaml``: RWKV-7 18 x
+   512, 5 sequences of 12,288 steps, chunks of 2,048, bf16) on one GPU: environment steps per second (the paper:
+   7.5K per A800) and peak memory.
+3. **Smoke.** ``training.train`` with the paper profile on one GPU for a few iterations (stand-in data): finite
+   losses, a checkpoint written.
+
+    .venv/bin/python bench/gpu_check.py                 # on the GPU machine
+    .venv/bin/python bench/gpu_check.py --cpu --tiny    # the same code on CPU at toy sizes (torch vs torch)
+
+``--cpu`` exists to test the script itself before GPU time is spent: both sides then run the PyTorch path, so
+its differences are zero by construction and its speeds are not GPU numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from omnirl_core.model import ModelConfig, OmniRL, detach_state  # noqa: E402
+from omnirl_core.training import TrainConfig, accumulate_gradients, make_data, train  # noqa: E402
+from omnirl_core.workbook import load_config  # noqa: E402
+
+BACKBONES = ("rwkv7", "gated_deltanet", "gsa", "mamba2")
+TOLERANCE = {"fp32": 1e-3, "bf16": 5e-2}
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-12))
+
+
+def kernel_rows(device: str, tiny: bool) -> list[dict]:
+    """fla vs torch for every backbone and precision, two chunks with the state carried."""
+    rows = []
+    width, T, B = (32, 64, 2) if tiny else (512, 2048, 2)
+    for backbone in BACKBONES:
+        base = ModelConfig.paper(backbone)
+        cfg = replace(base, num_layers=2, ns_max=128, backend="torch",
+                      **({"hidden_size": width, "intermediate_size": 2 * width, "head_dim": 8 if backbone != "mamba2"
+                          else 16, "gdn_num_heads": 2} if tiny else {}))
+        torch.manual_seed(0)
+        ref = OmniRL(cfg).to(device)
+        fast = OmniRL(replace(cfg, backend="torch" if device == "cpu" else "fla")).to(device)
+        fast.load_state_dict(ref.state_dict())
+        g = torch.Generator().manual_seed(1)
+        obs = torch.randint(0, cfg.ns_max, (B, 2 * T), generator=g).to(device)
+        tag = torch.randint(0, 8, (B, 2 * T), generator=g).to(device)
+        act = torch.randint(0, cfg.na, (B, 2 * T), generator=g).to(device)
+        rew = torch.randn(B, 2 * T, generator=g).to(device)
+        for precision in ("fp32", "bf16"):
+            outs, grads = [], []
+            for model in (ref, fast):
+                model.zero_grad(set_to_none=True)
+                with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16" and device == "cuda"):
+                    y1, _, st = model(obs[:, :T], tag[:, :T], act[:, :T], rew[:, :T])
+                    y2, _, st2 = model(obs[:, T:], tag[:, T:], act[:, T:], rew[:, T:], st)
+                (y1.float().square().mean() + y2.float().square().mean()).backward()
+                outs.append((y1.detach(), y2.detach(), detach_state(st2)))
+                grads.append({k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None})
+            (a1, a2, _), (b1, b2, _) = outs
+            grad_err = max(_rel(grads[1][k], grads[0][k]) for k in grads[0])
+            errs = {"chunk 1": _rel(b1, a1), "chunk 2 (state carried)": _rel(b2, a2), "gradients": grad_err}
+            worst = max(errs.values())
+            rows.append({"check": f"{backbone} fla vs torch, {precision}",
+                         "result": ", ".join(f"{k} {v:.1e}" for k, v in errs.items()),
+                         "pass": "yes" if worst <= TOLERANCE[precision] else "NO"})
+    return rows
+
+
+def throughput_row(device: str, tiny: bool, iterations: int) -> dict:
+    over = ["device=" + device, "bf16=" + str(device == "cuda").lower(), "data.path=null"]
+    if tiny:
+        over += ["model.hidden_size=32", "model.num_layers=2", "model.intermediate_size=64", "model.head_dim=16",
+                 "data.batch_size=2", "data.seq_len=256", "chunk_len=128"]
+    cfg = load_config(TrainConfig, ROOT / "params/paper/03_training.yaml", overrides=over)
+    model = OmniRL(cfg.model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
+    data = make_data(cfg)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for i in range(iterations + 1):  # the first iteration warms up (kernel compilation, allocator)
+        batch = {k: v.to(device) for k, v in data.next_batch().items()}
+        t0 = time.perf_counter()
+        accumulate_gradients(model, batch, batch["obs"], cfg)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    steps = cfg.data.batch_size * (cfg.data.seq_len or 0)
+    per_s = steps / (sum(times) / len(times))
+    mem = f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
+    return {"check": f"training throughput, {cfg.model.backbone} {cfg.model.num_layers} x {cfg.model.hidden_size}, "
+                     f"batch {cfg.data.batch_size} x {cfg.data.seq_len}, chunks {cfg.chunk_len}",
+            "result": f"{per_s:,.0f} env steps/s per GPU (paper: 7,500 on an A800){mem}", "pass": "-"}
+
+
+def smoke_row(device: str, tiny: bool) -> dict:
+    over = ["device=" + device, "steps=3", "data.path=null", "checkpoint_every=3", "eval.every=0",
+            "launch.nproc_per_node=1", "bf16=" + str(device == "cuda").lower()]
+    if tiny:
+        over += ["model.hidden_size=32", "model.num_layers=2", "model.intermediate_size=64", "model.head_dim=16",
+                 "data.batch_size=2", "data.seq_len=256", "chunk_len=128"]
+    cfg = load_config(TrainConfig, ROOT / "params/paper/03_training.yaml", overrides=over)
+    with tempfile.TemporaryDirectory() as tmp:
+        res = train(cfg, tmp, progress=False)
+        ok = res.step == 3 and res.bad_steps == 0 and (Path(tmp) / "checkpoint.pt").is_file()
+    return {"check": "paper profile, 3 iterations on one device", "result": f"last loss {res.last_loss:.4f}",
+            "pass": "yes" if ok else "NO"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cpu", action="store_true", help="run on CPU (tests the script; no GPU numbers)")
+    ap.add_argument("--tiny", action="store_true", help="toy sizes")
+    ap.add_argument("--iterations", type=int, default=3, help="timed training iterations")
+    args = ap.parse_args(argv)
+    device = "cpu" if args.cpu else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        print("error: no CUDA device (use --cpu to test the script)", file=sys.stderr)
+        return 2
+    rows = kernel_rows(device, args.tiny) + [throughput_row(device, args.tiny, args.iterations),
+                                             smoke_row(device, args.tiny)]
+    name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
+    print(f"GPU check on {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
+    print("| check | result | pass |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r['check']} | {r['result']} | {r['pass']} |")
+    return 0 if all(r["pass"] != "NO" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
