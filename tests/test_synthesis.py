@@ -413,3 +413,40 @@ def test_learner_hyperparameter_config_is_used(engine):
     assert (lp[:, [_col("q_noise_start"), _col("mb_noise_start")]] == 0.3).all()
     with pytest.raises(Exception, match="learner_gamma_range"):
         _cfg(mixture={"learner_gamma_range": [0.99, 0.9]})
+
+
+def test_nodes_write_disjoint_parts_concurrently_and_one_run_joins_them(tmp_path):
+    """Several nodes on one shared folder (``--part RANK/WORLD``), at the same time: the joined dataset has the
+    bytes of a single-writer run."""
+    import yaml
+
+    from omnirl_core.synthesis.cli import parse_part
+    from omnirl_core.workbook.errors import InputError
+
+    params = {"datasets": {"d": {"ns": 1, "na": 5, "seq_len": 64, "n_sequences": 20, "sequences_per_shard": 4,
+                                 "batch_size": 4}}, "workers": 1}
+    path = tmp_path / "02.yaml"
+    path.write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "omnirl_core.synthesis", str(path), "--out", str(tmp_path / "shared"),
+           "--no-progress"]
+    procs = [subprocess.Popen([*cmd, "--part", f"{r}/3"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for r in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    written = sorted(d.name for d in (tmp_path / "shared" / "d").glob("shard_*"))
+    assert written == [f"shard_{k:06d}" for k in range(5)]
+    assert not (tmp_path / "shared" / "d" / "manifest.json").exists()  # left to the run that joins the parts
+    assert "part 1/3: 2 of 5 shards" in outs[1][0]  # shards 1 and 4
+    joined = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert joined.returncode == 0, joined.stderr
+    single = subprocess.run([*cmd[:5], str(tmp_path / "single"), "--no-progress"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+    a = json.loads((tmp_path / "shared" / "d" / "manifest.json").read_text())
+    b = json.loads((tmp_path / "single" / "d" / "manifest.json").read_text())
+    assert a["complete"] and a == b  # every shard's sha256 is the same as a single writer's
+    assert parse_part("env", {"SLURM_PROCID": "2", "SLURM_NTASKS": "4"}) == (2, 4)
+    assert parse_part("env", {"RANK": "1", "WORLD_SIZE": "2", "SLURM_PROCID": "7", "SLURM_NTASKS": "8"}) == (1, 2)
+    for bad in ("3/3", "x/2", "1"):
+        with pytest.raises(InputError, match="--part"):
+            parse_part(bad)

@@ -1,12 +1,17 @@
 """Command line: ``python -m omnirl_core.synthesis PARAMS.yaml --out DIR`` synthesises the datasets of a
 02_synthesis parameter file.
 
+Several nodes, one shared folder: each runs the same command with ``--part RANK/WORLD`` (``--part env`` reads
+``RANK``/``WORLD_SIZE`` or SLURM's ``SLURM_PROCID``/``SLURM_NTASKS``) and writes its disjoint share of the shards;
+one run without ``--part`` afterwards verifies them all and writes the manifest.
+
 Exit codes: 0 done, 2 bad input (parameter file, ``--only``, ``--workers``, a dataset folder of another
 configuration or being written by another synthesis), each reported as one line on stderr.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from ..workbook.config import load_config, repo_path
@@ -24,8 +29,28 @@ def _parser() -> CliParser:
     ap.add_argument("--workers", type=int, default=None, help="worker processes, >= 1 (default: the config's)")
     ap.add_argument("--only", action="append", default=None, help="synthesise only this dataset (repeatable)")
     ap.add_argument("--set", action="append", default=[], help="override, e.g. datasets.d_small.n_sequences=8")
+    ap.add_argument("--part", default=None, metavar="RANK/WORLD",
+                    help="write only the shards k with k %% WORLD == RANK (several nodes); 'env': from the launcher")
     ap.add_argument("--no-progress", action="store_true")
     return ap
+
+
+def parse_part(text: str | None, env: dict | None = None) -> tuple[int, int] | None:
+    """``--part``: ``"RANK/WORLD"``, or ``"env"`` for the launcher's rank variables; None without it."""
+    if text is None:
+        return None
+    if text == "env":
+        env = dict(os.environ if env is None else env)
+        for rank_key, world_key in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+            if rank_key in env and world_key in env:
+                text = f"{env[rank_key]}/{env[world_key]}"
+                break
+        else:
+            raise InputError("--part env: neither RANK/WORLD_SIZE nor SLURM_PROCID/SLURM_NTASKS is set")
+    rank, _, world = text.partition("/")
+    if not (rank.isdigit() and world.isdigit() and int(rank) < int(world)):
+        raise InputError(f"--part {text!r}: must be RANK/WORLD with 0 <= RANK < WORLD, e.g. 0/4")
+    return int(rank), int(world)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,12 +68,17 @@ def _main(argv: list[str]) -> int:
         raise InputError(f"--only {unknown[0]!r}: {args.params} has no such dataset; it has "
                          f"{', '.join(cfg.datasets) or 'none'}")
     workers = args.workers or cfg.workers
+    part = parse_part(args.part)
     for name, dcfg in cfg.datasets.items():
         if args.only and name not in args.only:
             continue
         t0 = time.perf_counter()
-        man = synthesize(dcfg, repo_path(args.out) / name, workers=workers, progress=not args.no_progress)
+        man = synthesize(dcfg, repo_path(args.out) / name, workers=workers, progress=not args.no_progress,
+                         part=part)
         dt = time.perf_counter() - t0
-        steps = dcfg.n_sequences * dcfg.seq_len
-        print(f"{name}: {man['n_shards']} shards, {steps} steps, {dt:.1f} s")
+        if part is None:
+            print(f"{name}: {man['n_shards']} shards, {dcfg.n_sequences * dcfg.seq_len} steps, {dt:.1f} s")
+        else:
+            print(f"{name}: part {part[0]}/{part[1]}: {len(man['shards'])} of {man['n_shards']} shards, {dt:.1f} s; "
+                  "run once more without --part to write the manifest")
     return 0

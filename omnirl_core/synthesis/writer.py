@@ -46,15 +46,16 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def writer_lock(root: Path):
-    """Hold the dataset folder's writer lock (``root/.lock``, a POSIX record lock: released when this process
-    ends, however it ends, and not inherited by worker processes) for the duration of the block.
+def writer_lock(root: Path, name: str = LOCK_FILE):
+    """Hold the dataset folder's writer lock (``root/.lock``, or a part's own lock file ``name``; a POSIX record
+    lock: released when this process ends, however it ends, and not inherited by worker processes) for the
+    duration of the block.
 
     A second writer of the same folder is refused at once with :class:`SynthesisError` naming the holder (the
     holder's process id and start time are in the lock file while it runs; the file is emptied when it is done)."""
     import fcntl
 
-    path = root / LOCK_FILE
+    path = root / name
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -156,22 +157,31 @@ def _worker(args: tuple[dict, str, int]) -> tuple[int, dict, float]:
 
 
 def synthesize(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1, progress: bool = True,
-               max_shards: int | None = None) -> dict:
+               max_shards: int | None = None, part: tuple[int, int] | None = None) -> dict:
     """Synthesise (or resume) the dataset ``cfg`` into ``out_dir``; returns the manifest.
 
     Completed shards found on disk are verified (sha256) and kept; a corrupt one is regenerated; leftover
     temporary files are removed. ``max_shards`` stops after that many new shards (for tests and demos). One writer
     per folder: a second one, while the first runs, is refused with :class:`SynthesisError` (:func:`writer_lock`).
+
+    ``part=(rank, world)``: several nodes share one dataset folder, each writing the shards ``k`` with
+    ``k % world == rank`` (shards are pure functions of (config, k), so the split changes no byte) under its own
+    lock, leaving ``manifest.json`` alone; the returned manifest covers its shards only. One run without ``part``
+    afterwards verifies every shard and writes the complete manifest.
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if part is not None and not (len(part) == 2 and 0 <= part[0] < part[1]):
+        raise ValueError(f"part must be (rank, world) with 0 <= rank < world, got {part!r}")
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    with writer_lock(root):
-        return _synthesize_locked(cfg, root, workers, progress, max_shards)
+    lock = LOCK_FILE if part is None else f"{LOCK_FILE}.part{part[0]}of{part[1]}"
+    with writer_lock(root, lock):
+        return _synthesize_locked(cfg, root, workers, progress, max_shards, part)
 
 
-def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: bool, max_shards: int | None) -> dict:
+def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: bool, max_shards: int | None,
+                       part: tuple[int, int] | None = None) -> dict:
     manifest_path = root / "manifest.json"
     identity = _data_identity(cfg)
     if manifest_path.exists():
@@ -184,14 +194,17 @@ def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: b
         if old.get("schema_version") != SCHEMA_VERSION:
             raise SynthesisError(f"{root} holds a dataset of schema version {old.get('schema_version')}, this code "
                                  f"writes {SCHEMA_VERSION}; use another folder")
-    for leftover in root.glob(".tmp_*"):
+    plan = shard_plan(cfg)
+    mine = [k for k in range(len(plan)) if part is None or k % part[1] == part[0]]
+    # a part removes only its own shards' leftovers: the other parts may be writing theirs right now
+    patterns = [".tmp_*"] if part is None else [f".tmp_{shard_name(k)}_*" for k in mine]
+    for leftover in (p for pattern in patterns for p in root.glob(pattern)):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             leftover.unlink(missing_ok=True)
-    plan = shard_plan(cfg)
     records: dict[int, dict] = {}
-    for k in range(len(plan)):
+    for k in mine:
         d = root / shard_name(k)
         if d.exists():
             problem = verify_shard_dir(d)
@@ -200,10 +213,12 @@ def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: b
             else:
                 print(f"regenerating {d.name}: {problem}", file=sys.stderr)
                 shutil.rmtree(d)
-    todo = [k for k in range(len(plan)) if k not in records]
+    todo = [k for k in mine if k not in records]
     if max_shards is not None:
         todo = todo[:max_shards]
-    write_json_atomic(manifest_path, _manifest(cfg, records))
+    write_manifest = part is None  # parts leave the manifest to the run that joins them
+    if write_manifest:
+        write_json_atomic(manifest_path, _manifest(cfg, records))
     jobs = [(identity, str(root), k) for k in todo]
     bar = None
     if progress and jobs:
@@ -221,7 +236,8 @@ def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: b
             results = pool.imap_unordered(_worker, jobs)
         for k, record, _ in results:
             records[k] = record
-            write_json_atomic(manifest_path, _manifest(cfg, records))
+            if write_manifest:
+                write_json_atomic(manifest_path, _manifest(cfg, records))
             if bar is not None:
                 bar.update(plan[k] * cfg.seq_len)
         if pool is not None:
