@@ -222,6 +222,37 @@ def test_evaluate_driver_runs_baselines_and_skips_omnirl_without_checkpoint():
     assert table_metrics(results[1])["best"] == pytest.approx(1.0)
 
 
+def test_evaluate_runs_omnirl_online_offline_and_by_imitation_with_the_right_contexts(monkeypatch):
+    """Each mode's rows, and what the model saw before acting itself: nothing (online), the perturbed oracle's
+    demonstrations with tags 3 and 6 (offline), the oracle's with tag 3 (imitation)."""
+    from omnirl_core.evaluation import agents, protocol
+
+    seen: list[tuple[int, set]] = []  # per OmniRL run: (demonstration steps observed, their tags)
+
+    class Recording(agents.OmniRLAgent):
+        def reset(self, suite, seeds):
+            super().reset(suite, seeds)
+            seen.append((0, set()))
+
+        def observe(self, obs, actions, rewards, next_obs, terminated, truncated, tags):
+            demo = tags != 7
+            n, t = seen[-1]
+            seen[-1] = (n + int(demo.sum()), t | set(tags[demo].tolist()))
+            super().observe(obs, actions, rewards, next_obs, terminated, truncated, tags)
+
+    monkeypatch.setattr(protocol, "OmniRLAgent", Recording)
+    cfg = load_config(EvaluationConfig, {"suites": ["anymdp_1"], "n_tasks": 4, "n_episodes": 6, "agents": ["omnirl"],
+                                         "modes": ["online", "offline", "imitation"], "demo_episodes": 20,
+                                         "demo_noise": 0.5, "checkpoint": None, "progress": False})
+    results = evaluate(cfg, model=tiny_model(ns_max=1), log=None)
+    assert [r.agent for r in results] == ["OmniRL", "OmniRL (offline)", "OmniRL (imitation)"]
+    assert all(r.returns.shape == (4, 6) and np.isfinite(r.returns).all() for r in results)
+    (n_on, tags_on), (n_off, tags_off), (n_im, tags_im) = seen
+    assert n_on == 0 and tags_on == set()
+    assert n_off == n_im == 4 * 20  # bandit episodes are one pull: 20 demonstration steps per run
+    assert tags_off == {3, 6} and tags_im == {3}
+
+
 def test_config_rejects_unknown_suites_and_agents():
     from omnirl_core.workbook import ConfigError
 

@@ -348,3 +348,20 @@ def test_tensorboard_events_beside_the_metrics_files(tmp_path, monkeypatch, caps
     train(tiny(steps=2, tensorboard="auto"), tmp_path / "missing_auto", progress=False)
     assert capsys.readouterr().err.count("tensorboard is not installed") == 1
     assert len(read_metrics(tmp_path / "missing_auto")) == 2
+
+
+def test_mask_states_rate_masked_id_and_independence_from_the_process_count():
+    from omnirl_core.training import mask_states
+
+    obs = torch.randint(0, 16, (8, 4000))
+    out = mask_states(obs, 0.15, 16, seed=3, step=5, rank=0, world_size=1)
+    masked = out == 16
+    assert torch.equal(out[~masked], obs[~masked])  # only the masked id is written
+    n, k = masked.numel(), int(masked.sum())
+    assert abs(k / n - 0.15) < 4 * math.sqrt(0.15 * 0.85 / n)  # binomial rate within 4 standard errors
+    # two processes holding half the batch each mask exactly what one process holding all of it masks
+    halves = [mask_states(obs[4 * r: 4 * r + 4], 0.15, 16, seed=3, step=5, rank=r, world_size=2) for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), out)
+    assert torch.equal(mask_states(obs, 0.15, 16, seed=3, step=5, rank=0, world_size=1), out)  # a resume: the same
+    assert not torch.equal(mask_states(obs, 0.15, 16, seed=3, step=6, rank=0, world_size=1), out)  # next step: new
+    assert mask_states(obs, 0.0, 16, seed=3, step=5, rank=0, world_size=1) is obs
