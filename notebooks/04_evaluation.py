@@ -98,7 +98,12 @@ if cfg.checkpoint and cfg.checkpoint != ev.SHIPPED and "omnirl" in cfg.agents:
     print(f"OmniRL loaded from {ckpt}: {model.cfg.backbone}, {model.cfg.num_layers} x {model.cfg.hidden_size}")
 
 t0 = time.time()
-results = ev.evaluate(cfg, model=model)
+if cfg.devices:  # the 8-GPU node: one suite per GPU at a time, in parallel processes that load the checkpoint
+    if model is not None:
+        cfg.checkpoint = str(ckpt)
+    results = ev.evaluate_on_devices(cfg, out_dir)
+else:
+    results = ev.evaluate(cfg, model=model)
 print(f"evaluation took {time.time() - t0:.1f} s")
 
 # %% [markdown]

@@ -17,7 +17,7 @@ from .baselines import run_ppo, tune_tql
 from .config import EvaluationConfig
 from .incontext import online_gain, segment_summary, validation_suite
 from .models import CheckpointConfigError, ShippedModel, load_model, load_shipped, shipped_model_for, shipped_models
-from .protocol import SHIPPED, evaluate
+from .protocol import SHIPPED, evaluate, evaluate_on_devices
 from .report import markdown_table, table_metrics, table_rows, write_report
 from .runs import RunResult, run_agent
 from .suites import PAPER_TABLE1, SUITE_NAMES, Suite, build_suite, task_suite, test_seed
@@ -28,5 +28,5 @@ __all__ = [
     "RunResult", "run_agent", "tune_tql", "run_ppo",
     "table_metrics", "table_rows", "markdown_table", "write_report",
     "CheckpointConfigError", "load_model", "ShippedModel", "shipped_models", "shipped_model_for", "load_shipped",
-    "SHIPPED", "evaluate", "online_gain", "segment_summary", "validation_suite",
+    "SHIPPED", "evaluate", "evaluate_on_devices", "online_gain", "segment_summary", "validation_suite",
 ]

@@ -54,6 +54,8 @@ class EvaluationConfig:
     "Monte-Carlo episodes for Pendulum's R_oracle and R_random."
     device: str = "cpu"
     "Torch device of the OmniRL model."
+    devices: list[int] = field(default_factory=list)
+    "GPUs to spread the suites over (one process per device at a time, needs a checkpoint path); empty: this process."
     torch_threads: int | None = 1
     "Torch CPU threads while OmniRL acts (single-token steps run fastest on one thread); null keeps torch's."
     progress: bool = True

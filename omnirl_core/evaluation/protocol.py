@@ -1,9 +1,13 @@
-"""The evaluation protocol of notebook 04: every configured agent (and OmniRL mode) on every configured suite.
+"""The evaluation protocol of notebook 04: every configured agent (and OmniRL mode) on every configured suite, in
+this process (:func:`evaluate`) or spread over the node's GPUs, one suite per process (:func:`evaluate_on_devices`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from .agents import NoisyOracleAgent, OmniRLAgent, OracleAgent, RandomAgent
@@ -111,3 +115,34 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
             log(f"{name}: done ({suite.num_envs} runs, {int((~suite.valid).sum())} skipped, reference "
                 f"{suite.reference})")
     return results
+
+
+def evaluate_on_devices(cfg: EvaluationConfig, out_dir: str | os.PathLike,
+                        log: Callable[[str], None] | None = print) -> list[RunResult]:
+    """:func:`evaluate`, one suite per process on each device of ``cfg.devices`` in turn
+    (:func:`~omnirl_core.workbook.devices.run_on_devices`), the results read back in the order of ``cfg.suites``.
+    ``cfg.checkpoint`` must be a path the processes can load (or ``shipped``); logs in ``OUT/devices/``."""
+    import sys
+
+    from ..workbook import dump_config
+    from ..workbook.devices import run_on_devices
+
+    folder = Path(out_dir) / "devices"
+    folder.mkdir(parents=True, exist_ok=True)
+    code = "import sys; from omnirl_core.evaluation.protocol import _evaluate_file; _evaluate_file(*sys.argv[1:])"
+    jobs = []
+    for suite in cfg.suites:
+        path = dump_config(replace(cfg, suites=[suite], devices=[], progress=False), folder / f"{suite}.yaml")
+        jobs.append((suite, [sys.executable, "-c", code, str(path), str(folder / suite)], folder / f"{suite}.log"))
+    run_on_devices(jobs, cfg.devices, log=log)
+    return [RunResult.load(p) for suite in cfg.suites for p in sorted((folder / suite).glob("*.npz"))]
+
+
+def _evaluate_file(config_path: str, out: str) -> None:
+    """The work of one device: :func:`evaluate` of a one-suite configuration, each result to ``out/NN.npz``."""
+    from ..workbook import load_config
+
+    cfg = load_config(EvaluationConfig, config_path)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for i, res in enumerate(evaluate(cfg)):
+        res.save(Path(out) / f"{i:03d}.npz")

@@ -7,8 +7,10 @@ demonstrator's tags, then acts itself. :func:`tune_tql` picks TQL-UCB's bonus sc
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +32,19 @@ class RunResult:
     r_random: np.ndarray
     valid: np.ndarray
     info: dict = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        """Write the result to ``path`` (``.npz``, no pickle)."""
+        meta = json.dumps({"suite": self.suite, "agent": self.agent, "info": self.info})
+        np.savez(path, returns=self.returns, steps=self.steps, r_oracle=self.r_oracle, r_random=self.r_random,
+                 valid=self.valid, meta=np.array(meta))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResult:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return cls(meta["suite"], meta["agent"], z["returns"], z["steps"], z["r_oracle"], z["r_random"],
+                       z["valid"], meta["info"])
 
     @property
     def n_skipped(self) -> int:

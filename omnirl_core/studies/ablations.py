@@ -320,16 +320,15 @@ def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | 
 def spread_variants(cfg: AblationConfig, config_path: str | Path, root: str | Path,
                     studies: Sequence[str] | None = None, log: Callable[[str], None] | None = print) -> None:
     """Train and measure the variants of ``studies`` in parallel processes, one per device of ``cfg.devices``
-    (``CUDA_VISIBLE_DEVICES`` set per process), each ``python -m omnirl_core.studies CONFIG --study S --variant V``
-    with its output in ``ROOT/logs/``.
+    (:func:`~omnirl_core.workbook.devices.run_on_devices`), each ``python -m omnirl_core.studies CONFIG --study S
+    --variant V`` with its output in ``ROOT/logs/``.
 
     Datasets are synthesised here first (variants share them), and variants with equal runs go once; the results
-    land in the cache that :func:`run_studies` then reads back. A failing variant raises with its own stderr."""
-    import os
-    import subprocess
+    land in the cache that :func:`run_studies` then reads back. A failing variant raises with the end of its log."""
     import sys
 
     from ..synthesis import synthesize
+    from ..workbook.devices import run_on_devices
 
     log = log or (lambda _m: None)
     root = Path(root)
@@ -339,33 +338,10 @@ def spread_variants(cfg: AblationConfig, config_path: str | Path, root: str | Pa
             dataset, training = variant_configs(cfg, name, variant)
             synthesize(dataset, root / "data" / dataset_key(dataset), workers=cfg.workers, progress=cfg.progress)
             jobs.setdefault(run_key(cfg, name, dataset, training), (name, variant))
-    pending, running = list(jobs.values()), []
-    free = list(cfg.devices or [0])
-    while pending or running:
-        while pending and free:
-            (name, variant), device = pending.pop(0), free.pop(0)
-            cmd = [sys.executable, "-m", "omnirl_core.studies", str(config_path), "--study", name, "--variant",
-                   variant, "--out", str(root)]
-            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(device)}
-            log_path = root / "logs" / f"{name}.{variant}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "w") as fh:  # a file, not a pipe: progress bars would fill a pipe and block
-                proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
-            running.append((proc, device, name, variant, log_path))
-            log(f"{name}/{variant}: started on device {device}")
-        while all(proc.poll() is None for proc, *_ in running):
-            time.sleep(0.5)
-        done = next(job for job in running if job[0].poll() is not None)
-        running.remove(done)
-        proc, device, name, variant, log_path = done
-        if proc.returncode != 0:
-            for other, *_ in running:
-                other.terminate()
-            tail = log_path.read_text(errors="replace").splitlines()[-20:]
-            raise RuntimeError(f"{name}/{variant} failed on device {device} (exit {proc.returncode}, log "
-                               f"{log_path}):\n" + "\n".join(tail))
-        log(f"{name}/{variant}: done on device {device}")
-        free.append(device)
+    commands = [(f"{name}/{variant}", [sys.executable, "-m", "omnirl_core.studies", str(config_path), "--study",
+                                         name, "--variant", variant, "--out", str(root)],
+                 root / "logs" / f"{name}.{variant}.log") for name, variant in jobs.values()]
+    run_on_devices(commands, cfg.devices, log=log)
 
 
 # ---------------------------------------------------------------------------------------------- reports
