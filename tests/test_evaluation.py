@@ -334,3 +334,16 @@ def test_shipped_checkpoint_runs_where_a_shipped_model_covers_the_suite():
     res = evaluate(cfg, model=small, log=logs.append)
     assert [r.suite for r in res] == ["anymdp_1"]
     assert any("at most 1 observation ids, the suite has 64" in m for m in logs)
+
+
+def test_score_curves_use_a_log_steps_axis_from_the_first_step(tmp_path):
+    from omnirl_core.views import plot_curves
+
+    cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 6,
+                                         "agents": ["random", "oracle"], "checkpoint": None, "progress": False})
+    figs = plot_curves(evaluate(cfg, log=None), tmp_path)
+    ax = figs["frozenlake"].axes[1]
+    assert ax.get_xscale() == "log" and ax.get_xlim()[0] == 1
+    assert all(tick >= 1 for tick in ax.get_xticks() if ax.get_xlim()[0] <= tick <= ax.get_xlim()[1])
+    assert (tmp_path / "curves_frozenlake.png").is_file()
+
