@@ -48,3 +48,24 @@ def test_run_artefact_prefers_the_run_folder_and_names_the_notebook_to_run_first
         run_artefact(tmp_path, MODEL_OF_03, key="checkpoint", made_by="03_training")
     with pytest.raises(MissingArtefact, match=r"model\.safetensors does not exist; notebook 03_training writes it"):
         run_artefact(tmp_path, Path("/nonexistent/model.safetensors"), key="checkpoint", made_by="03_training")
+
+
+def test_the_curriculum_recipe_validates_and_each_stage_starts_from_the_one_before():
+    """params/tiny/curriculum: the order scripts/curriculum.sh runs (each stage init_from the previous one's model)."""
+    from omnirl_core.synthesis import SynthesisConfig as Synthesis
+
+    folder = repo_path("params/tiny/curriculum")
+    script = repo_path("scripts/curriculum.sh").read_text()
+    stages = script.split("STAGES=(")[1].split(")")[0].split()
+    assert stages[0] == "1_standin_ns1" and stages[-1] == "5_anymdp8"
+    previous = None
+    for stage in stages:
+        cfg = load_config(TrainConfig, folder / f"{stage}.yaml")
+        expected = None if previous is None else f"outputs/tiny/curriculum/{previous}/model.safetensors"
+        assert cfg.init_from == expected, (stage, cfg.init_from)
+        previous = stage
+    data = load_config(Synthesis, folder / "5_synthesis_anymdp8.yaml")
+    assert load_config(TrainConfig, folder / "5_anymdp8.yaml").data.path == \
+        f"outputs/tiny/curriculum/5_synthesis/{next(iter(data.datasets))}"
+    for other in folder.glob("*.yaml"):  # the arms of the map that are not in the recipe validate too
+        load_config(Synthesis if "synthesis" in other.name else TrainConfig, other)
