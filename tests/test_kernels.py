@@ -45,6 +45,7 @@ FLA_OPS = {
 def _fresh_reports(monkeypatch):
     load = common._load_fla_op  # cached per process: each test starts from what its own patches import
     monkeypatch.setattr(common, "_REPORTED", set())
+    monkeypatch.setattr(common, "_CHOICES", {})
     load.cache_clear()
     yield
     load.cache_clear()

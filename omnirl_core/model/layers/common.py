@@ -24,6 +24,7 @@ def token_shift(x: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
 
 FLA_CORE_VERSION = "0.6.0"  # the fla-core release whose op signatures the layers call (pinned in the gpu extra)
 _REPORTED: set[tuple[str, str]] = set()  # (layer, message) already said in this process
+_CHOICES: dict[tuple, Callable | None] = {}  # (layer, backend, module, name, on GPU, device type) -> op or None
 
 
 @functools.cache
@@ -40,26 +41,32 @@ def fla_kernel(layer: str, x: torch.Tensor, backend: str, module: str, name: str
     path each layer uses, and why fla's was not taken when it was not.
 
     ``backend``: ``"torch"`` always our kernels; ``"fla"`` always fla's (an error when they cannot be imported);
-    ``"auto"`` fla's Triton kernels on a CUDA tensor when ``fla.ops.<module>.<name>`` imports, else ours.
+    ``"auto"`` fla's Triton kernels on a CUDA tensor when ``fla.ops.<module>.<name>`` imports, else ours. Every
+    forward pass asks, so the answer is kept per (layer, backend, op, device): one dict lookup after the first.
     """
+    key = (layer, backend, module, name, _on_gpu(x), x.device.type)
+    if key not in _CHOICES:
+        op, why = _choose(layer, x, backend, module, name)
+        path = f"fla.ops.{module}.{name}" if op is not None else "the PyTorch kernels of omnirl_core.model.ops"
+        _report(layer, f"{layer}: {path} ({why})")
+        _CHOICES[key] = op
+    return _CHOICES[key]
+
+
+def _choose(layer: str, x: torch.Tensor, backend: str, module: str, name: str) -> tuple[Callable | None, str]:
     if backend == "torch":
-        op, why = None, "backend: torch"
-    else:
-        op, err = _load_fla_op(module, name)
-        if backend == "fla":
-            if op is None:
-                raise RuntimeError(f"{layer}: backend 'fla' needs flash-linear-attention with triton "
-                                   f"(fla.ops.{module}.{name}): {err}")
-            why = "backend: fla"
-        elif not _on_gpu(x):
-            op, why = None, f"backend: auto, tensor on {x.device.type} (fla's kernels are Triton, GPU only)"
-        elif op is None:
-            why = f"backend: auto, fla.ops.{module}.{name} cannot be imported ({err})"
-        else:
-            why = "backend: auto, CUDA tensor"
-    path = f"fla.ops.{module}.{name}" if op is not None else "the PyTorch kernels of omnirl_core.model.ops"
-    _report(layer, f"{layer}: {path} ({why})")
-    return op
+        return None, "backend: torch"
+    op, err = _load_fla_op(module, name)
+    if backend == "fla":
+        if op is None:
+            raise RuntimeError(f"{layer}: backend 'fla' needs flash-linear-attention with triton "
+                               f"(fla.ops.{module}.{name}): {err}")
+        return op, "backend: fla"
+    if not _on_gpu(x):
+        return None, f"backend: auto, tensor on {x.device.type} (fla's kernels are Triton, GPU only)"
+    if op is None:
+        return None, f"backend: auto, fla.ops.{module}.{name} cannot be imported ({err})"
+    return op, "backend: auto, CUDA tensor"
 
 
 def _on_gpu(x: torch.Tensor) -> bool:
