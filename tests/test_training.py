@@ -365,3 +365,35 @@ def test_mask_states_rate_masked_id_and_independence_from_the_process_count():
     assert torch.equal(mask_states(obs, 0.15, 16, seed=3, step=5, rank=0, world_size=1), out)  # a resume: the same
     assert not torch.equal(mask_states(obs, 0.15, 16, seed=3, step=6, rank=0, world_size=1), out)  # next step: new
     assert mask_states(obs, 0.0, 16, seed=3, step=5, rank=0, world_size=1) is obs
+
+
+def test_standin_share_replaces_the_first_rows_and_resumes_the_same_batches(tmp_path):
+    from omnirl_core.synthesis import DatasetConfig, synthesize
+    from omnirl_core.training.data import DatasetStream, MixedStream, make_data
+
+    dcfg = load_config(DatasetConfig, {"seq_len": 64, "n_sequences": 8, "sequences_per_shard": 4, "batch_size": 4,
+                                       "seed": 1, "engine": "numpy", "ns": 16})
+    synthesize(dcfg, tmp_path / "ds", workers=1, progress=False)
+    over = {"data.path": str(tmp_path / "ds"), "data.seq_len": None, "model.ns_max": 16, "data.batch_size": 4,
+            "data.standin_share": 0.5}
+    cfg = tiny(**over)
+    mixed, plain = make_data(cfg), DatasetStream(cfg.data, cfg.seed)
+    assert isinstance(mixed, MixedStream)
+    standin = StandInData(load_config(TrainConfig, TINY, overrides={**over, "data.seq_len": 64,
+                                                                    "data.batch_size": 2}).data, cfg.seed)
+    batches = [mixed.next_batch() for _ in range(3)]
+    for k, b in enumerate(batches):
+        ref, own = plain.next_batch(), standin.batch(k)
+        for key in ("obs", "tag", "action", "reward", "label", "label_mask"):
+            assert b[key].shape == ref[key].shape and b[key].dtype == ref[key].dtype
+            assert torch.equal(b[key][2:], ref[key][2:]), key  # dataset rows kept in place
+            assert torch.equal(b[key][:2], own[key].to(b[key].dtype)), key  # stand-in rows, a pure function of k
+    state = mixed.state_dict()
+    after = mixed.next_batch()
+    resumed = make_data(cfg)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(after[key], value) for key, value in resumed.next_batch().items())
+    with pytest.raises(ConfigError, match="data.standin_share"):
+        tiny(**{**over, "data.standin_share": 0.1})  # 0.1 x 4 rounds to no sequence
+    with pytest.raises(ConfigError, match="data.ns"):
+        tiny(**{**over, "data.ns": 32})

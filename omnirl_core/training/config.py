@@ -34,6 +34,8 @@ class DataConfig:
     "Stand-in: steps per episode (an episode-end step follows each episode)."
     best_action_bias: float = param(0.4, ge=0, le=1)
     "Stand-in: probability that a state's best action is action 0 (else uniform), so marginals are learnable too."
+    standin_share: float = param(0.0, ge=0, lt=1)
+    "With a dataset: share of each batch's sequences replaced by stand-in sequences (keyed-memory practice); 0 = none."
 
 
 @dataclass
@@ -142,11 +144,16 @@ class TrainConfig:
         check(wm or self.loss.policy > 0, "loss.policy", self.loss.policy, "> 0 when no world-model term is on")
         check(not wm or self.model.world_model, "model.world_model", self.model.world_model,
               "true when loss.state or loss.reward is > 0")
-        if self.data.path is None:
+        if self.data.path is None or self.data.standin_share > 0:
             check(self.data.na == self.model.na, "data.na", self.data.na, f"equal to model.na ({self.model.na})")
             check(self.data.ns <= self.model.ns_max, "data.ns", self.data.ns,
                   f"<= model.ns_max ({self.model.ns_max})")
+        if self.data.path is None:
             check(self.data.seq_len is not None, "data.seq_len", None, "set for the stand-in data")
+        else:
+            share = self.data.standin_share
+            check(share == 0 or round(share * self.data.batch_size) >= 1, "data.standin_share", share,
+                  f"0, or at least one sequence of data.batch_size ({self.data.batch_size})")
 
 
 

@@ -1,10 +1,13 @@
 """Data streams of meta-training: :class:`StandInData` (synthetic in-context bandit-like sequences, a pure function
 of (seed, step, sequence index), used when ``data.path`` is unset) and :class:`DatasetStream` (a synthesised
 dataset folder read through :class:`omnirl_core.synthesis.SequenceDataset`). Both yield dicts of [B, T]
-tensors: obs, tag, action, reward, label, label_mask.
+tensors: obs, tag, action, reward, label, label_mask. :class:`MixedStream` puts stand-in sequences in place of some of a
+dataset's (``data.standin_share``), to practise keyed memory beside the dataset's tasks.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -110,8 +113,35 @@ class DatasetStream:
         self.epoch, self.pos, self._it = int(sd["epoch"]), int(sd["pos"]), None
 
 
+class MixedStream:
+    """A dataset's batches with their first ``round(standin_share * batch_size)`` rows replaced by stand-in
+    sequences of the same length; the stand-in rows of iteration k are a pure function of (seed, k) like
+    :class:`StandInData`'s, so a resume and any number of processes see the same batches."""
+
+    def __init__(self, dataset: DatasetStream, cfg: DataConfig, seed: int, rank: int = 0, world_size: int = 1):
+        self.dataset = dataset
+        self.n_standin = round(cfg.standin_share * cfg.batch_size)
+        standin_cfg = dataclasses.replace(cfg, seq_len=dataset.seq_len, batch_size=self.n_standin)
+        self.standin = StandInData(standin_cfg, seed, rank, world_size)
+        self.manifest = dataset.manifest
+
+    def next_batch(self) -> dict[str, torch.Tensor]:
+        batch = self.dataset.next_batch()
+        extra = self.standin.next_batch()
+        k = self.n_standin
+        return {key: torch.cat([extra[key].to(value.dtype), value[k:]]) for key, value in batch.items()}
+
+    def state_dict(self) -> dict:
+        return {"kind": "mixed", "dataset": self.dataset.state_dict(), "standin": self.standin.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.dataset.load_state_dict(sd["dataset"])
+        self.standin.load_state_dict(sd["standin"])
+
+
 def make_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
-    """The data source of a run: the dataset at ``data.path`` (checked against the model) or the stand-in."""
+    """The data source of a run: the dataset at ``data.path`` (checked against the model), mixed with stand-in
+    sequences when ``data.standin_share`` > 0, or the stand-in alone."""
     if cfg.data.path:
         stream = DatasetStream(cfg.data, cfg.seed, rank, world_size)
         dc = stream.manifest.get("config", {})
@@ -121,6 +151,8 @@ def make_data(cfg: TrainConfig, rank: int = 0, world_size: int = 1):
 
             raise DatasetError(f"{cfg.data.path}: dataset has ns up to {ns} and na {dc.get('na')}; the model needs "
                              f"ns <= model.ns_max ({cfg.model.ns_max}) and na == model.na ({cfg.model.na})")
+        if cfg.data.standin_share > 0:
+            return MixedStream(stream, cfg.data, cfg.seed, rank, world_size)
         return stream
     return StandInData(cfg.data, cfg.seed, rank, world_size)
 
