@@ -18,11 +18,27 @@ the last episode is cut at T.
 
 Behaviour mixture (preset ``dpd``; weights and schedules in :class:`~omnirl_core.synthesis.config.MixtureConfig`): per
 sequence a behaviour is drawn from the weights; in ``switch_fraction`` of the sequences it is re-drawn with
-probability ``switch_prob`` at each episode end. Each sequence has its own Q-learner and model-based learner,
-and both learn from every executed transition whoever acted. Random-action probabilities follow linear
-schedules in the number of steps since the behaviour was drawn (a re-drawn behaviour starts its schedule
-again). Tags: the acting component's tag (oracle i -> i, model-based 4, Q 5, any random action 6); all
-tags of a sequence become 7 with probability ``seq_mask_prob``, those of an episode with ``episode_mask_prob``.
+probability ``switch_prob`` at each episode end. Tags: the acting component's tag (oracle i -> i, model-based 4,
+Q 5, any random action 6); all tags of a sequence become 7 with probability ``seq_mask_prob``, those of an
+episode with ``episode_mask_prob``.
+
+The process (``DatasetConfig.process``). ``reference`` (default) runs the mixture as the reference's
+``gen_anymdp_record.py`` does: every behaviour solver is built once per sequence and updated at every step,
+whichever behaviour acts. So (a) each behaviour's schedules (the noisy oracle's epsilon, a noisy learner's noise,
+the mb_oracle mixtures' random and oracle shares) are drawn once per sequence and run on one clock, the
+environment steps since the sequence start: a behaviour switched in late finds its epsilon already decayed;
+(b) the drifting random policy's table is drawn once per sequence and drifts at every step; (c) every learner
+learns from every executed transition, and the mb_oracle mixtures' model-based learner is a solver of its own,
+with ``mb_oracle_gamma`` 0.99 and ``mb_oracle_c`` 0.005 (the ``model_based`` behaviour's learner has the drawn
+values below); (d) in a mixture the random draw comes first and the oracle acts with probability
+(1 - p_random) * p_oracle; (e) the Q-learner's horizon H is the sequence length T (U(``q_noisy_horizon_min``, T)
+in the noisy branch); (f) with ``ns_max`` set (D_Large), each task's observation ids are a random subset of
+0 .. ns_max - 1, so a model never learns that small tasks use small ids.
+``workbench_v1`` is the earlier process of this package, kept so that older datasets (those of the shipped tiny
+models) can be rebuilt byte for byte: schedules start again, with fresh draws, and the drifting table is redrawn
+whenever a behaviour is drawn; only a table in use drifts; the mixtures use the model-based learner's drawn
+gamma and c; the oracle acts with probability min(p_oracle, 1 - p_random); H = 4000; ids 0 .. ns - 1. It gives
+more random actions and less oracle behaviour after switches (``bench/synthesis_shares.py`` prints both).
 
 Learner hyperparameters (paper section 2, after the reference's behaviour solvers): each learner of a sequence
 (its Q-learner and its model-based learner, independently) is drawn once, at the start of the sequence, in one
@@ -32,18 +48,14 @@ noise. Otherwise the noisy branch: gamma = ``learner_noisy_gamma``, c = ``learne
 ``learner_alpha_base`` * Exp(1) (Exp(1) draws floored at 1e-12 so that alpha stays positive), and a random-action
 probability starting at U(``learner_noise_range``) and decaying per step by U(0, ``learner_noise_decay`` /
 (ns * na)) (tag 6 where the noise acts, the learner's tag otherwise). The model-based bonus keeps its form
-c / (1 - gamma) * max(std, 0.01) / sqrt(N + 1). The reference builds a fresh solver, with fresh draws, each time
-a learner behaviour is chosen; here one Q-learner and one model-based learner per sequence learn from every
-transition and are kept across behaviour switches, so their hyperparameters and noise branch belong to the
-learner and are drawn once per sequence. A noisy learner's noise applies whenever its own behaviour
-(``model_based`` or ``q_learning``) acts, on the schedule clock of that behaviour (steps since it was drawn);
-the model-based learner inside the ``mb_oracle_*`` mixtures uses that mixture's schedules instead, and
-``q_learning_pure`` (preset ``ad``) acts without noise. The Q-learner's alpha is its step-size scale
-under the softmax rule (the UCB rule has its own step size and bonus scale 1).
+c / (1 - gamma) * max(std, 0.01) / sqrt(N + 1). A noisy learner's noise applies whenever its own behaviour
+(``model_based`` or ``q_learning``) acts; ``q_learning_pure`` (preset ``ad``) acts without noise. The Q-learner's
+alpha is its step-size scale under the softmax rule (the UCB rule has its own step size and bonus scale 1).
 
-Simplifications (documented, deliberate): the drifting softmax policy drifts on every step where any sequence
-of its batch uses it; the D_Large ns range is drawn per shard (all sequences of a shard share ns so that they
-advance as one batch), which gives the same ns distribution over the dataset.
+Simplifications (documented, deliberate): the D_Large ns range is drawn per shard (all sequences of a shard share
+ns so that they advance as one batch), which gives the same ns distribution over the dataset; the drift of the
+drifting table is applied when a row is read (exact until an entry is clipped at zero, see
+``behaviours._DriftingTables``).
 
 Presets: ``dpd`` (the mixture above), ``no_tags`` (dpd with every tag 7), ``ad`` (Q-learner behaviour without
 noise, labels = its own actions), ``ad_eps`` (noisy oracle gamma 0.994 behaviour, labels = its actions),

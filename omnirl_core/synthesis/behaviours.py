@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import DatasetConfig
-from .format import _LP_MB, _LP_Q, LEARNER_PARAMS, TAG_MODEL_BASED, TAG_Q, TAG_RANDOM
+from .format import _LP_H, _LP_MB, _LP_Q, LEARNER_PARAMS, TAG_MODEL_BASED, TAG_Q, TAG_RANDOM
 
 # Behaviour table: name, base source, base tag, oracle index (BEHAVIOUR_GAMMAS) of the base or mixed oracle,
 # noise kind. Sources: drift, mb, q, oracle, uniform. Noise: none, learner, mb_oracle, eps.
@@ -78,66 +78,91 @@ def _scan_table(weights: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Schedules:
-    """Per-sequence linear schedules of the random-action and oracle probabilities."""
+    """Linear schedules of the random-action and oracle probabilities, per sequence and behaviour.
 
-    r0: np.ndarray
-    r_rate: np.ndarray
-    r_floor: np.ndarray
-    o0: np.ndarray
-    o_rate: np.ndarray
-    o_cap: np.ndarray
+    ``params`` [B, n_behaviours, 6] holds (r0, r_rate, r_floor, o0, o_rate, o_cap) of each behaviour of each
+    sequence; at clock k the random-action probability is ``clip(max(r0 - r_rate k, r_floor), 0, 1)`` and the
+    oracle's share ``clip(min(o0 + o_rate k, o_cap), 0, 1)``.
+    """
 
-    def probs(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p_r = np.clip(np.maximum(self.r0 - self.r_rate * k, self.r_floor), 0.0, 1.0)
-        p_o = np.clip(np.minimum(self.o0 + self.o_rate * k, self.o_cap), 0.0, None)
+    params: np.ndarray
+    process: str
+
+    def probs(self, beh: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(p_random, p_oracle) [B] of behaviours ``beh`` [B] at clocks ``k`` [B]: the probabilities that the
+        step's action is a uniform random one and that it is the mixed oracle's (else the base behaviour's).
+
+        reference: the oracle acts with probability (1 - p_random) * p_oracle (its draw comes after the random
+        one's); workbench_v1: with probability min(p_oracle, 1 - p_random)."""
+        r0, r_rate, r_floor, o0, o_rate, o_cap = np.moveaxis(self.params[np.arange(beh.size), beh], -1, 0)
+        p_r = np.clip(np.maximum(r0 - r_rate * k, r_floor), 0.0, 1.0)
+        p_o = np.clip(np.minimum(o0 + o_rate * k, o_cap), 0.0, 1.0)
+        if self.process == "reference":
+            return p_r, (1.0 - p_r) * p_o
         return p_r, np.minimum(p_o, 1.0 - p_r)
 
 
-def _draw_schedules(beh: np.ndarray, idx: np.ndarray, sch: _Schedules, cfg: DatasetConfig, ns: int,
-                    rng: np.random.Generator, lp: np.ndarray) -> None:
-    """Fill the schedules of the sequences ``idx`` for their (new) behaviours ``beh[idx]``.
+def _schedule_params(beh: np.ndarray, lp: np.ndarray, u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarray:
+    """[n, 6] schedule parameters of behaviours ``beh`` [n] from uniforms ``u`` [n, 8].
 
     A learner behaviour takes its noise (start, decay; zero in the noise-free branch) from its learner's
-    per-sequence draws ``lp`` [B, len(LEARNER_PARAMS)].
+    per-sequence draws ``lp`` [n, len(LEARNER_PARAMS)] (the rows of the sequences concerned). The compiled
+    engine's ``_draw_schedule`` maps its uniforms the same way.
     """
-    m, n = cfg.mixture, idx.size
+    m = cfg.mixture
     unit = 1.0 / (ns * cfg.na)
-    kind = _NOISE[beh[idx]]
-    u = rng.random((n, 8))  # fixed draw count per sequence, whatever the kind
-    r0 = np.zeros(n)
-    r_rate = np.zeros(n)
-    r_floor = np.zeros(n)
-    o0 = np.zeros(n)
-    o_rate = np.zeros(n)
-    o_cap = np.zeros(n)
+    kind = _NOISE[beh]
+    out = np.zeros((beh.size, 6))
     le = kind == 1
-    col = np.where(_SRC[beh[idx]] == 1, _LP_MB, _LP_Q)[le]
-    r0[le] = lp[idx[le], col + 3]
-    r_rate[le] = lp[idx[le], col + 4]
+    col = np.where(_SRC[beh] == 1, _LP_MB, _LP_Q)[le]
+    out[le, 0] = lp[le, col + 3]
+    out[le, 1] = lp[le, col + 4]
     mo = kind == 2
 
-    def _rng(bounds, col):
-        return bounds[0] + (bounds[1] - bounds[0]) * u[mo, col]
+    def _between(bounds, j):
+        return bounds[0] + (bounds[1] - bounds[0]) * u[mo, j]
 
-    r0[mo] = _rng(m.mb_oracle_random_start, 1)
-    r_rate[mo] = u[mo, 2] * m.mb_oracle_rate * unit
-    r_floor[mo] = _rng(m.mb_oracle_random_floor, 3)
-    o0[mo] = _rng(m.mb_oracle_oracle_start, 4)
-    o_rate[mo] = u[mo, 5] * m.mb_oracle_rate * unit
-    o_cap[mo] = _rng(m.mb_oracle_oracle_cap, 6)
+    out[mo, 0] = _between(m.mb_oracle_random_start, 1)
+    out[mo, 1] = u[mo, 2] * m.mb_oracle_rate * unit
+    out[mo, 2] = _between(m.mb_oracle_random_floor, 3)
+    out[mo, 3] = _between(m.mb_oracle_oracle_start, 4)
+    out[mo, 4] = u[mo, 5] * m.mb_oracle_rate * unit
+    out[mo, 5] = _between(m.mb_oracle_oracle_cap, 6)
     ep = kind == 3
-    r0[ep] = 1.0
-    r_rate[ep] = u[ep, 7] * m.noisy_oracle_decay * unit
-    for name, val in (("r0", r0), ("r_rate", r_rate), ("r_floor", r_floor), ("o0", o0), ("o_rate", o_rate),
-                      ("o_cap", o_cap)):
-        getattr(sch, name)[idx] = val
+    out[ep, 0] = 1.0
+    out[ep, 1] = u[ep, 7] * m.noisy_oracle_decay * unit
+    return out
+
+
+def _start_schedules(beh: np.ndarray, cfg: DatasetConfig, ns: int, rng: np.random.Generator,
+                     lp: np.ndarray) -> _Schedules:
+    """The schedules of B sequences at their start: reference, every behaviour's (8 uniforms each, drawn once
+    for the sequence); workbench_v1, the first behaviour's only (8 uniforms), redrawn at every switch."""
+    B, nb = beh.size, len(_B)
+    sch = _Schedules(np.zeros((B, nb, 6)), cfg.process)
+    if cfg.process == "reference":
+        every = np.tile(np.arange(nb), B)
+        u = rng.random((B * nb, 8))
+        sch.params[:] = _schedule_params(every, np.repeat(lp, nb, axis=0), u, cfg, ns).reshape(B, nb, 6)
+    else:
+        _redraw_schedules(sch, np.arange(B), beh, cfg, ns, rng, lp)
+    return sch
+
+
+def _redraw_schedules(sch: _Schedules, idx: np.ndarray, beh: np.ndarray, cfg: DatasetConfig, ns: int,
+                      rng: np.random.Generator, lp: np.ndarray) -> None:
+    """workbench_v1: fresh schedules for the sequences ``idx`` and their new behaviours ``beh[idx]``."""
+    u = rng.random((idx.size, 8))  # fixed draw count per sequence, whatever the kind
+    sch.params[idx, beh[idx]] = _schedule_params(beh[idx], lp[idx], u, cfg, ns)
 
 
 def _draw_learner_params(u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarray:
-    """[n, len(LEARNER_PARAMS)] hyperparameters of the learners of n sequences from uniforms u [n, 2, 5].
+    """[n, len(LEARNER_PARAMS)] hyperparameters of the learners of n sequences from uniforms u [n, 2, k].
 
-    Per learner (0: Q, 1: model-based), uniforms: branch, gamma, Exp(1) (by inversion), noise start, noise decay.
-    The compiled engine's ``_draw_learners`` maps its uniforms the same way.
+    Per learner (0: Q, 1: model-based), uniforms: branch, gamma, Exp(1) (by inversion), noise start, noise decay,
+    and (k = 6, process reference) the Q-learner's horizon: T in the noise-free branch, U(q_noisy_horizon_min, T)
+    in the noisy one; workbench_v1 (k = 5) has H = 4000. The compiled engine's ``_draw_learners`` maps its
+    uniforms the same way.
     """
     m = cfg.mixture
     n = u.shape[0]
@@ -154,23 +179,47 @@ def _draw_learner_params(u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarr
         out[:, col + 2] = np.where(noisy, base * expo, base)
         out[:, col + 3] = np.where(noisy, n_lo + (n_hi - n_lo) * v[:, 3], 0.0)
         out[:, col + 4] = np.where(noisy, v[:, 4] * m.learner_noise_decay * unit, 0.0)
+    if u.shape[2] > 5:
+        T = float(cfg.seq_len)
+        lo = min(float(m.q_noisy_horizon_min), T)
+        out[:, _LP_H] = np.where(out[:, _LP_Q] == 1, lo + (T - lo) * u[:, 0, 5], T)
+    else:
+        out[:, _LP_H] = V1_Q_HORIZON
     return out
 
 
-class _DriftingTables:
-    """Drifting random softmax policies of the sequences that currently use one (behaviour ``drift_random``).
+def learner_uniforms(cfg: DatasetConfig) -> int:
+    """Uniforms drawn per learner of a sequence: 6 (process reference: with the Q-learner's horizon) or 5."""
+    return 6 if cfg.process == "reference" else 5
 
-    Same process as :class:`omnirl_core.world.learners.DriftingSoftmaxPolicy` (logits N(0, e1^2), e1 ~ Exp(mean
-    ``logit_scale``); after every action the [ns, na] table is multiplied by I + N(0, e2^2), e2 ~ Exp(mean
-    ``drift_scale``), clipped and renormalised), but a fresh table is drawn whenever a sequence draws this
-    behaviour, and only the tables in use drift (the reference builds a new policy at each draw).
+
+V1_Q_HORIZON = 4000.0
+"""The Q-learner's horizon H in process workbench_v1 (fixed; the reference ties it to the sequence length)."""
+
+
+class _DriftingTables:
+    """Drifting random softmax policies, one [ns, na] table per sequence (behaviour ``drift_random``).
+
+    The process of :class:`omnirl_core.world.learners.DriftingSoftmaxPolicy`: logits N(0, e1^2), e1 ~ Exp(mean
+    ``logit_scale``); at every step the table is multiplied by I + N(0, e2^2), e2 ~ Exp(mean ``drift_scale``),
+    clipped and renormalised row by row.
+
+    reference (``every_step``): each sequence draws its table once, at its start, and it drifts at every step,
+    whoever acts (the reference builds the policy once per sequence and updates it every step). The drift is kept
+    as the product P of the step matrices and applied to a row when that row is read: row-wise renormalisation
+    commutes with the linear steps, so this equals drifting the whole table every step as long as no entry is
+    clipped at zero, which only entries already below about e2 (1e-5 on average) can be.
+    workbench_v1: a fresh table whenever a sequence draws this behaviour, and only the tables in use drift.
     """
 
-    def __init__(self, B: int, ns: int, na: int, logit_scale: float, drift_scale: float) -> None:
+    def __init__(self, B: int, ns: int, na: int, logit_scale: float, drift_scale: float,
+                 every_step: bool = False) -> None:
         self.ns, self.na = ns, na
         self.logit_scale, self.drift_scale = logit_scale, drift_scale
+        self.every_step = every_step
         self.probs = np.full((B, ns, na), 1.0 / na)
         self.e2 = np.zeros(B)
+        self.product = np.broadcast_to(np.eye(na), (B, na, na)).copy()
 
     def draw(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         k = idx.size
@@ -180,13 +229,29 @@ class _DriftingTables:
         z = np.exp(z - z.max(axis=-1, keepdims=True))
         self.probs[idx] = z / z.sum(axis=-1, keepdims=True)
 
+    def _rows(self, idx: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """[k, na] the current action probabilities of sequences ``idx`` in ``states``."""
+        row = self.probs[idx, states]
+        if not self.every_step:
+            return row
+        p = np.clip(np.einsum("ka,kab->kb", row, self.product[idx]), 0.0, None)
+        tot = p.sum(axis=-1, keepdims=True)
+        return np.where(tot > 0, p / np.where(tot > 0, tot, 1.0), 1.0 / self.na)
+
     def act(self, idx: np.ndarray, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        cdf = np.cumsum(self.probs[idx, states], axis=-1)
+        cdf = np.cumsum(self._rows(idx, states), axis=-1)
         cdf /= cdf[:, -1:]
         cdf[:, -1] = 1.0
         actions = (cdf <= rng.random(idx.size)[:, None]).sum(axis=-1)
-        mix = np.eye(self.na) + rng.standard_normal((idx.size, self.na, self.na)) * self.e2[idx, None, None]
-        p = np.clip(np.matmul(self.probs[idx], mix), 0.0, None)
-        tot = p.sum(axis=-1, keepdims=True)
-        self.probs[idx] = np.where(tot > 0, p / np.where(tot > 0, tot, 1.0), 1.0 / self.na)
+        if not self.every_step:
+            mix = np.eye(self.na) + rng.standard_normal((idx.size, self.na, self.na)) * self.e2[idx, None, None]
+            p = np.clip(np.matmul(self.probs[idx], mix), 0.0, None)
+            tot = p.sum(axis=-1, keepdims=True)
+            self.probs[idx] = np.where(tot > 0, p / np.where(tot > 0, tot, 1.0), 1.0 / self.na)
         return actions
+
+    def drift(self, rng: np.random.Generator) -> None:
+        """reference: one drift step of every sequence's table (after the step's actions)."""
+        B = self.e2.size
+        step = np.eye(self.na) + rng.standard_normal((B, self.na, self.na)) * self.e2[:, None, None]
+        self.product = np.matmul(self.product, step)

@@ -76,6 +76,12 @@ class MixtureConfig:
     "Mean of the exponential scale of the drifting policy's per-step perturbation."
     q_rule: str = param("softmax", choices=("softmax", "ucb"))
     "Exploration rule of the Q-learner behaviour (alpha is used by the softmax rule only)."
+    q_noisy_horizon_min: int = param(100, ge=1)
+    "Q-learner horizon H: the sequence length T, or U(this, T) in the noisy branch (process reference)."
+    mb_oracle_gamma: float = param(0.99, ge=0, lt=1)
+    "Discount of the model-based learner inside the mb_oracle mixtures (process reference)."
+    mb_oracle_c: float = param(0.005, ge=0)
+    "Bonus scale c of the model-based learner inside the mb_oracle mixtures (process reference)."
 
     def validate(self) -> None:
         for key in ("learner_noise_range", "learner_gamma_range", "mb_oracle_random_start", "mb_oracle_random_floor",
@@ -114,6 +120,8 @@ class DatasetConfig:
     "Sequences advanced together as arrays (part of the data's identity)."
     label_gamma: float = param(0.994, gt=0, lt=1)
     "Discount of the label oracle."
+    process: str = param("reference", choices=("reference", "workbench_v1"))
+    "reference (schedules from the sequence start, as the reference runs them) or workbench_v1 (older datasets)."
     engine: str = param("numba", choices=("numba", "numpy"))
     "Simulation engine: compiled per-sequence loop (numba) or numpy arrays over the batch (same process)."
     mixture: MixtureConfig = param(MixtureConfig())

@@ -13,10 +13,12 @@ environment, learners and mixture:
 - model-based learner (``ModelBasedLearner``): counts with a 0.01 prior, running mean rewards, terminal rates,
   one warm-started value-iteration sweep and a bonus refresh at every episode end, acting by
   ``argmax Q + b U(0, 1)``;
-- learned terminal states as in ``omnirl_core.world.learners``;
+- learned terminal states as in ``omnirl_core.world.learners`` (the learner updates live in
+  ``omnirl_core.synthesis.numba_learners``, tested against the numpy learners on the same transitions);
 - the per-sequence learner hyperparameters (``_draw_learners``, the same map from uniforms as
   ``omnirl_core.synthesis._draw_learner_params``), written to ``out_lp``;
-- the drifting softmax policy, the schedules, tags, masking and boundary steps of ``omnirl_core.synthesis``.
+- the drifting softmax policy, the schedules, tags, masking and boundary steps of ``omnirl_core.synthesis``, in
+  either process (``reference`` or ``workbench_v1``, see there).
 
 Randomness: inside compiled code ``np.random.*`` is numba's own generator (numpy's global RNG is never
 touched); each sequence seeds it from its own seed, so a sequence's data does not depend on the other
@@ -37,22 +39,9 @@ from ..world.task import Task
 from .behaviours import _NOISE, _ORC, _SRC, _TAG, _scan_table, behaviour_weights
 from .config import DatasetConfig
 from .format import LEARNER_PARAMS, _dtype_obs
+from .numba_learners import _act_mb, _act_q, _categorical, learn_terminal, mb_observe, mb_plan, q_observe
 
 __all__ = ["run_sequences"]
-
-
-@njit(cache=True)
-def _categorical(p, n):
-    tot = 0.0
-    for i in range(n):
-        tot += p[i]
-    u = np.random.random() * tot
-    acc = 0.0
-    for i in range(n - 1):
-        acc += p[i]
-        if u < acc:
-            return i
-    return n - 1
 
 
 @njit(cache=True)
@@ -65,15 +54,18 @@ def _next_state(cdf_row, ns):
 
 
 @njit(cache=True)
-def _draw_learners(ns, na, fp, hp, lp):
-    """Hyperparameters of a sequence's Q-learner (lp[0:5]) and model-based learner (lp[5:10]).
+def _draw_learners(ns, na, fp, hp, lp, T, reference, h_min):
+    """Hyperparameters of a sequence's Q-learner (lp[0:5]) and model-based learner (lp[5:10]), and the
+    Q-learner's horizon lp[10].
 
     Columns per learner: noisy (1/0), gamma, alpha or c, noise start, noise decay per step (see
     ``omnirl_core.synthesis.LEARNER_PARAMS``). hp = (c_base, alpha_base, gamma_lo, gamma_hi, noisy_gamma).
+    reference: a sixth uniform per learner gives the horizon (T, or U(h_min, T) when noisy); else H = 4000.
     """
     unit = 1.0 / (ns * na)
+    lp[10] = 4000.0
     for j in range(2):
-        u = np.random.random(5)  # branch, gamma, Exp(1) by inversion, noise start, noise decay
+        u = np.random.random(6 if reference else 5)  # branch, gamma, Exp(1), noise start, noise decay(, horizon)
         o = 5 * j
         base = hp[1] if j == 0 else hp[0]
         if u[0] < fp[0]:
@@ -88,10 +80,15 @@ def _draw_learners(ns, na, fp, hp, lp):
             lp[o + 2] = base
             lp[o + 3] = 0.0
             lp[o + 4] = 0.0
+        if reference and j == 0:
+            lo = min(h_min, float(T))
+            lp[10] = lo + (T - lo) * u[5] if lp[0] == 1.0 else float(T)
 
 
 @njit(cache=True)
 def _draw_schedule(kind, src, ns, na, fp, sch, lp):
+    """Schedule parameters (r0, r_rate, r_floor, o0, o_rate, o_cap) into sch[0:6] from 8 uniforms, as
+    ``omnirl_core.synthesis.behaviours._schedule_params``."""
     # fp: learner_noise_prob, noise_lo, noise_hi, learner_noise_decay, rs_lo, rs_hi, rf_lo, rf_hi,
     #     os_lo, os_hi, oc_lo, oc_hi, mb_oracle_rate, noisy_oracle_decay
     # A learner behaviour (kind 1) takes its noise from its learner's draws lp (zero when noise-free).
@@ -157,65 +154,58 @@ def _drift_step(table, ns, na, e2):
 
 
 @njit(cache=True)
-def _mb_plan(counts, r_mean, n_sa, terminal, n_into, n_term_into, Qm, bonus, ns, na, gamma, c, prior):
-    V = np.zeros(ns)
-    for s in range(ns):
-        if not terminal[s]:
-            m = Qm[s, 0]
-            for a in range(1, na):
-                m = max(m, Qm[s, a])
-            rate = n_term_into[s] / max(n_into[s], 1)
-            V[s] = (1.0 - rate) * m
-    newQ = np.zeros((ns, na))
-    for s in range(ns):
-        if terminal[s]:
-            continue
-        for a in range(na):
-            tot = 0.0
-            for s2 in range(ns):
-                tot += counts[s, a, s2] + prior
-            acc = 0.0
-            for s2 in range(ns):
-                acc += (counts[s, a, s2] + prior) * (r_mean[s, a, s2] + gamma * V[s2])
-            newQ[s, a] = acc / tot
-    Qm[:, :] = newQ
-    n = ns * na * ns
-    mean = 0.0
-    for s in range(ns):
-        for a in range(na):
-            for s2 in range(ns):
-                mean += r_mean[s, a, s2]
-    mean /= n
-    var = 0.0
-    for s in range(ns):
-        for a in range(na):
-            for s2 in range(ns):
-                var += (r_mean[s, a, s2] - mean) ** 2
-    scale = max(math.sqrt(var / n), 0.01)
-    for s in range(ns):
-        for a in range(na):
-            bonus[s, a] = c / (1.0 - gamma) * scale / math.sqrt(n_sa[s, a] + 1.0)
+def _drift_product_step(P, na, e2):
+    """reference: P <- P (I + N(0, e2^2)), the drift of every row of the table kept as one product."""
+    mix = np.eye(na)
+    if e2 > 0:
+        for i in range(na):
+            for j in range(na):
+                mix[i, j] += np.random.standard_normal() * e2
+    out = np.zeros((na, na))
+    for i in range(na):
+        for k in range(na):
+            t = P[i, k]
+            for j in range(na):
+                out[i, j] += t * mix[k, j]
+    P[:, :] = out
+
+
+@njit(cache=True)
+def _drift_row(table, P, s, na, probs):
+    """reference: the drifted row s, clip(table[s] P) renormalised, into probs."""
+    tot = 0.0
+    for j in range(na):
+        v = 0.0
+        for k in range(na):
+            v += table[s, k] * P[k, j]
+        probs[j] = max(v, 0.0)
+        tot += probs[j]
+    for j in range(na):
+        probs[j] = probs[j] / tot if tot > 0 else 1.0 / na
 
 
 @njit(cache=True)
 def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, mapping, label_pol, orc, cum_w,
                   b_src, b_tag, b_orc, b_noise, fp, T, is_bandit, self_label, no_tags, q_ucb, qp, mbp, hp, dp,
-                  out_obs, out_tag, out_act, out_rew, out_lab, out_beh, out_lp):
-    """Fill out_* [B, T] and the learner hyperparameters out_lp [B, 10] for B sequences. qp = (H, UCB c);
-    mbp = (prior,); hp = (c_base, alpha_base, gamma_lo, gamma_hi, noisy_gamma);
-    dp = (logit_scale, drift_scale, switch_fraction, switch_prob, seq_mask_prob, episode_mask_prob)."""
+                  reference, drift_used, out_obs, out_tag, out_act, out_rew, out_lab, out_beh, out_lp):
+    """Fill out_* [B, T] and the learner hyperparameters out_lp [B, 11] for B sequences. qp = (UCB c, noisy
+    horizon minimum); mbp = (prior, mb_oracle gamma, mb_oracle c); hp = (c_base, alpha_base, gamma_lo, gamma_hi,
+    noisy_gamma); dp = (logit_scale, drift_scale, switch_fraction, switch_prob, seq_mask_prob, episode_mask_prob).
+    reference: the process of the reference (schedules from the sequence start, one drifting table per sequence
+    drifting every step, the mixtures' own model-based learner); else workbench_v1."""
     B = seeds.shape[0]
     ns = cdf.shape[1]
     na = cdf.shape[2]
     nb = cum_w.shape[0]
-    H, q_c = qp[0], qp[1]
+    q_c = qp[0]
     prior = mbp[0]
     for b in range(B):
         np.random.seed(seeds[b])
         lp = out_lp[b]
-        _draw_learners(ns, na, fp, hp, lp)
-        q_gamma, q_alpha = lp[1], lp[2]
+        _draw_learners(ns, na, fp, hp, lp, T, reference, qp[1])
+        q_gamma, q_alpha, H = lp[1], lp[2], lp[10]
         mb_gamma, mb_c = lp[6], lp[7]
+        mbo_gamma, mbo_c = (mbp[1], mbp[2]) if reference else (mb_gamma, mb_c)
         Q = np.full((ns, na), 1.0 / (1.0 - q_gamma))
         n_sa = np.zeros((ns, na))
         n_s = np.zeros(ns)
@@ -228,8 +218,11 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
         n_term_into = np.zeros(ns)
         Qm = np.zeros((ns, na))
         bonus = np.full((ns, na), mb_c / (1.0 - mb_gamma) * 0.01)
+        Qm2 = np.zeros((ns, na))  # the mb_oracle mixtures' model-based learner (reference)
+        bonus2 = np.full((ns, na), mbo_c / (1.0 - mbo_gamma) * 0.01)
         table = np.full((ns, na), 1.0 / na)
-        sch = np.zeros(6)
+        P = np.eye(na)
+        sch = np.zeros((nb, 6))
         probs = np.zeros(na)
         e2 = 0.0
 
@@ -241,10 +234,16 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             return nb - 1
 
         beh = draw_beh()
-        _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch, lp)
-        if b_src[beh] == 0:
-            e2 = _draw_drift(table, ns, na, dp[0], dp[1])
-        since = 0.0
+        if reference:
+            for j in range(nb):
+                _draw_schedule(b_noise[j], b_src[j], ns, na, fp, sch[j], lp)
+            if drift_used:
+                e2 = _draw_drift(table, ns, na, dp[0], dp[1])
+        else:
+            _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch[beh], lp)
+            if b_src[beh] == 0:
+                e2 = _draw_drift(table, ns, na, dp[0], dp[1])
+        clock = 0.0
         switching = np.random.random() < dp[2]
         seq_masked = np.random.random() < dp[4]
         ep_masked = np.random.random() < dp[5]
@@ -255,59 +254,28 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             src = b_src[beh]
             oi = b_orc[beh]
             if src == 0:
-                base = _categorical(table[s], na)
-                _drift_step(table, ns, na, e2)
-            elif src == 1:
-                best = -1e300
-                base = 0
-                for a in range(na):
-                    v = Qm[s, a] + bonus[s, a] * np.random.random()
-                    if v > best:
-                        best = v
-                        base = a
-            elif src == 2:
-                if q_ucb:
-                    best = -1e300
-                    nbest = 0
-                    for a in range(na):
-                        if n_sa[s, a] == 0:
-                            v = np.inf
-                        else:
-                            v = Q[s, a] + q_c * math.sqrt(math.log(total + 1.0) / n_sa[s, a])
-                        if v > best:
-                            best = v
-                    base = 0
-                    for a in range(na):
-                        v = np.inf if n_sa[s, a] == 0 else Q[s, a] + q_c * math.sqrt(
-                            math.log(total + 1.0) / n_sa[s, a])
-                        if v >= best:
-                            nbest += 1
-                            if np.random.random() * nbest < 1.0:
-                                base = a
-                else:
-                    mx = Q[s, 0]
-                    for a in range(1, na):
-                        mx = max(mx, Q[s, a])
-                    mean = 0.0
-                    for a in range(na):
-                        mean += Q[s, a] - mx
-                    mean /= na
-                    var = 0.0
-                    for a in range(na):
-                        var += (Q[s, a] - mx - mean) ** 2
-                    scale = max(math.sqrt(var / na), 0.01)
-                    stiff = min((H + 1.0 + n_s[s]) / (H + 1.0), 10.0)
-                    for a in range(na):
-                        probs[a] = math.exp((Q[s, a] - mx) * stiff / scale)
+                if reference:
+                    _drift_row(table, P, s, na, probs)
                     base = _categorical(probs, na)
+                else:
+                    base = _categorical(table[s], na)
+                    _drift_step(table, ns, na, e2)
+            elif src == 1:
+                if reference and b_noise[beh] == 2:
+                    base = _act_mb(Qm2, bonus2, s, na)
+                else:
+                    base = _act_mb(Qm, bonus, s, na)
+            elif src == 2:
+                base = _act_q(Q, n_sa, n_s, s, na, total, H, q_c, q_ucb, probs)
             elif src == 3:
                 base = orc[oi, b, s]
             else:
                 base = np.random.randint(0, na)
-            # schedules: sch = r0, r_rate, r_floor, o0, o_rate, o_cap
-            p_r = min(max(max(sch[0] - sch[1] * since, sch[2]), 0.0), 1.0)
-            p_o = max(min(sch[3] + sch[4] * since, sch[5]), 0.0)
-            p_o = min(p_o, 1.0 - p_r)
+            # schedules: sch[beh] = r0, r_rate, r_floor, o0, o_rate, o_cap
+            c = sch[beh]
+            p_r = min(max(max(c[0] - c[1] * clock, c[2]), 0.0), 1.0)
+            p_o = min(max(min(c[3] + c[4] * clock, c[5]), 0.0), 1.0)
+            p_o = (1.0 - p_r) * p_o if reference else min(p_o, 1.0 - p_r)
             u = np.random.random()
             if u < p_r:
                 action = np.random.randint(0, na)
@@ -320,6 +288,8 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
                 tag = b_tag[beh]
             if seq_masked or ep_masked or no_tags:
                 tag = 7
+            if reference and drift_used:
+                _drift_product_step(P, na, e2)
             # environment step
             s2 = _next_state(cdf[b, s, action], ns)
             r = rmean[b, s, action, s2] + rnoise[b, s, action, s2] * np.random.standard_normal()
@@ -327,32 +297,10 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             term = is_bandit or terminal[b, s2]
             trunc = (not term) and steps >= max_steps[b]
             # learners (every transition)
-            boot = 0.0
-            if not term:
-                boot = Q[s2, 0]
-                for a in range(1, na):
-                    boot = max(boot, Q[s2, a])
-            target = r + q_gamma * boot
-            n_sa[s, action] += 1
-            n_s[s] += 1
+            q_observe(Q, n_sa, n_s, lterm, s, action, r, s2, term, q_gamma, q_alpha, H, q_ucb)
             total += 1
-            lterm[s] = False
-            ratio = (H + 1.0) / (H + n_sa[s, action])
-            lr = ratio if q_ucb else q_alpha * math.sqrt(max(ratio, 1e-3))
-            Q[s, action] += lr * (target - Q[s, action])
-            counts[s, action, s2] += 1.0
-            cnt = counts[s, action, s2]
-            delta = r - r_mean[s, action, s2]
-            r_mean[s, action, s2] += delta / cnt
-            r_m2[s, action, s2] += delta * (r - r_mean[s, action, s2])
-            n_into[s2] += 1
-            if term:
-                n_term_into[s2] += 1
-                if n_s[s2] == 0 and not lterm[s2]:
-                    lterm[s2] = True
-                    for a in range(na):
-                        Q[s2, a] = 0.0
-                        Qm[s2, a] = 0.0
+            mb_observe(counts, r_mean, r_m2, n_into, n_term_into, s, action, r, s2, term)
+            learn_terminal(n_s, lterm, s2, term, Q, Qm, Qm2)
             # record
             p = pos
             out_obs[b, p] = mapping[b, s]
@@ -362,9 +310,12 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             out_lab[b, p] = action if self_label else label_pol[b, s]
             out_beh[b, p] = beh
             pos += 1
-            since += 1.0
+            clock += 1.0
             if term or trunc:
-                _mb_plan(counts, r_mean, n_sa, lterm, n_into, n_term_into, Qm, bonus, ns, na, mb_gamma, mb_c, prior)
+                mb_plan(counts, r_mean, n_sa, lterm, n_into, n_term_into, Qm, bonus, ns, na, mb_gamma, mb_c, prior)
+                if reference:
+                    mb_plan(counts, r_mean, n_sa, lterm, n_into, n_term_into, Qm2, bonus2, ns, na, mbo_gamma,
+                            mbo_c, prior)
                 if pos < T:
                     out_obs[b, pos] = mapping[b, s2]
                     out_tag[b, pos] = 7
@@ -375,10 +326,11 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
                     pos += 1
                 if switching and np.random.random() < dp[3]:
                     beh = draw_beh()
-                    since = 0.0
-                    _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch, lp)
-                    if b_src[beh] == 0:
-                        e2 = _draw_drift(table, ns, na, dp[0], dp[1])
+                    if not reference:  # workbench_v1: the new behaviour starts afresh
+                        clock = 0.0
+                        _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch[beh], lp)
+                        if b_src[beh] == 0:
+                            e2 = _draw_drift(table, ns, na, dp[0], dp[1])
                 ep_masked = np.random.random() < dp[5]
                 s = _next_state(start_cdf[b], ns)
                 steps = 0
@@ -422,9 +374,10 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
         np.stack([t.state_mapping for t in tasks]).astype(np.int64), label_pol.astype(np.int64), orc, cum,
         _SRC.astype(np.int64), _TAG.astype(np.int64), _ORC.astype(np.int64), _NOISE.astype(np.int64), fp, T,
         ns == 1, cfg.preset in ("ad", "ad_eps"), cfg.preset == "no_tags", m.q_rule == "ucb",
-        np.array([4000.0, 1.0]), np.array([0.01]), hp,
+        np.array([1.0, float(m.q_noisy_horizon_min)]), np.array([0.01, m.mb_oracle_gamma, m.mb_oracle_c]), hp,
         np.array([m.drift_logit_scale, m.drift_scale, m.switch_fraction, m.switch_prob, m.seq_mask_prob,
                   m.episode_mask_prob]),
+        cfg.process == "reference", bool((_SRC[support] == 0).any()),
         out["obs"], out["tag"], out["action"], out["reward"], out["label"], out["behaviour"], out["learner_params"],
     )
     return out

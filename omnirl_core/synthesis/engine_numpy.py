@@ -18,15 +18,16 @@ from .behaviours import (
     _SRC,
     _TAG,
     _draw_learner_params,
-    _draw_schedules,
     _DriftingTables,
+    _redraw_schedules,
     _scan_table,
-    _Schedules,
+    _start_schedules,
     behaviour_weights,
+    learner_uniforms,
 )
 from .config import DatasetConfig
 from .engine_numba import _synthesize_batch_numba
-from .format import _LP_MB, _LP_Q, BOUNDARY, LABEL_MASKED, TAG_RANDOM, TAG_UNKNOWN, _dtype_obs
+from .format import _LP_H, _LP_MB, _LP_Q, BOUNDARY, LABEL_MASKED, TAG_RANDOM, TAG_UNKNOWN, _dtype_obs
 
 
 def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedSequence) -> dict[str, np.ndarray]:
@@ -52,17 +53,27 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     for i in orc_needed:
         g = BEHAVIOUR_GAMMAS[i]
         orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
-    lp = _draw_learner_params(rng.random((B, 2, 5)), cfg, ns)  # drawn for every sequence, used or not
-    q = mb = drift = None
+    lp = _draw_learner_params(rng.random((B, 2, learner_uniforms(cfg))), cfg, ns)  # every sequence, used or not
+    reference = cfg.process == "reference"
+    q = mb = mbo = drift = None
     if 2 in used_src:
-        q = QLearner(rule=m.q_rule, gamma=lp[:, _LP_Q + 1], alpha=lp[:, _LP_Q + 2])
+        q = QLearner(rule=m.q_rule, gamma=lp[:, _LP_Q + 1], alpha=lp[:, _LP_Q + 2], H=lp[:, _LP_H])
         q.reset((B, ns, na))
-    if 1 in used_src:
+    mixes = (_NOISE[support] == 2).any()  # an mb_oracle mixture is in use
+    if reference:  # one solver per behaviour: the mixtures' model-based learner has its own gamma and c
+        if ((_SRC[support] == 1) & (_NOISE[support] != 2)).any():
+            mb = ModelBasedLearner(gamma=lp[:, _LP_MB + 1], c=lp[:, _LP_MB + 2])
+            mb.reset((B, ns, na))
+        if mixes:
+            mbo = ModelBasedLearner(gamma=m.mb_oracle_gamma, c=m.mb_oracle_c)
+            mbo.reset((B, ns, na))
+    elif 1 in used_src:  # workbench_v1: one model-based learner for both
         mb = ModelBasedLearner(gamma=lp[:, _LP_MB + 1], c=lp[:, _LP_MB + 2])
         mb.reset((B, ns, na))
+        mbo = mb
     if 0 in used_src:
-        drift = _DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale)
-    learners = [x for x in (q, mb) if x is not None]
+        drift = _DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale, every_step=reference)
+    learners = [x for x in dict.fromkeys((q, mb, mbo)) if x is not None]
 
     rows = np.arange(B)
     mapping = env.state_mapping
@@ -83,10 +94,9 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
 
     beh = draw_beh(B)
     if drift is not None:
-        drift.draw(np.flatnonzero(_SRC[beh] == 0), rng)
-    since = np.zeros(B)
-    sch = _Schedules(*(np.zeros(B) for _ in range(6)))
-    _draw_schedules(beh, rows, sch, cfg, ns, rng, lp)
+        drift.draw(rows if reference else np.flatnonzero(_SRC[beh] == 0), rng)
+    clock = np.zeros(B)  # schedule clock: steps since the sequence start (reference) or the last draw (v1)
+    sch = _start_schedules(beh, cfg, ns, rng, lp)
     switching = rng.random(B) < m.switch_fraction
     seq_masked = rng.random(B) < m.seq_mask_prob
     ep_masked = rng.random(B) < m.episode_mask_prob
@@ -102,8 +112,14 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
             idx = np.flatnonzero(src == 0)
             base[idx] = drift.act(idx, s[idx], rng)
         if present[1]:
-            a = mb.act(s, rng)
-            base = np.where(src == 1, a, base)
+            mixed = _NOISE[beh] == 2
+            if mbo is not mb:  # reference: each of the two model-based solvers acts where it is the behaviour
+                if mb is not None and (~mixed & (src == 1)).any():
+                    base = np.where((src == 1) & ~mixed, mb.act(s, rng), base)
+                if mbo is not None and mixed.any():
+                    base = np.where(mixed, mbo.act(s, rng), base)
+            else:
+                base = np.where(src == 1, mb.act(s, rng), base)
         if present[2]:
             a = q.act(s, rng)
             base = np.where(src == 2, a, base)
@@ -115,7 +131,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         rand_a = rng.integers(0, na, size=B)
         if present[4]:
             base = np.where(src == 4, rand_a, base)
-        p_r, p_o = sch.probs(since)
+        p_r, p_o = sch.probs(beh, clock)
         is_rand = u < p_r
         is_orc = ~is_rand & (u < p_r + p_o)
         action = np.where(is_rand, rand_a, np.where(is_orc, a_orc, base))
@@ -123,6 +139,8 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         tag[seq_masked | ep_masked] = TAG_UNKNOWN
         if no_tags:
             tag[:] = TAG_UNKNOWN
+        if drift is not None and reference:
+            drift.drift(rng)
         _, reward, term, trunc, infos = env.step(action)
         nxt = infos["next_state"]
         for x in learners:
@@ -135,7 +153,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         out["reward"][rows, p] = reward
         out["label"][rows, p] = action if self_label else label_pol[rows, s]
         out["behaviour"][rows, p] = beh
-        since += 1
+        clock += 1
         if done.any():
             d = np.flatnonzero(done)
             for x in learners:
@@ -150,10 +168,11 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
             redraw = d[switching[d] & (rng.random(d.size) < m.switch_prob)]
             if redraw.size:
                 beh[redraw] = draw_beh(redraw.size)
-                since[redraw] = 0
-                _draw_schedules(beh, redraw, sch, cfg, ns, rng, lp)
-                if drift is not None:
-                    drift.draw(redraw[_SRC[beh[redraw]] == 0], rng)
+                if not reference:  # workbench_v1: the new behaviour starts afresh
+                    clock[redraw] = 0
+                    _redraw_schedules(sch, redraw, beh, cfg, ns, rng, lp)
+                    if drift is not None:
+                        drift.draw(redraw[_SRC[beh[redraw]] == 0], rng)
             ep_masked[d] = rng.random(d.size) < m.episode_mask_prob
         pos += 1 + done
     res = {k: np.ascontiguousarray(v[:, :T]) for k, v in out.items()}

@@ -20,7 +20,7 @@ import numpy as np
 from ..workbook.errors import InputError
 from .config import DatasetConfig
 
-SCHEMA_VERSION = 2  # 2: per-sequence learner hyperparameters (learner_params)
+SCHEMA_VERSION = 3  # 2: per-sequence learner hyperparameters (learner_params); 3: their q_horizon column
 FORMAT = "omnirl-dpd-dataset"
 LABEL_MASKED = 255
 BOUNDARY = 255  # behaviour id of boundary steps
@@ -51,11 +51,13 @@ LEARNER_PARAMS = (
     "mb_c",
     "mb_noise_start",
     "mb_noise_decay",
+    "q_horizon",
 )
 """Columns of the per-sequence ``learner_params`` array: for the Q-learner (``q_*``) and the model-based learner
 (``mb_*``): 1.0 in the noisy branch (else 0.0), discount, alpha (Q) or bonus scale c (model-based), initial
-random-action probability and its decay per step (both 0 in the noise-free branch)."""
-_LP_Q, _LP_MB = 0, 5  # first column of each learner
+random-action probability and its decay per step (both 0 in the noise-free branch); last, the Q-learner's
+horizon H of its step size and stiffness."""
+_LP_Q, _LP_MB, _LP_H = 0, 5, 10  # first column of each learner; the Q-learner's horizon
 
 
 def _dtype_obs(cfg: DatasetConfig) -> np.dtype:

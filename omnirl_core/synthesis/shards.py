@@ -4,6 +4,8 @@ shard index), and the tasks themselves, rebuilt on demand.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..workbook.config import config_to_dict
@@ -61,15 +63,33 @@ def task_for(cfg: DatasetConfig, ns: int, task_seed: int) -> Task:
     return sample_anymdp(ns, cfg.na, seed=int(task_seed))
 
 
+_IDS_KEY = 0x1D5  # separates the observation-id draws from the task draws
+
+
 def shard_tasks(cfg: DatasetConfig, k: int) -> list[Task]:
-    """The tasks of the sequences of shard ``k``, in order (rebuilt from the config, seed and k)."""
+    """The tasks of the sequences of shard ``k``, in order (rebuilt from the config, seed and k).
+
+    With ``ns_max`` set and the reference process, every task shows its states under observation ids drawn as a
+    random subset of ``0 .. ns_max - 1`` (one draw per sequence, from ``(seed, k)``): a model never learns that a
+    small task uses small ids. Otherwise the ids are the sampler's permutation of ``0 .. ns - 1``."""
     ns, seeds, _, _ = dataset_tasks(cfg, k)
     if cfg.task_pool is None and cfg.task_source == "anymdp":
-        return sample_anymdp_batch(seeds.size, ns, cfg.na, seed=int(seeds[0])) if seeds.size else []
-    cache: dict[int, Task] = {}
-    for s in dict.fromkeys(seeds.tolist()):
-        cache[s] = task_for(cfg, ns, s)
-    return [cache[s] for s in seeds.tolist()]
+        tasks = sample_anymdp_batch(seeds.size, ns, cfg.na, seed=int(seeds[0])) if seeds.size else []
+    else:
+        cache: dict[int, Task] = {}
+        for s in dict.fromkeys(seeds.tolist()):
+            cache[s] = task_for(cfg, ns, s)
+        tasks = [cache[s] for s in seeds.tolist()]
+    if cfg.ns_max is not None and cfg.process == "reference":
+        rng = np.random.default_rng([cfg.seed, k, _IDS_KEY])
+        tasks = [_spread_ids(t, cfg.ns_max, rng) for t in tasks]
+    return tasks
+
+
+def _spread_ids(task: Task, n_obs: int, rng: np.random.Generator) -> Task:
+    """``task`` with its observation ids mapped into a random subset of ``range(n_obs)`` (ns distinct ids)."""
+    ids = rng.choice(n_obs, size=task.ns, replace=False)
+    return dataclasses.replace(task, state_mapping=ids[task.state_mapping], n_obs=n_obs)
 
 
 # ---------------------------------------------------------------------------------------------- the batch loop

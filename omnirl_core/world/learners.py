@@ -87,7 +87,7 @@ class QLearner(_TabularLearner):
     ``softmax((Q(s) - max Q(s)) / max(std Q(s), 0.01) * stiffness)`` with
     ``stiffness = min((H + N(s)) / (H + 1), 10)``, N(s) = 1 + visits of s so far.
 
-    ``gamma`` and ``alpha`` are scalars shared by every task, or arrays [B] with one value per task (then
+    ``gamma``, ``alpha`` and ``H`` are scalars shared by every task, or arrays [B] with one value per task (then
     ``reset`` must be given B tasks); ``q_init`` follows (scalar or [B]).
     """
 
@@ -96,22 +96,22 @@ class QLearner(_TabularLearner):
         rule: str = "ucb",
         gamma: float | np.ndarray = 0.99,
         alpha: float | np.ndarray = 0.5,
-        H: float = 4000.0,
+        H: float | np.ndarray = 4000.0,
         c: float = 1.0,
         reward_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if rule not in ("ucb", "softmax"):
             raise ValueError(f"rule must be 'ucb' or 'softmax', got {rule!r}")
-        gamma, alpha = _hyper(gamma, "gamma"), _hyper(alpha, "alpha")
+        gamma, alpha, H = _hyper(gamma, "gamma"), _hyper(alpha, "alpha"), _hyper(H, "H")
         if not np.all((np.asarray(gamma) >= 0.0) & (np.asarray(gamma) < 1.0)):
             raise ValueError(f"gamma must be in [0, 1), got {gamma}")
-        if not np.all(np.asarray(alpha) > 0) or H <= 0 or c < 0:
+        if not np.all(np.asarray(alpha) > 0) or not np.all(np.asarray(H) > 0) or c < 0:
             raise ValueError("need alpha > 0, H > 0, c >= 0")
         self.rule = rule
         self.gamma = gamma
         self.alpha = alpha
-        self.H = float(H)
+        self.H = H
         self.c = float(c)
         self.q_init = float(reward_scale) / (1.0 - gamma)
 
@@ -120,6 +120,7 @@ class QLearner(_TabularLearner):
         B = self.batch_size
         self._gamma = _per_task(self.gamma, B, "gamma")
         self._alpha = _per_task(self.alpha, B, "alpha")
+        self._H = _per_task(self.H, B, "H")
         q0 = _per_task(self.q_init, B, "gamma")
         self.Q = np.broadcast_to(q0[:, None, None], (B, self.ns, self.na)).copy()
 
@@ -133,7 +134,8 @@ class QLearner(_TabularLearner):
     def _softmax_logits(self, Q: np.ndarray, n_s: np.ndarray) -> np.ndarray:
         z = Q - Q.max(axis=-1, keepdims=True)
         scale = np.maximum(z.std(axis=-1, keepdims=True), 0.01)
-        stiffness = np.minimum((self.H + 1.0 + n_s[..., None]) / (self.H + 1.0), 10.0)
+        H = self._H.reshape((-1,) + (1,) * (n_s.ndim - 1))[..., None]  # [B, 1(, 1)]: per task
+        stiffness = np.minimum((H + 1.0 + n_s[..., None]) / (H + 1.0), 10.0)
         return z * (stiffness / scale)
 
     def _act(self, states: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -161,7 +163,7 @@ class QLearner(_TabularLearner):
         target = r + self._gamma * bootstrap
         self._count(s, a)
         n = self.n_sa[rows, s, a]
-        ratio = (self.H + 1.0) / (self.H + n)
+        ratio = (self._H + 1.0) / (self._H + n)
         lr = ratio if self.rule == "ucb" else self._alpha * np.sqrt(np.maximum(ratio, 1e-3))
         self.Q[rows, s, a] += lr * (target - self.Q[rows, s, a])
         b, t = self._new_terminals(s2, term)

@@ -1,0 +1,288 @@
+"""Data synthesis follows the reference's process (``DatasetConfig.process``), in both engines: schedules run from
+the sequence start, one drifting table per sequence, the mixtures' own model-based learner, the oracle's share
+after the random draw, the Q-learner's horizon, spread observation ids; the behaviour mixture against its weights
+(chi-square, with a deliberately wrong mixture that the same checks reject); the compiled engine's learner updates
+against ``omnirl_core.world.learners`` on the same transitions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from omnirl_core.synthesis import BEHAVIOURS, BOUNDARY, LEARNER_PARAMS, DatasetConfig, shard_tasks, synthesize_shard
+from omnirl_core.synthesis import numba_learners as nb
+from omnirl_core.synthesis.behaviours import _DriftingTables, behaviour_weights
+from omnirl_core.workbook import load_config
+from omnirl_core.world import BatchedAnyMDPEnv, ModelBasedLearner, QLearner, RandomPolicy, run_policy, sample_anymdp
+
+ENGINES = ["numba", "numpy"]
+PROCESSES = ["reference", "workbench_v1"]
+NO_MASKS = {"seq_mask_prob": 0.0, "episode_mask_prob": 0.0}
+ZERO = {"w_drift_random": 0.0, "w_model_based": 0.0, "w_q_learning": 0.0, "w_mb_oracle": [0.0] * 4,
+        "w_noisy_oracle": [0.0, 0.0], "w_oracle": [0.0, 0.0, 0.0]}
+
+
+def _cfg(mixture: dict | None = None, **kw) -> DatasetConfig:
+    base = {"seq_len": 600, "n_sequences": 64, "sequences_per_shard": 64, "batch_size": 64, "seed": 4, "ns": 8}
+    base.update(kw)
+    return load_config(DatasetConfig, {**base, "mixture": {**NO_MASKS, **(mixture or {})}})
+
+
+def _env_clock(beh: np.ndarray) -> np.ndarray:
+    """[B, T] environment steps before each step of its sequence (boundary steps do not count)."""
+    real = beh != BOUNDARY
+    return np.cumsum(real, axis=1) - real
+
+
+# ---------------------------------------------------------------------------------------------- schedules
+def _late_random_share_z(d: dict, ns: int, na: int, start: int) -> float:
+    """z of the noisy oracle's random-action share at env clock >= ``start`` against the reference's schedule run
+    from the sequence start: epsilon_k = max(1 - u k / (ns na), 0), u ~ U(0, 1) per sequence, whose mean over u
+    is 1 - k / (2 ns na) below k = ns na and ns na / (2 k) above. One value per sequence (its share and its
+    expectation over its own steps), so the standard error is the spread across sequences."""
+    beh, tag, clock = d["behaviour"], d["tag"], _env_clock(d["behaviour"])
+    noisy = beh == BEHAVIOURS.index("noisy_oracle_0.994")
+    unit = ns * na
+    diffs = []
+    for b in range(beh.shape[0]):
+        late = noisy[b] & (clock[b] >= start)
+        if late.sum() < 20:
+            continue
+        k = clock[b][late].astype(float)
+        expected = np.where(k < unit, 1 - k / (2 * unit), unit / (2 * np.maximum(k, 1)))
+        diffs.append((tag[b][late] == 6).mean() - expected.mean())
+    diffs = np.array(diffs)
+    assert diffs.size >= 20
+    return float(diffs.mean() / (diffs.std(ddof=1) / np.sqrt(diffs.size)))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_schedules_run_from_the_sequence_start_not_from_each_switch(engine):
+    # a noisy oracle and the pure oracle, re-drawn at every episode end: a restarted epsilon stays near 1
+    mix = {**ZERO, "w_noisy_oracle": [0.0, 1.0], "w_oracle": [0.0, 0.0, 1.0], "switch_fraction": 1.0,
+           "switch_prob": 1.0}
+    z = {p: _late_random_share_z(synthesize_shard(_cfg(mix, engine=engine, process=p, seq_len=1500), 0), 8, 5, 400)
+         for p in PROCESSES}
+    assert abs(z["reference"]) < 4.5, z
+    assert z["workbench_v1"] > 20, z  # the restarting process is rejected by the same check
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_oracle_acts_after_the_random_draw(engine):
+    # model-based learner mixed with oracle 3: random 0.5 throughout, oracle share 0.4 throughout
+    mix = {**ZERO, "w_mb_oracle": [0.0, 0.0, 0.0, 1.0], "mb_oracle_random_start": [0.5, 0.5],
+           "mb_oracle_random_floor": [0.5, 0.5], "mb_oracle_oracle_start": [0.4, 0.4],
+           "mb_oracle_oracle_cap": [0.4, 0.4], "mb_oracle_rate": 0.0}
+    expected = {"reference": {6: 0.5, 3: 0.5 * 0.4, 4: 0.5 * 0.6}, "workbench_v1": {6: 0.5, 3: 0.4, 4: 0.1}}
+    for p in PROCESSES:
+        d = synthesize_shard(_cfg(mix, engine=engine, process=p, n_sequences=32, sequences_per_shard=32,
+                                  batch_size=32), 0)
+        tag = d["tag"][d["behaviour"] != BOUNDARY]
+        for t, share in expected[p].items():
+            se = np.sqrt(share * (1 - share) / tag.size)
+            assert abs((tag == t).mean() - share) < 5 * se, (p, t, (tag == t).mean(), share)
+    assert abs(0.2 - 0.4) > 50 * np.sqrt(0.24 / tag.size)  # the two processes are far apart at this size
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_mixtures_model_based_learner_has_its_own_gamma_and_c(engine):
+    # reference: the mb_oracle mixture's learner uses mb_oracle_gamma / mb_oracle_c, not the drawn values
+    mix = {**ZERO, "w_mb_oracle": [0.0, 0.0, 0.0, 1.0], "learner_noise_prob": 0.0}
+
+    def steps(process, **extra):
+        d = synthesize_shard(_cfg({**mix, **extra}, engine=engine, process=process, n_sequences=16,
+                                  sequences_per_shard=16, batch_size=16, seq_len=800), 0)
+        return np.concatenate([d[k].ravel().astype(float) for k in ("action", "tag", "reward")])
+
+    ref = steps("reference")
+    assert np.array_equal(ref, steps("reference", learner_c_base=5.0, learner_gamma_range=[0.5, 0.5]))
+    assert not np.array_equal(ref, steps("reference", mb_oracle_c=5.0))
+    assert not np.array_equal(ref, steps("reference", mb_oracle_gamma=0.5))
+    v1 = steps("workbench_v1")
+    assert not np.array_equal(v1, steps("workbench_v1", learner_c_base=5.0, learner_gamma_range=[0.5, 0.5]))
+    assert np.array_equal(v1, steps("workbench_v1", mb_oracle_c=5.0))
+
+
+def _modal_share(d: dict) -> float:
+    """Mean over (sequence, state) of the share of the drifting policy's steps that take its most common action."""
+    beh, obs, act = d["behaviour"], d["obs"], d["action"]
+    drift = beh == BEHAVIOURS.index("drift_random")
+    shares = []
+    for b in range(beh.shape[0]):
+        for s in np.unique(obs[b][drift[b]]):
+            a = act[b][drift[b] & (obs[b] == s)]
+            if a.size >= 10:
+                shares.append(np.bincount(a).max() / a.size)
+    return float(np.mean(shares))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_drifting_table_is_drawn_once_per_sequence(engine):
+    # near-deterministic tables (logit scale 30), no drift, re-drawn behaviour at every episode end
+    mix = {**ZERO, "w_drift_random": 1.0, "w_oracle": [0.0, 0.0, 1.0], "switch_fraction": 1.0, "switch_prob": 1.0,
+           "drift_logit_scale": 30.0, "drift_scale": 0.0}
+    share = {p: _modal_share(synthesize_shard(_cfg(mix, engine=engine, process=p, seq_len=1500), 0))
+             for p in PROCESSES}
+    # e1 ~ Exp(mean 30) is small in some sequences, so even one table is not always near-deterministic (measured:
+    # 0.89 with one table per sequence, 0.49 with a table per stint)
+    assert share["reference"] > 0.8, share  # one table: each state keeps its action across every stint
+    assert share["workbench_v1"] < 0.65, share  # a table per stint: the action changes between stints
+
+
+def test_lazy_drift_equals_drifting_the_whole_table_every_step():
+    B, ns, na, steps = 3, 4, 5, 300
+    lazy = _DriftingTables(B, ns, na, logit_scale=0.5, drift_scale=1e-3, every_step=True)
+    lazy.draw(np.arange(B), np.random.default_rng(0))
+    table = lazy.probs.copy()
+    rng, twin = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(steps):
+        lazy.drift(rng)
+        step = np.eye(na) + twin.standard_normal((B, na, na)) * lazy.e2[:, None, None]
+        table = np.clip(np.matmul(table, step), 0.0, None)
+        table /= table.sum(axis=-1, keepdims=True)
+    assert table.min() > 0.01  # no entry reached zero, where the two could differ
+    for s in range(ns):
+        np.testing.assert_allclose(lazy._rows(np.arange(B), np.full(B, s)), table[:, s], rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------- learners, ids
+@pytest.mark.parametrize("engine", ENGINES)
+def test_q_learner_horizon_is_the_sequence_length_or_uniform_in_the_noisy_branch(engine):
+    T = 400
+    lp = synthesize_shard(_cfg(engine=engine, seq_len=T, n_sequences=600, sequences_per_shard=600,
+                               batch_size=300), 0)["learner_params"]
+    H, noisy = lp[:, LEARNER_PARAMS.index("q_horizon")], lp[:, LEARNER_PARAMS.index("q_noisy")] == 1
+    assert (H[~noisy] == T).all()
+    assert stats.kstest(H[noisy], stats.uniform(100, T - 100).cdf).pvalue > 1e-3
+    assert stats.kstest(H[noisy], stats.uniform(100, T).cdf).pvalue < 1e-6  # a wrong range is told apart
+    lp1 = synthesize_shard(_cfg(engine=engine, seq_len=T, process="workbench_v1"), 0)["learner_params"]
+    assert (lp1[:, LEARNER_PARAMS.index("q_horizon")] == 4000).all()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_range_of_state_counts_spreads_observation_ids_over_the_largest(engine):
+    cfg = _cfg(engine=engine, ns=8, ns_max=32, n_sequences=96, sequences_per_shard=16, batch_size=16, seq_len=300)
+    seen = []
+    for k in range(6):
+        d = synthesize_shard(cfg, k)
+        tasks = shard_tasks(cfg, k)
+        for b, task in enumerate(tasks):
+            ids = np.unique(d["obs"][b])
+            assert set(ids) <= set(task.state_mapping.tolist()) and task.n_obs == 32
+            assert len(set(task.state_mapping.tolist())) == task.ns
+        seen.append(np.unique(d["obs"]))
+        small = [t for t in tasks if t.ns < 16]
+        if small:  # a small task's ids are not its first ids
+            assert max(int(t.state_mapping.max()) for t in small) >= 16
+    assert np.unique(np.concatenate(seen)).size > 28  # together they cover almost all of 0..31
+    v1 = _cfg(engine=engine, ns=8, ns_max=32, n_sequences=16, sequences_per_shard=16, batch_size=16,
+              seq_len=300, process="workbench_v1")
+    assert all(int(t.state_mapping.max()) == t.ns - 1 for t in shard_tasks(v1, 0))
+
+
+# ---------------------------------------------------------------------------------------------- the mixture
+def _mixture_pvalues(d: dict, w: np.ndarray, switch_prob: float) -> dict[str, float]:
+    """p-values of the mixture's observable draws under weights ``w`` (every sequence switching):
+    the first behaviour of each sequence (chi-square against w), the new behaviour at each change (chi-square
+    against w_j / (1 - w_i) from the old behaviour i) and the number of changes (z against the sum over episode
+    ends of switch_prob (1 - w_i); the draws are independent given the past, so the variance is the sum of
+    p (1 - p))."""
+    beh = d["behaviour"]
+    first = np.bincount(beh[:, 0], minlength=w.size)
+    support = w > 0
+    out = {"first": stats.chisquare(first[support], w[support] * beh.shape[0]).pvalue}
+    olds, news = [], []
+    for row in beh:
+        ends = np.flatnonzero(row == BOUNDARY)
+        ends = ends[(ends > 0) & (ends + 1 < row.size)]
+        olds.append(row[ends - 1])
+        news.append(row[ends + 1])
+    old, new = np.concatenate(olds), np.concatenate(news)
+    changed = old != new
+    expected = np.zeros(w.size)
+    for i in np.flatnonzero(support):
+        n_i = (changed & (old == i)).sum()
+        expected += n_i * np.where(np.arange(w.size) == i, 0.0, w / (1 - w[i]))
+    observed = np.bincount(new[changed], minlength=w.size)
+    keep = expected > 0
+    out["redraw"] = stats.chisquare(observed[keep], expected[keep] * observed[keep].sum() / expected[keep].sum()).pvalue
+    p_change = switch_prob * (1 - w[old])
+    z = (changed.sum() - p_change.sum()) / np.sqrt((p_change * (1 - p_change)).sum())
+    out["switch rate"] = 2 * stats.norm.sf(abs(z))
+    return out
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_behaviour_mixture_follows_its_weights_and_a_wrong_mixture_is_rejected(engine):
+    mix = {"switch_fraction": 1.0, "switch_prob": 0.3}
+    cfg = _cfg(mix, engine=engine, n_sequences=1200, sequences_per_shard=1200, batch_size=400, seq_len=500)
+    d = synthesize_shard(cfg, 0)
+    w = behaviour_weights(cfg)
+    good = _mixture_pvalues(d, w, 0.3)
+    assert min(good.values()) > 1e-3, good
+    # the same checks against a mixture that differs a little: two weights swapped, or another switch rate
+    swapped = w.copy()
+    i, j = BEHAVIOURS.index("oracle_0.994"), BEHAVIOURS.index("q_learning")  # 0.05 and 0.10
+    swapped[[i, j]] = swapped[[j, i]]
+    bad = _mixture_pvalues(d, swapped, 0.3)
+    assert bad["first"] < 1e-6 and bad["redraw"] < 1e-6, bad
+    assert _mixture_pvalues(d, w, 0.25)["switch rate"] < 1e-6
+    # 15 % of sequences never switch (default switch_fraction), the others switch
+    cfg = _cfg(engine=engine, n_sequences=800, sequences_per_shard=800, batch_size=400, seq_len=600)
+    beh = synthesize_shard(cfg, 0)["behaviour"]
+    never = np.array([np.unique(row[row != BOUNDARY]).size == 1 for row in beh])
+    # a switching sequence with about 20 episode ends keeps its behaviour with probability below 0.03
+    assert abs(never.mean() - 0.15) < 0.03 + 4 * np.sqrt(0.15 * 0.85 / never.size), never.mean()
+
+
+# ---------------------------------------------------------------------------------------------- compiled learners
+def _transitions(task, n_steps: int, seed: int) -> list[dict]:
+    env = BatchedAnyMDPEnv([task])
+    policy, rng = RandomPolicy(), np.random.default_rng(seed)
+    policy.reset([task], rng)
+    record: list[dict] = []
+    run_policy(env, policy, n_steps, rng, seed=seed, callback=lambda t, r: record.append(dict(r)))
+    return record
+
+
+@pytest.mark.parametrize("ns", [1, 8, 16])
+@pytest.mark.parametrize("rule", ["softmax", "ucb"])
+def test_compiled_learner_updates_equal_the_numpy_learners(ns, rule):
+    task = sample_anymdp(ns, 5, seed=ns)
+    gamma, alpha, H, c_mb = 0.95, 0.3, 250.0, 0.05
+    q = QLearner(rule=rule, gamma=gamma, alpha=alpha, H=H)
+    mb = ModelBasedLearner(gamma=gamma, c=c_mb)
+    for x in (q, mb):
+        x.reset([task])
+    na = task.na
+    Q = np.full((ns, na), 1.0 / (1.0 - gamma))
+    n_sa, n_s = np.zeros((ns, na)), np.zeros(ns)
+    lterm = np.zeros(ns, dtype=np.bool_)
+    counts, r_mean, r_m2 = (np.zeros((ns, na, ns)) for _ in range(3))
+    n_into, n_term_into = np.zeros(ns), np.zeros(ns)
+    Qm, Qm2 = np.zeros((ns, na)), np.zeros((ns, na))
+    bonus = np.zeros((ns, na))
+    ends = 0
+    for rec in _transitions(task, 3000, seed=ns):
+        s, a, r, s2 = (int(rec["states"][0]), int(rec["actions"][0]), float(rec["rewards"][0]),
+                       int(rec["next_states"][0]))
+        term, trunc = bool(rec["terminated"][0]), bool(rec["truncated"][0])
+        for x in (q, mb):
+            x.observe(rec["states"], rec["actions"], rec["rewards"], rec["next_states"], rec["terminated"],
+                      rec["truncated"])
+        nb.q_observe(Q, n_sa, n_s, lterm, s, a, r, s2, term, gamma, alpha, H, rule == "ucb")
+        nb.mb_observe(counts, r_mean, r_m2, n_into, n_term_into, s, a, r, s2, term)
+        nb.learn_terminal(n_s, lterm, s2, term, Q, Qm, Qm2)
+        if term or trunc:
+            mb.end_episode(np.array([True]))
+            nb.mb_plan(counts, r_mean, n_sa, lterm, n_into, n_term_into, Qm, bonus, ns, na, gamma, c_mb, 0.01)
+            ends += 1
+            np.testing.assert_allclose(Qm, mb.Q[0], rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(bonus, mb.bonus[0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(Q, q.Q[0], rtol=1e-12, atol=1e-12)
+    assert ends >= 5
+    np.testing.assert_array_equal(n_sa, q.n_sa[0])
+    np.testing.assert_array_equal(lterm, q.terminal[0])
+    np.testing.assert_allclose(r_mean, mb.r_mean[0], rtol=1e-12, atol=1e-12)
