@@ -82,7 +82,10 @@ print(f"suites built in {time.time() - t0:.1f} s")
 #
 # Every agent runs `n_episodes` episodes on every task of a suite; all tasks of a suite advance together as one
 # batch, each with its own random stream (a task's run does not depend on its batch). TQL-UCB is run with each
-# bonus scale of the grid and the best is kept (tuned per task family, as in the paper). OmniRL runs when
+# bonus scale of the grid and the best is kept (tuned per task family, as in the paper); as in the paper it is
+# scored on test episodes: after every `tql_eval_every` training episodes, `eval_episodes` episodes of its greedy
+# policy (no exploration bonus) on a separate copy of the task, so its curve has one point per `tql_eval_every`
+# episodes (`tql_scoring: training` scores its exploring episodes instead). OmniRL runs when
 # `checkpoint` is set: a path relative to the run folder is the model notebook 03 trained there
 # (`03_training/run/model.safetensors`, both profiles); `shipped` is the model shipped in `models/` that covers
 # the suite (OmniRL-tiny: the bandit model on `anymdp_1`, the AnyMDP model on suites with up to 16 observation
@@ -135,7 +138,8 @@ for name in figs:
 #
 # The best score says how good an agent gets; whether it *learns* shows in how its score changes along a run.
 # For every suite where OmniRL ran: the mean score in each quarter of the steps that every run reached, with 95%
-# intervals over the runs, for OmniRL and TQL-UCB (`omnirl_core.evaluation.incontext`). A rising line with the
+# intervals over the runs, for OmniRL and TQL-UCB (`omnirl_core.evaluation.incontext`; TQL-UCB's points are its
+# test episodes, OmniRL's its own episodes). A rising line with the
 # interval of "last quarter - first quarter" above 0 is in-context learning that is really there.
 
 # %%

@@ -212,14 +212,19 @@ def test_report_files_and_paper_columns(tmp_path):
 
 
 def test_evaluate_driver_runs_baselines_and_skips_omnirl_without_checkpoint():
-    cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 5,
+    cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 6,
                                          "agents": ["random", "oracle", "tql_ucb", "omnirl"], "tql_c_grid": [0.5],
-                                         "checkpoint": None, "progress": False})
+                                         "tql_eval_every": 3, "checkpoint": None, "progress": False})
     logs = []
     results = evaluate(cfg, log=logs.append)
     assert [r.agent for r in results] == ["random", "oracle", "TQL-UCB (c=0.5)"]
     assert any("OmniRL skipped" in line for line in logs)
     assert table_metrics(results[1])["best"] == pytest.approx(1.0)
+    assert results[2].returns.shape == (2, 2) and results[2].info["episode_index"] == [3, 6]  # test points
+    cfg.tql_scoring = "training"
+    cfg.agents = ["tql_ucb"]
+    (old,) = evaluate(cfg, log=None)
+    assert old.agent == "TQL-UCB (c=0.5, training episodes)" and old.returns.shape == (2, 6)
 
 
 def test_evaluate_runs_omnirl_online_offline_and_by_imitation_with_the_right_contexts(monkeypatch):

@@ -132,6 +132,7 @@ def test_frozenlake_shaping_exact_in_wrapper_and_task():
                     want = 1.0 if desc[s2] == "G" else -1.0 if desc[s2] == "H" else step
                     assert task.reward[s, a, s2] == want
         assert set(np.flatnonzero(task.terminal)) == {i for i, c in enumerate(desc) if c in "GH"}
+        assert task.max_steps == 200  # the reference evaluation's episode cap
     # The wrapper on the real env: right, right, down, down, down, right reaches the goal (non-slippery).
     w = DiscreteWrapper(gym.make("FrozenLake-v1", is_slippery=False), 5,
                         frozenlake_shaping(gym.make("FrozenLake-v1").unwrapped.desc, False))
@@ -160,14 +161,19 @@ def test_action_mapping_is_mod_na():
     assert big.meta["native_na"] == 2
 
 
-def test_cliffwalking_shaping_exact():
+def test_cliffwalking_shaping_exact_and_the_cliff_ends_the_episode():
     task = cliffwalking_task()
     start = 36
-    assert task.start_prob[start] == 1.0
-    assert task.reward[start, 1, start] == -1.0 and task.transition[start, 1, start] == 1.0  # into the cliff
-    assert not task.terminal[start] and task.terminal[47]
+    assert task.start_prob[start] == 1.0 and task.max_steps == 200
+    assert task.reward[start, 1, 37] == -1.0 and task.transition[start, 1, 37] == 1.0  # into the cliff: it ends
+    assert task.transition[25, 2, 37] == 1.0 and task.transition[34, 2, 46] == 1.0  # down into the cliff cells
+    assert np.array_equal(np.flatnonzero(task.terminal), np.arange(37, 48))  # the cliff cells and the goal
     assert task.reward[start, 0, 24] == -0.03
     assert task.reward[35, 2, 47] == 1.0
+    env = AnyMDPEnv(task)
+    env.reset(seed=0)
+    _, r, term, trunc, _ = env.step(1)
+    assert (r, term, trunc) == (-1.0, True, False)
     w = DiscreteWrapper(gym.make("CliffWalking-v1"), 5, cliffwalking_shaping())
     w.reset(seed=0)
     obs, r, term, _, _ = w.step(1)  # right from the start: the cliff

@@ -2,9 +2,11 @@
 offline and by imitation, the normalised score and Table-1 metrics, and the in-context gain.
 
 - :mod:`.suites`, :mod:`.gym_tasks` unseen AnyMDP and Garnet tasks, Gymnasium tasks, DarkRoom, Pendulum
-- :mod:`.agents` OmniRL, random, oracle, noisy oracle, TQL-UCB
+- :mod:`.agents` OmniRL, random, oracle, noisy oracle, TQL-UCB, a fixed policy table
 - :mod:`.runs` running an agent through a suite (with demonstrations for offline and imitation)
-- :mod:`.baselines` TQL-UCB tuned on the suite, PPO (optional extra)
+- :mod:`.tested` scoring a learner on test episodes after every ``eval_every`` training episodes
+- :mod:`.baselines` TQL-UCB tuned on the suite, PPO (optional extra), both scored on test episodes
+- :mod:`.offline` CQL (optional d3rlpy) trained on the offline mode's demonstrations
 - :mod:`.report` Table-1 metrics, tables and report files
 - :mod:`.models` loading checkpoints and the shipped models in ``models/``
 - :mod:`.protocol` :func:`evaluate`, notebook 04's protocol
@@ -12,20 +14,23 @@ offline and by imitation, the normalised score and Table-1 metrics, and the in-c
 - :mod:`.config` notebook 04's parameters
 """
 
-from .agents import Agent, NoisyOracleAgent, OmniRLAgent, OracleAgent, RandomAgent, TQLAgent
-from .baselines import run_ppo, tune_tql
+from .agents import Agent, NoisyOracleAgent, OmniRLAgent, OracleAgent, RandomAgent, TablePolicyAgent, TQLAgent
+from .baselines import run_ppo, run_tql, tune_tql
 from .config import EvaluationConfig
 from .incontext import online_gain, segment_summary, validation_suite
 from .models import CheckpointConfigError, ShippedModel, load_model, load_shipped, shipped_model_for, shipped_models
+from .offline import collect_demonstrations, run_cql
 from .protocol import SHIPPED, evaluate, evaluate_on_devices
 from .report import markdown_table, table_metrics, table_rows, write_report
 from .runs import RunResult, run_agent
 from .suites import PAPER_TABLE1, SUITE_NAMES, Suite, build_suite, task_suite, test_seed
+from .tested import play_policy, run_tested
 
 __all__ = [
     "EvaluationConfig", "Suite", "SUITE_NAMES", "PAPER_TABLE1", "build_suite", "task_suite", "test_seed",
-    "Agent", "RandomAgent", "OracleAgent", "NoisyOracleAgent", "TQLAgent", "OmniRLAgent",
-    "RunResult", "run_agent", "tune_tql", "run_ppo",
+    "Agent", "RandomAgent", "OracleAgent", "NoisyOracleAgent", "TQLAgent", "OmniRLAgent", "TablePolicyAgent",
+    "RunResult", "run_agent", "run_tested", "play_policy", "run_tql", "tune_tql", "run_ppo",
+    "collect_demonstrations", "run_cql",
     "table_metrics", "table_rows", "markdown_table", "write_report",
     "CheckpointConfigError", "load_model", "ShippedModel", "shipped_models", "shipped_model_for", "load_shipped",
     "SHIPPED", "evaluate", "evaluate_on_devices", "online_gain", "segment_summary", "validation_suite",

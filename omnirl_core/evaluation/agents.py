@@ -15,6 +15,9 @@ OmniRL (:class:`OmniRLAgent`) acts from an empty memory with tag 7 at every step
 its memory carries over all episodes of a run, and after every episode a boundary step is written as in
 training (the observation the episode ended in, tag 7, action ``na``, reward 0).
 
+A learner scored on test episodes (:mod:`.tested`) also has ``test_policy() -> [B, n_obs, na]``, the action
+probabilities its test episodes play (TQL-UCB: greedy, no bonus).
+
 Scores, runs and Table-1 metrics are in :mod:`.runs` and :mod:`.report`.
 """
 
@@ -108,8 +111,29 @@ class NoisyOracleAgent(OracleAgent):
         return self.act_tags(obs)[0]
 
 
+class TablePolicyAgent(Agent):
+    """A fixed deterministic policy per run: ``actions[b, obs]`` (e.g. an offline learner's greedy policy)."""
+
+    def __init__(self, actions: np.ndarray, name: str = "policy") -> None:
+        self.actions = np.asarray(actions, dtype=np.int64)
+        self.name = name
+
+    def reset(self, suite, seeds):
+        super().reset(suite, seeds)
+        if self.actions.shape != (self.num_envs, suite.n_obs):
+            raise ValueError(f"policy table of shape {self.actions.shape}, the suite needs ({self.num_envs}, "
+                             f"{suite.n_obs})")
+
+    def act(self, obs):
+        return self.actions[np.arange(self.num_envs), np.asarray(obs)]
+
+
 class TQLAgent(Agent):
-    """TQL-UCB: :class:`~omnirl_core.world.learners.QLearner` with ``rule="ucb"`` on observation ids."""
+    """TQL-UCB: :class:`~omnirl_core.world.learners.QLearner` with ``rule="ucb"`` on observation ids.
+
+    :meth:`test_policy` is its exploitation policy for test episodes: greedy w.r.t. the learned Q, without the
+    exploration bonus, ties shared equally (observations never visited keep the optimistic initial Q on every
+    action, so their test policy is uniform)."""
 
     name = "TQL-UCB"
 
@@ -129,6 +153,12 @@ class TQLAgent(Agent):
 
     def end_episode(self, mask, final_obs):
         self.learner.end_episode(mask)
+
+    def test_policy(self) -> np.ndarray:
+        """[B, n_obs, na] action probabilities of the greedy policy (no bonus, ties shared equally)."""
+        Q = self.learner.Q
+        best = Q >= Q.max(axis=-1, keepdims=True)
+        return best / best.sum(axis=-1, keepdims=True)
 
 
 def _merge_state(new: Any, old: Any, mask):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-AGENT_CHOICES = ("random", "oracle", "tql_ucb", "omnirl", "ppo")
+AGENT_CHOICES = ("random", "oracle", "tql_ucb", "omnirl", "ppo", "cql")
+TQL_SCORINGS = ("test", "training")
 MODE_CHOICES = ("online", "offline", "imitation")
 
 
@@ -25,13 +26,23 @@ class EvaluationConfig:
     max_steps: int | None = None
     "Optional cap on the batched steps of a run (None: until every run has its episodes)."
     agents: list[str] = field(default_factory=lambda: ["random", "oracle", "tql_ucb"])
-    "Agents: random, oracle, tql_ucb, omnirl (needs checkpoint), ppo (needs stable-baselines3)."
+    "Agents: random, oracle, tql_ucb, omnirl (needs checkpoint), ppo (needs stable-baselines3), cql (needs d3rlpy)."
     tql_c_grid: list[float] = field(default_factory=lambda: [0.1, 0.5, 2.0])
     "UCB bonus scales tried for TQL-UCB per suite; the best (by best average score) is reported."
     tql_gamma: float = 0.99
     "Discount of TQL-UCB."
+    tql_scoring: str = "test"
+    "TQL-UCB's curve: test (greedy test episodes after every tql_eval_every training episodes, the paper) or training."
+    tql_eval_every: int = 10
+    "TQL-UCB is tested after every this many training episodes (the paper: 100; at most n_episodes)."
     ppo_eval_every: int = 100
-    "PPO is tested (5 episodes) after every this many training episodes."
+    "PPO is tested after every this many training episodes (the paper: 100; at most n_episodes)."
+    ppo_deterministic: bool = True
+    "PPO's test episodes play its most probable action (false: sample its policy)."
+    eval_episodes: int = 5
+    "Test episodes per test point of TQL-UCB and PPO (the paper: 5)."
+    cql_steps: int = 2000
+    "Minibatch updates of CQL on each run's offline demonstrations (demo_episodes of the perturbed oracle)."
     checkpoint: str | None = "shipped"
     "OmniRL checkpoint (.pt/.safetensors; relative: run folder, then repo); 'shipped': models/ per suite; None: skip."
     also_shipped: bool = False
@@ -79,7 +90,16 @@ class EvaluationConfig:
         check(all(c >= 0 for c in self.tql_c_grid) and len(self.tql_c_grid) >= 1, "tql_c_grid", self.tql_c_grid,
               "at least one value, each >= 0")
         check(0 <= self.tql_gamma < 1, "tql_gamma", self.tql_gamma, "in [0, 1)")
-        check(self.ppo_eval_every >= 1, "ppo_eval_every", self.ppo_eval_every, ">= 1")
+        check(self.tql_scoring in TQL_SCORINGS, "tql_scoring", self.tql_scoring, "one of " + ", ".join(TQL_SCORINGS))
+        tested_tql = "tql_ucb" in self.agents and self.tql_scoring == "test"
+        check(self.tql_eval_every >= 1 and (not tested_tql or self.tql_eval_every <= self.n_episodes),
+              "tql_eval_every", self.tql_eval_every, f">= 1 and at most n_episodes ({self.n_episodes})")
+        check(self.ppo_eval_every >= 1 and ("ppo" not in self.agents or self.ppo_eval_every <= self.n_episodes),
+              "ppo_eval_every", self.ppo_eval_every, f">= 1 and at most n_episodes ({self.n_episodes})")
+        check(self.eval_episodes >= 1, "eval_episodes", self.eval_episodes, ">= 1")
+        check(self.cql_steps >= 1, "cql_steps", self.cql_steps, ">= 1")
+        check("cql" not in self.agents or self.demo_episodes >= 1, "demo_episodes", self.demo_episodes,
+              ">= 1 when cql is among the agents (its training data)")
         check(self.demo_episodes >= 0, "demo_episodes", self.demo_episodes, ">= 0")
         check(0 <= self.demo_noise <= 1, "demo_noise", self.demo_noise, "in [0, 1]")
         check(self.temperature > 0, "temperature", self.temperature, "> 0")

@@ -53,7 +53,10 @@ def frozenlake_shaping(desc: np.ndarray, slippery: bool) -> Shaping:
 
 
 def cliffwalking_shaping(goal: int = 47) -> Shaping:
-    """Paper shaping for CliffWalking: +1 on reaching the goal, -1 for the cliff (Gymnasium reward -100), else -0.03."""
+    """Paper shaping for CliffWalking: +1 on reaching the goal, -1 for the cliff (Gymnasium reward -100), else -0.03.
+
+    Only the reward: in a :class:`DiscreteWrapper` a fall still sends the agent back to the start without ending
+    the episode, as in Gymnasium; :func:`cliffwalking_task` (the suite) also ends the episode there."""
 
     def shape(s, a, s2, r, terminated):
         return 1.0 if s2 == goal else -1.0 if r <= -100 else -0.03
@@ -74,16 +77,17 @@ def task_from_gym(
     na: int | None = None,
     kind: str = "gym",
     meta: dict | None = None,
+    P: dict | None = None,
 ) -> Task:
     """A tabular Task from a Gymnasium env with ``env.unwrapped.P`` (FrozenLake, CliffWalking, Taxi, ...).
 
-    ``P[s][a]`` lists ``(prob, next_state, reward, terminated)``. A state is terminal when some transition
-    terminates on entering it (its own rows are then dropped). The start distribution is
-    ``env.unwrapped.initial_state_distrib`` when present, else the empirical distribution of 200 resets.
-    ``shaping`` rewrites every reward; ``na`` expands the actions with ``a -> a mod n``.
+    ``P[s][a]`` lists ``(prob, next_state, reward, terminated)`` (``P``: a table to use instead of the env's).
+    A state is terminal when some transition terminates on entering it (its own rows are then dropped). The
+    start distribution is ``env.unwrapped.initial_state_distrib`` when present, else the empirical distribution
+    of 200 resets. ``shaping`` rewrites every reward; ``na`` expands the actions with ``a -> a mod n``.
     """
     u = env.unwrapped
-    P = getattr(u, "P", None)
+    P = getattr(u, "P", None) if P is None else P
     if P is None:
         raise ValueError(f"{type(u).__name__} has no transition table P; use an estimated model instead")
     ns, n_act = int(u.observation_space.n), int(u.action_space.n)
@@ -111,17 +115,47 @@ def task_from_gym(
     return expand_actions(task, na) if na is not None else task
 
 
-def frozenlake_task(slippery: bool, na: int = NA) -> Task:
-    """FrozenLake 4x4 as a Task with the paper's shaping (100-step limit)."""
+GYM_EPISODE_STEPS = 200
+"""Episode limit of FrozenLake and CliffWalking: the reference evaluation's per-episode cap (airsoul OmniRL,
+``max_steps: 200``; Gymnasium's own limits are 100 for FrozenLake 4x4 and none for CliffWalking)."""
+
+
+def frozenlake_task(slippery: bool, na: int = NA, max_steps: int = GYM_EPISODE_STEPS) -> Task:
+    """FrozenLake 4x4 as a Task with the paper's shaping (``max_steps`` limit, 200 as in the reference)."""
     env = gym.make("FrozenLake-v1", map_name="4x4", is_slippery=slippery)
-    return task_from_gym(env, shaping=frozenlake_shaping(env.unwrapped.desc, slippery), max_steps=100, na=na,
+    return task_from_gym(env, shaping=frozenlake_shaping(env.unwrapped.desc, slippery), max_steps=max_steps, na=na,
                          kind="frozenlake", meta={"slippery": bool(slippery)})
 
 
-def cliffwalking_task(na: int = NA, max_steps: int = 100) -> Task:
-    """CliffWalking 4x12 as a Task with the paper's shaping (``max_steps`` limit; Gymnasium has none)."""
+CLIFF_MOVES = {0: (-1, 0), 1: (0, 1), 2: (1, 0), 3: (0, -1)}  # up, right, down, left
+
+
+def cliffwalking_task(na: int = NA, max_steps: int = GYM_EPISODE_STEPS) -> Task:
+    """CliffWalking 4x12 as a Task with the paper's shaping and, as in the reference, the episode ending when the
+    agent falls off the cliff (``max_steps`` limit, 200 as in the reference; Gymnasium has none).
+
+    Gymnasium sends a falling agent back to the start and goes on; here the fall enters the cliff cell it steps
+    on (observation ids 37-46, otherwise never occupied), a terminal state, with reward -1. The reference
+    (airsoul's ``DiscreteEnvWrapper``) marks the fall as a truncation whose last observation is the start cell;
+    the return is the same, only a learner that bootstraps at truncation would see a difference."""
     env = gym.make("CliffWalking-v1")
-    return task_from_gym(env, shaping=cliffwalking_shaping(), max_steps=max_steps, na=na, kind="cliffwalking")
+    u = env.unwrapped
+    rows, cols = u.shape
+    table = {}
+    for s, per_action in u.P.items():
+        table[s] = {}
+        for a, outcomes in per_action.items():
+            fixed = []
+            for prob, s2, r, term in outcomes:
+                if r <= -100:  # the fall: into the cliff cell the move enters, ending the episode
+                    dr, dc = CLIFF_MOVES[int(a)]
+                    row, col = divmod(int(s), cols)
+                    s2 = min(max(row + dr, 0), rows - 1) * cols + min(max(col + dc, 0), cols - 1)
+                    term = True
+                fixed.append((prob, s2, r, term))
+            table[s][a] = fixed
+    return task_from_gym(env, shaping=cliffwalking_shaping(), max_steps=max_steps, na=na, kind="cliffwalking",
+                         P=table, meta={"cliff_ends_episode": True})
 
 
 DARKROOM_MOVES = np.array([[-1, 0], [1, 0], [0, -1], [0, 1], [0, 0]])  # up, down, left, right, stay

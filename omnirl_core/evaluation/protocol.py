@@ -1,5 +1,9 @@
 """The evaluation protocol of notebook 04: every configured agent (and OmniRL mode) on every configured suite, in
 this process (:func:`evaluate`) or spread over the node's GPUs, one suite per process (:func:`evaluate_on_devices`).
+
+Rows: random and oracle (every episode); TQL-UCB with the best bonus of the grid and PPO, scored on test
+episodes (:mod:`.baselines`; TQL-UCB on its training episodes with ``tql_scoring: training``, then the row says
+so); OmniRL per mode; CQL trained on the offline mode's demonstrations (:mod:`.offline`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from .agents import NoisyOracleAgent, OmniRLAgent, OracleAgent, RandomAgent
 from .baselines import run_ppo, tune_tql
 from .config import EvaluationConfig
 from .models import load_model
+from .offline import CQL_MISSING, have_d3rlpy, run_cql
 from .runs import RunResult, run_agent
 from .suites import Suite, build_suite
 
@@ -91,8 +96,10 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
                 results.append(run_agent(suite, OracleAgent(), cfg.n_episodes, **common))
             elif agent == "tql_ucb":
                 res, _ = tune_tql(suite, cfg.tql_c_grid, cfg.n_episodes, gamma=cfg.tql_gamma, smooth=cfg.smooth,
-                                  **common)
-                res.agent = f"TQL-UCB (c={res.info['c']:g})"
+                                  scoring=cfg.tql_scoring, eval_every=cfg.tql_eval_every,
+                                  eval_episodes=cfg.eval_episodes, **common)
+                tail = "" if cfg.tql_scoring == "test" else ", training episodes"
+                res.agent = f"TQL-UCB (c={res.info['c']:g}{tail})"
                 results.append(res)
             elif agent == "omnirl":
                 for label, use_shipped in _omnirl_rows(cfg, model, shipped):
@@ -109,8 +116,16 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
                     if log:
                         log(f"{name}: PPO skipped (stable-baselines3 is not installed: pip install -e .[ppo])")
                     continue
-                results.append(run_ppo(suite, cfg.n_episodes, eval_every=cfg.ppo_eval_every, seed=cfg.seed,
-                                       progress=cfg.progress))
+                results.append(run_ppo(suite, cfg.n_episodes, eval_every=cfg.ppo_eval_every,
+                                       eval_episodes=cfg.eval_episodes, deterministic=cfg.ppo_deterministic,
+                                       seed=cfg.seed, progress=cfg.progress))
+            elif agent == "cql":
+                if not have_d3rlpy():
+                    if log:
+                        log(f"{name}: CQL skipped ({CQL_MISSING})")
+                    continue
+                results.append(run_cql(suite, cfg.n_episodes, demo=NoisyOracleAgent(cfg.demo_noise),
+                                       demo_episodes=cfg.demo_episodes, n_steps=cfg.cql_steps, **common))
         if log:
             log(f"{name}: done ({suite.num_envs} runs, {int((~suite.valid).sum())} skipped, reference "
                 f"{suite.reference})")

@@ -1,6 +1,10 @@
 """Table-1 metrics and the report: on the task-averaged score curve, smoothed by a trailing mean over ``smooth``
 episodes, the best value within the episode budget, and the first episode (and the mean step count there) at
 which the curve reaches 99% of it; as rows, a Markdown table, and files.
+
+A curve of test points (TQL-UCB and PPO, one point per ``eval_every`` training episodes, each already a mean
+over its test episodes; ``info["eval_every"]``) is smoothed over ``max(1, smooth // eval_every)`` points, the
+same span of training episodes, and its episodes are the training episode counts of its points.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ def table_metrics(result: RunResult, smooth: int = 5) -> dict:
     if not ok.any():
         return out
     c = np.where(ok, curve, 0.0)
-    w = max(1, int(smooth))
+    w = max(1, int(smooth) // int(result.info.get("eval_every", 1)))
     cs = np.cumsum(c)
     cnt = np.cumsum(ok)
     lo = np.arange(n) - w
@@ -108,6 +112,8 @@ def write_report(results: Sequence[RunResult], out_dir: str | os.PathLike, smoot
         w.writerow(["suite", "agent", "episode", "mean_score", "mean_steps"])
         for r in results:
             curve, steps = r.curve()
-            for k, (s, n) in enumerate(zip(curve, steps)):
-                w.writerow([r.suite, r.agent, k + 1, f"{s:.6g}", f"{n:.6g}"])
+            index = r.info.get("episode_index")
+            index = range(1, len(curve) + 1) if index is None else index
+            for e, s, n in zip(index, curve, steps):
+                w.writerow([r.suite, r.agent, int(e), f"{s:.6g}", f"{n:.6g}"])
     return paths

@@ -2,7 +2,8 @@
 environment until every run has finished ``n_episodes`` evaluation episodes (or a step cap), recording each
 episode's return and the run's step count at its end. With a demonstrator (offline RL / imitation), each run
 first executes ``demo_episodes`` episodes chosen by the demonstrator; the agent observes them with the
-demonstrator's tags, then acts itself. :func:`tune_tql` picks TQL-UCB's bonus scale on the suite.
+demonstrator's tags, then acts itself. Scoring on separate test episodes instead (the paper's protocol for
+TQL-UCB and PPO) is in :mod:`.tested` and :mod:`.baselines`.
 """
 
 from __future__ import annotations
@@ -81,12 +82,17 @@ def run_agent(
     progress: bool = False,
     desc: str | None = None,
     on_step: Callable[[int, dict], None] | None = None,
+    on_episodes: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> RunResult:
     """Run ``agent`` on every environment of ``suite`` for ``n_episodes`` evaluation episodes each.
 
     ``seed``: an int (per-run seeds derived from it, the same for run b whatever the batch) or one seed per run.
     ``demo`` / ``demo_episodes``: a demonstrator acting first (offline RL / imitation). ``on_step(t, record)``
-    sees every transition (for tests and debugging)."""
+    sees every transition (``obs``, ``actions``, ``rewards``, ``next_obs``, ``terminated``, ``truncated``,
+    ``done``, ``tags``, ``in_demo``). ``on_episodes(ended, n_done, own_steps)`` is called after the agent's
+    ``end_episode`` whenever some runs (mask ``ended`` [B]) finished one of their own (non-demonstration)
+    episodes within the budget; ``n_done`` [B] counts those episodes, ``own_steps`` [B] the agent's own steps
+    (scoring on test episodes, :mod:`.tested`, hooks in here)."""
     from .streams import env_seeds
 
     B, K = suite.num_envs, int(n_episodes)
@@ -123,11 +129,12 @@ def run_agent(
         own_steps += ~in_demo
         done = term | trunc
         if on_step is not None:
-            on_step(t, {"obs": obs, "actions": actions, "rewards": rewards, "next_obs": reached, "done": done,
-                        "tags": tags})
+            on_step(t, {"obs": obs, "actions": actions, "rewards": rewards, "next_obs": reached, "terminated": term,
+                        "truncated": trunc, "done": done, "tags": tags, "in_demo": in_demo})
         if done.any():
             agent.end_episode(done, reached)
             before = int(np.minimum(n_done, K).sum())
+            ended = np.zeros(B, bool)
             for b in np.flatnonzero(done):
                 if in_demo[b]:
                     demo_left[b] -= 1
@@ -135,6 +142,9 @@ def run_agent(
                     returns[b, n_done[b]] = infos["final_return"][b]
                     steps_at[b, n_done[b]] = own_steps[b]
                     n_done[b] += 1
+                    ended[b] = True
+            if on_episodes is not None and ended.any():
+                on_episodes(ended, n_done.copy(), own_steps.copy())
             if bar is not None:
                 bar.update(int(np.minimum(n_done, K).sum()) - before)
         obs = nxt_obs

@@ -20,11 +20,19 @@ Conventions:
 - Test seeds: training draws its task seeds from ``[0, 2**32)``; test tasks use seeds
   ``TEST_SEED_OFFSET + ...`` with ``TEST_SEED_OFFSET = 2**32``, so no test seed is ever a training seed.
 - Reward shaping (paper): FrozenLake slippery +1 goal / -1 hole / 0 otherwise; non-slippery +1 / -1 /
-  -0.05 per other step; CliffWalking +1 on reaching the goal / -1 on stepping into the cliff (which, as in
-  Gymnasium, sends the agent back to the start without ending the episode) / -0.03 per other step;
-  Pendulum ``r' = max(r / 30 + 0.1, -0.1)``.
-- Episode limits (choices, documented): FrozenLake 100 steps (Gymnasium's), CliffWalking 100 steps
-  (Gymnasium sets none), Pendulum 200 (Gymnasium's), DarkRoom ``4 N`` steps.
+  -0.05 per other step; CliffWalking +1 on reaching the goal / -1 on stepping into the cliff / -0.03 per
+  other step; Pendulum ``r' = max(r / 30 + 0.1, -0.1)``.
+- CliffWalking: as in the reference (airsoul OmniRL), falling off the cliff ends the episode (Gymnasium
+  sends the agent back to the start and goes on). Here the fall terminates in the cliff cell entered
+  (observation ids 37-46); the reference reports it as a truncation whose last observation is the start
+  cell, which only a learner bootstrapping at truncation would tell apart (:func:`.gym_tasks.cliffwalking_task`).
+- Episode limits: FrozenLake and CliffWalking 200 steps, Pendulum 200, as the reference evaluation caps an
+  episode (its ``max_steps: 200``; its check ``step > max_steps`` lets a capped episode run a 201st step,
+  not copied; Gymnasium's own limits are 100 for FrozenLake 4x4, none for CliffWalking, 200 for Pendulum).
+  DarkRoom keeps ``4 N`` steps, a difference: the reference runs it for the same 200 steps but with a
+  reward of -0.1 on every step off the goal; with the paper's reward (+1 at the goal only) and 200 steps a
+  uniform random walk reaches the goal of a 6 x 6 room 67% of the time (28% in 10 x 10), leaving the
+  normalised score little to measure, against 15% (8%) within ``4 N`` steps.
 - DarkRoom N x N: state ``row * N + col``; actions up, down, left, right, stay; the goal is a corner
   (one task per corner) and ends the episode with reward +1; starts are uniform over the other cells.
 """
