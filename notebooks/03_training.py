@@ -204,12 +204,38 @@ if evals:
                      f"last quarter **{late:.3f}**."))
 
 # %% [markdown]
-# ## 7. At the paper's scale
+# ## 7. Post-training on long sequences (D_Long)
+#
+# The paper saw the loss on a 1M-step context rise beyond about 80K steps, longer than any training sequence (12K),
+# and post-trained the model on D_Long (12K sequences of 512K steps). `post_training` in the parameters names that
+# stage: the model above, continued on notebook 02's `data/d_long` for `post_training.steps` iterations at its own
+# learning rate; every other setting is this run's. It writes `03_training/post/` (the same files as `run/`) and
+# resumes like the main run; notebook 04 measures both models along contexts far longer than either was trained on.
+# From a shell: `python -m omnirl_core.training <yaml> --out <run folder> --post`.
+
+# %%
+post = None
+if cfg.post_training.data_path:
+    cfg.post_training.data_path = str(run_artefact(repo_path(run_dir), cfg.post_training.data_path,
+                                                   key="post_training.data_path", made_by="02_synthesis"))
+    post_cfg = training.post_training_config(cfg, out_dir / "run" / training.WEIGHTS)
+    post = training.train_or_launch(post_cfg, out_dir / "post", resume=True, progress=True)
+    post_rows = training.read_metrics(out_dir / "post")
+    display(Markdown(f"Post-training: **{post.step}** iterations of {post_cfg.data.batch_size} x "
+                     f"{post_cfg.data.seq_len or 'all'} steps on `{post_cfg.data.path}`, last loss "
+                     f"{post_rows[-1]['loss']:.4f} ({post_rows[-1]['elapsed_s']:.0f} s)."))
+    save(views.plot_loss_curves(post_rows), "post_loss_curves")
+else:
+    display(Markdown("No post-training stage in these parameters (`post_training.data_path` is unset)."))
+
+# %% [markdown]
+# ## 8. At the paper's scale
 #
 # `params/paper/03_training.yaml` holds the paper's settings: RWKV-7 18 x 512 (43.8M parameters), 5 sequences
 # of 12K steps per GPU on D_Large (notebook 02's `data/d_large`), chunks of 2K steps, AdamW at 2e-4 with 2000
 # warmup iterations, clip 1.0, ramp over 512 steps, 15% state masking, policy loss only, and
-# `launch.nproc_per_node: 8`: run by papermill on the 8-GPU node, this notebook starts torchrun itself. The
+# `launch.nproc_per_node: 8`: run by papermill on the 8-GPU node, this notebook starts torchrun itself (for the
+# post-training stage too: 1 sequence of 512K steps per GPU on D_Long, 1,500 iterations at 1e-4). The
 # processes each read their own shards; their losses are divided by a normaliser summed over all of them, so
 # the averaged gradient equals that of one process holding the combined batch. From a shell, the same run is
 #

@@ -26,11 +26,14 @@ SHRINK = {
     "01": ["stats_ns=[1, 16]", "stats_tasks_per_ns=2", "timing_ns=[16]", "timing_repeats=1", "play_steps=20"],
     "02": [f"datasets.{name}.{key}" for name in ("d_small", "d_large")
            for key in ("n_sequences=8", "seq_len=256", "sequences_per_shard=4", "batch_size=4")]
+          + [f"datasets.d_long.{key}" for key in ("n_sequences=4", "seq_len=1024", "sequences_per_shard=2",
+                                                   "batch_size=2")]
           + ["workers=2", "show_steps=100", "loader_batch=2", "loader_chunk=128", "curve_bins=4"],
     "03": ["steps=40", "chunk_len=128", "model.hidden_size=32", "model.num_layers=2", "model.intermediate_size=64",
            "model.head_dim=16", "model.chunk_size=16", "data.batch_size=2", "data.seq_len=256", "eval.every=20",
            "eval.batches=1", "eval.position_bins=4", "checkpoint_every=2", "log_every=1", "bf16=false",
-           "device=cpu", "torch_threads=1", "launch.nproc_per_node=2", "launch.poll_seconds=0.5"],
+           "device=cpu", "torch_threads=1", "launch.nproc_per_node=2", "launch.poll_seconds=0.5",
+           "post_training.steps=2", "post_training.seq_len=512", "post_training.warmup_steps=1"],
     "04": ["suites=[anymdp_16]", "n_tasks=2", "n_episodes=8", "agents=[random, oracle, omnirl]",
            "demo_episodes=2", "device=cpu", "pendulum_samples=10", "pendulum_reference_episodes=2"],
     "05": ["run=[tags]", "eval_tasks=2", "eval_steps=400", "tql=false", "workers=1", "torch_threads=1",
@@ -75,9 +78,9 @@ def _kill_processes_mentioning(text: str) -> int:
 def test_paper_profile_runs_end_to_end_on_cpu_with_two_gloo_processes(tmp_path):
     run = tmp_path / "rehearsal"
     workbook(tmp_path, "01", "02")
-    for name, ns in (("d_small", {16}), ("d_large", None)):
+    for name, ns in (("d_small", {16}), ("d_large", None), ("d_long", None)):
         man = json.loads((run / "data" / name / "manifest.json").read_text())
-        assert man["complete"] and man["seq_len"] == 256
+        assert man["complete"] and man["seq_len"] == (1024 if name == "d_long" else 256)
         shard_ns = {s["ns"] for s in man["shards"]}
         assert shard_ns == ns if ns else all(16 <= n <= 128 for n in shard_ns)
 
@@ -100,6 +103,11 @@ def test_paper_profile_runs_end_to_end_on_cpu_with_two_gloo_processes(tmp_path):
     assert set(logs) == {"0", "1"}  # two processes each time
     used = (train_dir / "launch.yaml").read_text()
     assert "layout: paper" in used and str(run / "data" / "d_large") in used
+    # the post-training stage: D_Long, from the run's weights, under torchrun too
+    post_dir = run / "03_training" / "post"
+    post_used = (post_dir / "launch.yaml").read_text()
+    assert str(run / "data" / "d_long") in post_used and str(train_dir / "model.safetensors") in post_used
+    assert [json.loads(line)["step"] for line in (post_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2]
 
     # 04 evaluates 03's checkpoint in the three modes; 05 two variants and 03's model beside them
     workbook(tmp_path, "04", "05")

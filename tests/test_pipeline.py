@@ -29,12 +29,17 @@ def test_each_notebook_consumes_what_the_one_before_wrote(profile):
     data = written[training.data.path]
     assert training.model.ns_max >= (data.ns_max or data.ns) and training.model.na == data.na
     assert training.data.seq_len is None or training.data.seq_len <= data.seq_len
+    # the post-training stage continues 03's model on 02's long sequences (D_Long), with the same model
+    long = written[training.post_training.data_path]
+    assert long.seq_len >= 16 * data.seq_len and long.na == data.na
+    assert training.model.ns_max >= (long.ns_max or long.ns)
     assert evaluation.checkpoint == MODEL_OF_03 and "omnirl" in evaluation.agents
     assert ablations.reference_checkpoint == MODEL_OF_03
     if profile == "paper":  # the paper's main model: D_Large on the 8-GPU node; 256 test tasks per ns group
         assert training.data.path == "data/d_large" and data.ns == 16 and data.ns_max == 128
         assert training.launch.nproc_per_node == 8 and training.model.layout == "paper"
         assert evaluation.n_tasks == 256
+        assert (long.n_sequences, long.seq_len, long.ns, long.ns_max) == (12288, 524288, 16, 128)  # D_Long
 
 
 def test_run_artefact_prefers_the_run_folder_and_names_the_notebook_to_run_first(tmp_path):

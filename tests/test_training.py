@@ -397,3 +397,32 @@ def test_standin_share_replaces_the_first_rows_and_resumes_the_same_batches(tmp_
         tiny(**{**over, "data.standin_share": 0.1})  # 0.1 x 4 rounds to no sequence
     with pytest.raises(ConfigError, match="data.ns"):
         tiny(**{**over, "data.ns": 32})
+
+
+def test_post_training_stage_continues_the_run_on_long_sequences(tmp_path):
+    from omnirl_core.synthesis import DatasetConfig, synthesize
+    from omnirl_core.training import post_training_config
+
+    dcfg = load_config(DatasetConfig, {"seq_len": 192, "n_sequences": 4, "sequences_per_shard": 4, "batch_size": 4,
+                                       "seed": 2, "engine": "numpy", "ns": 16})
+    synthesize(dcfg, tmp_path / "long", workers=1, progress=False)
+    cfg = tiny(steps=3, **{"model.ns_max": 16, "post_training.data_path": str(tmp_path / "long"),
+                           "post_training.steps": 2, "post_training.batch_size": 2, "post_training.lr": 5e-4})
+    yaml_path = _write_yaml(tmp_path / "c.yaml", cfg)
+    run = tmp_path / "03" / "run"
+    base = [sys.executable, "-m", "omnirl_core.training", str(yaml_path), "--out", str(run), "--no-progress"]
+    assert subprocess.run(base, cwd=ROOT, env=_env(), capture_output=True).returncode == 0
+    res = subprocess.run(base + ["--post"], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    post = tmp_path / "03" / "post"
+    used = yaml.safe_load((post / "config.yaml").read_text())
+    assert used["init_from"] == str((run / WEIGHTS).resolve()) and used["steps"] == 2
+    assert used["data"]["path"] == str(tmp_path / "long") and used["data"]["seq_len"] is None
+    assert used["optim"]["lr"] == 5e-4 and used["post_training"]["data_path"] is None
+    assert [r["step"] for r in read_metrics(post)] == [1, 2]
+    assert "init_from" in res.stderr + res.stdout  # it said what it loaded from the main run
+    # the stage is this run's settings otherwise, and it needs its dataset
+    derived = post_training_config(cfg, run / WEIGHTS)
+    assert derived.model == cfg.model and derived.chunk_len == cfg.chunk_len and derived.data.batch_size == 2
+    with pytest.raises(ConfigError, match="post_training.data_path"):
+        post_training_config(tiny(), run / WEIGHTS)

@@ -19,7 +19,16 @@ from .checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from .config import DataConfig, EvalConfig, LaunchConfig, LossConfig, OptimConfig, TrainConfig
+from .config import (
+    DataConfig,
+    EvalConfig,
+    LaunchConfig,
+    LossConfig,
+    OptimConfig,
+    PostTrainingConfig,
+    TrainConfig,
+    post_training_config,
+)
 from .data import DatasetStream, StandInData, make_data, mask_states
 from .launch import LaunchError, describe_launch, run_torchrun, train_or_launch
 from .loop import NonFiniteLossError, TrainContext, TrainResult, position_loss_hook, train
@@ -28,6 +37,7 @@ from .metrics import MetricsWriter, read_eval, read_metrics
 
 __all__ = [
     "TrainConfig", "DataConfig", "OptimConfig", "LossConfig", "EvalConfig",
+    "PostTrainingConfig", "post_training_config",
     "StandInData", "DatasetStream", "make_data", "mask_states",
     "lr_at", "sequence_normalisers", "accumulate_gradients", "position_loss",
     "CHECKPOINT", "WEIGHTS", "CheckpointMismatchError", "save_checkpoint", "load_checkpoint", "init_weights_from",

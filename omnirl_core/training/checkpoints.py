@@ -28,10 +28,10 @@ CKPT_VERSION = 2  # 2: sha256 checksums of the weights and the optimiser state (
 DIGEST_KEY = "weights_sha256"  # in a safetensors file's metadata and a shipped model's config.json
 
 RESUMABLE_CHANGES = ("steps", "log_every", "checkpoint_every", "eval", "tensorboard", "torch_threads", "data.verify",
-                     "init_from", "max_bad_steps", "launch")
+                     "init_from", "max_bad_steps", "launch", "post_training")
 """Keys of a :class:`TrainConfig` that a resume may change: how long the run goes on, how often it logs, writes
-checkpoints and evaluates, its safety stop and how it is launched (a changed process count is refused by the
-data positions); none changes what the iterations compute."""
+checkpoints and evaluates, its safety stop, how it is launched (a changed process count is refused by the
+data positions) and the stage after it; none changes what the iterations compute."""
 
 
 class CheckpointMismatchError(InputError):

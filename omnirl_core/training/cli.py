@@ -8,6 +8,11 @@ Eight GPUs (DistributedDataParallel, NCCL; gloo on CPU)::
 
     torchrun --nproc_per_node 8 -m omnirl_core.training params/paper/03_training.yaml --out outputs/paper/train
 
+The long-context stage after a run (``post_training`` in the YAML: D_Long), into the folder ``post`` beside
+``DIR``, started from ``DIR/model.safetensors``::
+
+    python -m omnirl_core.training params/paper/03_training.yaml --out outputs/paper/03_training/run --post
+
 ``key=value`` overrides use dotted keys (``optim.lr=1e-4 data.batch_size=2``). ``--resume`` continues from
 ``DIR/checkpoint.pt`` when it exists (and starts afresh otherwise); it refuses a checkpoint written with other
 settings that would make the resume inexact unless ``--allow-changes`` is given, and a checkpoint (or
@@ -25,7 +30,8 @@ import torch
 
 from ..workbook.config import load_config, repo_path
 from ..workbook.errors import CliParser, run_cli
-from .config import TrainConfig
+from .checkpoints import WEIGHTS
+from .config import TrainConfig, post_training_config
 from .loop import train
 
 PROG = "python -m omnirl_core.training"
@@ -42,6 +48,8 @@ def _parser() -> CliParser:
     p.add_argument("--allow-unverified", action="store_true",
                    help="accept a checkpoint or init_from file without a checksum (written by an older version)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--post", action="store_true",
+                   help="run the post_training stage from OUT/model.safetensors, into the folder 'post' beside OUT")
     return p
 
 
@@ -54,6 +62,9 @@ def _main(argv: list[str]) -> int:
     args = _parser().parse_intermixed_args(argv)
     cfg = load_config(TrainConfig, args.config, overrides=args.overrides or None)
     out = Path(args.out) if args.out else repo_path("outputs/train") / Path(args.config).stem
+    if args.post:
+        cfg = post_training_config(cfg, out.resolve() / WEIGHTS)
+        out = out.parent / "post"
     torch.set_flush_denormal(True)  # subnormal floats make CPU backward passes many times slower
 
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -4,6 +4,7 @@ evaluation during training, and the run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .. import model as M
@@ -99,6 +100,26 @@ class LaunchConfig:
 
 
 @dataclass
+class PostTrainingConfig:
+    """The long-context stage after training (paper: D_Long, 12K sequences x 512K steps): the trained model
+    continued on a dataset of long sequences (notebook 03, section 8; ``--post`` on the command line). Every
+    setting not named here is the main run's."""
+
+    data_path: str | None = None
+    "Dataset of long sequences (notebook 02's data/d_long); None = no post-training stage."
+    steps: int = param(1000, ge=1)
+    "Iterations of the stage."
+    seq_len: int | None = param(None, ge=2)
+    "Steps per sequence; None = the dataset's length."
+    batch_size: int = param(1, ge=1)
+    "Sequences per iteration on each process."
+    lr: float = param(1e-4, gt=0)
+    "Peak learning rate of the stage (the paper gives none; below the main run's)."
+    warmup_steps: int = param(100, ge=0)
+    "Linear warmup iterations of the stage."
+
+
+@dataclass
 class TrainConfig:
     """Notebook 03 and ``python -m omnirl_core.training``: meta-training by chunked truncated BPTT (Algorithm 3)."""
 
@@ -138,6 +159,8 @@ class TrainConfig:
     "Torch CPU threads while training (small models run fastest on 1); None keeps torch's default."
     init_from: str | None = None
     "Start from these weights (.pt/.safetensors, relative: the repo); tensors of another shape start fresh."
+    post_training: PostTrainingConfig = param(PostTrainingConfig())
+    "The long-context stage after this run (D_Long), started from this run's weights."
 
     def validate(self) -> None:
         wm = self.loss.state > 0 or self.loss.reward > 0
@@ -158,3 +181,17 @@ class TrainConfig:
 
 
 
+
+
+def post_training_config(cfg: TrainConfig, init_from: str | os.PathLike) -> TrainConfig:
+    """The configuration of ``cfg``'s post-training stage: ``cfg`` with the stage's data, iterations, batch and
+    learning rate, started from ``init_from`` (the main run's weights), and no stage after it."""
+    from ..workbook.config import config_to_dict, load_config
+
+    post = cfg.post_training
+    check(post.data_path is not None, "post_training.data_path", None, "set to a dataset of long sequences")
+    d = config_to_dict(cfg)
+    d.update(steps=post.steps, init_from=str(init_from), post_training={"data_path": None})
+    d["data"].update(path=post.data_path, seq_len=post.seq_len, batch_size=post.batch_size, standin_share=0.0)
+    d["optim"].update(lr=post.lr, warmup_steps=post.warmup_steps)
+    return load_config(TrainConfig, d)

@@ -113,13 +113,16 @@ def accumulate_gradients(
 
 
 @torch.no_grad()
-def position_loss(model: torch.nn.Module, batches: Sequence[dict], chunk_len: int, bins: int) -> dict[str, list]:
-    """Mean policy cross entropy (unweighted, labelled steps only) in ``bins`` equal bins along the sequence."""
+def position_loss(model: torch.nn.Module, batches: Sequence[dict], chunk_len: int, bins: int = 32, *,
+                  edges: Sequence[int] | None = None) -> dict[str, list]:
+    """Mean policy cross entropy (unweighted, labelled steps only) in ``bins`` equal bins along the sequence, or in
+    the bins of ``edges`` (positions edges[i] .. edges[i+1] - 1; e.g. log-spaced ones)."""
     model = model.module if hasattr(model, "module") else model
     was_training = model.training
     model.eval()
     na = model.cfg.na
     ce_sum, n_sum = None, None
+    given = None if edges is None else np.asarray(edges, dtype=int)
     for b in batches:
         B, T = b["label"].shape
         memory, parts = None, []
@@ -133,11 +136,11 @@ def position_loss(model: torch.nn.Module, batches: Sequence[dict], chunk_len: in
         label = b["label"]
         mask = b["label_mask"] & (label >= 0) & (label < na)
         ce = F.cross_entropy(logits.reshape(-1, na), label.clamp(0, na - 1).reshape(-1), reduction="none").view(B, T)
-        edges = np.linspace(0, T, bins + 1).astype(int)
-        cs = torch.stack([(ce * mask)[:, a:z].sum() for a, z in zip(edges[:-1], edges[1:])])
-        ns = torch.stack([mask[:, a:z].sum() for a, z in zip(edges[:-1], edges[1:])]).float()
+        cut = np.linspace(0, T, bins + 1).astype(int) if given is None else given
+        cs = torch.stack([(ce * mask)[:, a:z].sum() for a, z in zip(cut[:-1], cut[1:])])
+        ns = torch.stack([mask[:, a:z].sum() for a, z in zip(cut[:-1], cut[1:])]).float()
         ce_sum = cs if ce_sum is None else ce_sum + cs
         n_sum = ns if n_sum is None else n_sum + ns
     model.train(was_training)
-    centres = ((edges[:-1] + edges[1:]) / 2).tolist()
+    centres = ((cut[:-1] + cut[1:]) / 2).tolist()
     return {"position": centres, "loss": (ce_sum / n_sum.clamp_min(1)).tolist()}

@@ -1,0 +1,127 @@
+"""Very long contexts (paper section 4): the label loss and the online score against log(context length).
+
+The paper found the loss on a 1M-step context rising beyond about 80K steps, and post-trained on D_Long (12K
+sequences x 512K steps) for it. This module measures that, for any number of models side by side (notebook 04
+compares the model of notebook 03 before and after its post-training stage):
+
+- :func:`loss_along_context`: the unweighted label cross entropy of DPD sequences of ``steps`` steps (synthesised
+  for the purpose on tasks never trained on), averaged in log-spaced bins of the position;
+- :func:`score_along_context`: online runs of ``steps`` steps from an empty memory, each finished episode's
+  normalised score assigned to the log bin in which it ended, mean and 95% interval over tasks per bin.
+
+Bins: :func:`log_edges` splits 1..T into log-spaced bins (the first ones merged until each holds a step).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..synthesis import BOUNDARY, LABEL_MASKED, DatasetConfig, synthesize_shard
+from ..training.losses import position_loss
+from ..workbook.config import load_config
+from ..workbook.fields import param
+from .agents import OmniRLAgent
+from .incontext import _mean_ci
+from .runs import RunResult, run_agent
+from .suites import Suite
+
+LOSS_SEED = 9_000_001
+"""Seed of the synthesised loss sequences: apart from every training dataset's seed in params/."""
+
+
+@dataclass
+class LongContextConfig:
+    """Label loss and online score against log(context length), for each model in ``checkpoints``."""
+
+    enabled: bool = False
+    "Run the long-context evaluation (notebook 04, section 6)."
+    steps: int = param(16384, ge=16)
+    "Context length: steps of every loss sequence and of every online run (paper: 1,048,576)."
+    suite: str = "anymdp_1"
+    "Suite of the online runs; its ns is also the ns of the loss sequences."
+    n_tasks: int = param(4, ge=1)
+    "Tasks of the online runs (the suite's first test tasks)."
+    loss_sequences: int = param(2, ge=1)
+    "DPD sequences synthesised for the loss curve (on tasks never trained on)."
+    bins: int = param(12, ge=2)
+    "Log-spaced bins of the context length."
+    chunk_len: int = param(2048, ge=1)
+    "Steps per forward chunk of the loss pass (the memory is carried across chunks)."
+    checkpoints: list[str] = param(["03_training/run/model.safetensors", "03_training/post/model.safetensors"],
+                                   min_len=1)
+    "Models compared: run-folder paths (or absolute); a missing one is skipped with a note."
+
+
+def log_edges(T: int, bins: int) -> np.ndarray:
+    """Integer edges 0 = e_0 < e_1 < ... < e_k = T of at most ``bins`` log-spaced bins of positions 0..T-1 (bin i
+    holds positions e_i .. e_{i+1} - 1); bins narrower than a step are merged."""
+    if T < 2 or bins < 1:
+        raise ValueError(f"need T >= 2 and bins >= 1, got T={T}, bins={bins}")
+    if bins < 2:
+        return np.array([0, T])
+    edges = np.unique(np.round(np.geomspace(1, T, bins)).astype(int))  # the first bin is position 0 alone
+    return np.concatenate([[0], edges])
+
+
+def loss_sequences(cfg: LongContextConfig, ns: int, na: int) -> list[dict]:
+    """Batches (one per sequence, [1, T] tensors) of DPD sequences of ``cfg.steps`` steps on unseen tasks."""
+    dcfg = load_config(DatasetConfig, {"seed": LOSS_SEED, "ns": ns, "na": na, "seq_len": cfg.steps,
+                                       "n_sequences": cfg.loss_sequences, "sequences_per_shard": cfg.loss_sequences,
+                                       "batch_size": cfg.loss_sequences})
+    d = synthesize_shard(dcfg, 0)
+    out = []
+    for b in range(cfg.loss_sequences):
+        row = {k: torch.from_numpy(np.asarray(d[k][b : b + 1], dtype=np.int64)) for k in ("obs", "tag", "action")}
+        row["reward"] = torch.from_numpy(d["reward"][b : b + 1].astype(np.float32))
+        label = d["label"][b : b + 1].astype(np.int64)
+        row["label"] = torch.from_numpy(label)
+        row["label_mask"] = torch.from_numpy((label != LABEL_MASKED) & (d["behaviour"][b : b + 1] != BOUNDARY))
+        out.append(row)
+    return out
+
+
+def loss_along_context(model, batches: list[dict], chunk_len: int, edges: np.ndarray) -> dict[str, list]:
+    """Mean label cross entropy per bin of ``edges`` (labelled steps only), with each bin's geometric centre."""
+    res = position_loss(model, batches, chunk_len, edges=edges)
+    return {"position": _centres(edges), "loss": res["loss"], "edges": edges.tolist()}
+
+
+def score_along_context(result: RunResult, edges: np.ndarray) -> dict[str, Any]:
+    """Per log bin of the run's steps: mean normalised score of the episodes that ended in it, averaged per task
+    then over tasks, with a 95% interval (tasks without an episode ending in a bin are left out of that bin)."""
+    scores, ends = result.scores[result.valid], result.steps[result.valid]
+    rows = []
+    for a, z in zip(edges[:-1], edges[1:]):
+        inside = (ends > a) & (ends <= z)  # episode ended at run step a+1 .. z
+        count = inside.sum(axis=1)
+        per_task = np.where(inside, scores, 0.0).sum(axis=1) / np.maximum(count, 1)
+        kept = per_task[count > 0]
+        rows.append(_mean_ci(kept) + [int(kept.size)] if kept.size else [np.nan, np.nan, np.nan, 0])
+    arr = np.array(rows, dtype=float)
+    return {"position": _centres(edges), "score": arr[:, 0].tolist(), "low": arr[:, 1].tolist(),
+            "high": arr[:, 2].tolist(), "n_tasks": arr[:, 3].astype(int).tolist(), "edges": edges.tolist()}
+
+
+def long_context_report(cfg: LongContextConfig, models: dict[str, Any], suite: Suite, *, temperature: float,
+                        seed: int = 0, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Both curves for every model in ``models`` (name -> loaded OmniRL), on the same sequences and tasks."""
+    edges = log_edges(cfg.steps, cfg.bins)
+    batches = loss_sequences(cfg, suite.n_obs, suite.na)
+    report: dict[str, Any] = {"steps": cfg.steps, "suite": suite.name, "n_tasks": suite.num_envs,
+                              "loss_sequences": cfg.loss_sequences, "models": {}}
+    for name, model in models.items():
+        result = run_agent(suite, OmniRLAgent(model, temperature, "constant", device), n_episodes=cfg.steps,
+                           max_steps=cfg.steps, seed=seed, progress=progress)
+        report["models"][name] = {"loss": loss_along_context(model, batches, cfg.chunk_len, edges),
+                                  "score": score_along_context(result, edges)}
+    return report
+
+
+def _centres(edges: np.ndarray) -> list[float]:
+    """Geometric centre of each bin, in steps from 1 (a bin starting at position 0 starts at step 1)."""
+    lo, hi = np.maximum(edges[:-1], 1), edges[1:]
+    return np.sqrt(lo * hi).tolist()

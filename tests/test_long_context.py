@@ -1,0 +1,74 @@
+"""Long-context evaluation: log-spaced bins, the loss per bin equal to the per-step losses averaged by hand, the
+score per bin from episode ends, and a shipped model whose score rises along a long run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from omnirl_core.evaluation import build_suite, load_shipped
+from omnirl_core.evaluation.long_context import (
+    LongContextConfig,
+    log_edges,
+    long_context_report,
+    loss_along_context,
+    loss_sequences,
+    score_along_context,
+)
+from omnirl_core.evaluation.runs import RunResult
+from omnirl_core.workbook import load_config
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("T,bins", [(16, 4), (1000, 10), (1 << 20, 20), (5, 12)])
+def test_log_edges_cover_the_context_in_increasing_log_spaced_bins(T, bins):
+    e = log_edges(T, bins)
+    assert e[0] == 0 and e[-1] == T and (np.diff(e) > 0).all() and len(e) - 1 <= bins
+    if T > 100 * bins:  # equal ratios between successive edges, where rounding to whole steps does not matter
+        big = e[1:-1] >= 50
+        ratios = (e[2:] / e[1:-1])[big]
+        assert ratios.size >= bins // 2 and np.allclose(ratios, ratios.mean(), rtol=0.01)
+
+
+def test_score_per_bin_assigns_each_episode_to_the_bin_where_it_ended():
+    # two tasks; oracle 1, random 0, so the score is the return
+    steps = np.array([[1.0, 3.0, 10.0, 60.0], [2.0, 50.0, 70.0, np.nan]])
+    returns = np.array([[0.0, 0.2, 0.4, 1.0], [0.3, 0.6, 0.8, np.nan]])
+    res = RunResult("s", "a", returns, steps, np.ones(2), np.zeros(2), np.ones(2, bool))
+    out = score_along_context(res, np.array([0, 4, 16, 100]))
+    # bin (0, 4]: task 0 -> mean(0, 0.2), task 1 -> 0.3; bin (4, 16]: task 0 only; bin (16, 100]: 1.0 and 0.7
+    np.testing.assert_allclose(out["score"], [(0.1 + 0.3) / 2, 0.4, (1.0 + 0.7) / 2])
+    assert out["n_tasks"] == [2, 1, 2]
+    assert out["low"][0] < out["score"][0] < out["high"][0] and np.isnan(out["low"][1])
+
+
+def test_loss_per_log_bin_equals_per_step_losses_averaged_by_hand():
+    model, _ = load_shipped("models/omnirl-tiny-bandit")
+    cfg = load_config(LongContextConfig, {"steps": 600, "loss_sequences": 2, "bins": 5, "chunk_len": 128})
+    batches = loss_sequences(cfg, ns=1, na=5)
+    edges = log_edges(cfg.steps, cfg.bins)
+    got = loss_along_context(model, batches, cfg.chunk_len, edges)["loss"]
+    with torch.no_grad():  # one pass over the whole sequence, no chunks
+        ce, mask = [], []
+        for b in batches:
+            logits, _, _ = model(b["obs"], b["tag"], b["action"], b["reward"])
+            ce.append(F.cross_entropy(logits[0], b["label"][0].clamp(0, 4), reduction="none"))
+            mask.append(b["label_mask"][0])
+    ce, mask = torch.stack(ce), torch.stack(mask)
+    want = [float((ce[:, a:z] * mask[:, a:z]).sum() / mask[:, a:z].sum()) for a, z in zip(edges[:-1], edges[1:])]
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_the_shipped_bandit_model_scores_higher_late_in_a_long_run_than_early():
+    model, info = load_shipped("models/omnirl-tiny-bandit")
+    cfg = load_config(LongContextConfig, {"enabled": True, "steps": 1024, "suite": "anymdp_1", "n_tasks": 16,
+                                          "loss_sequences": 1, "bins": 5, "chunk_len": 256})
+    suite = build_suite("anymdp_1", cfg.n_tasks)
+    rep = long_context_report(cfg, {"bandit": model}, suite, temperature=info.temperature)
+    score, loss = rep["models"]["bandit"]["score"], rep["models"]["bandit"]["loss"]
+    assert len(score["score"]) == len(loss["loss"]) == len(log_edges(1024, 5)) - 1
+    assert score["score"][-1] > score["score"][0] + 0.2, score  # it learns the arms within the run
+    assert loss["loss"][-1] < loss["loss"][0], loss
