@@ -37,6 +37,7 @@ config_path = "params/quick/04_evaluation.yaml"
 run_dir = "outputs/quick"
 
 # %%
+import json
 import time
 from pathlib import Path
 
@@ -172,7 +173,51 @@ else:
     print("OmniRL did not run (no checkpoint, or none covering these suites)")
 
 # %% [markdown]
-# ## 6. Sanity checks
+# ## 6. Very long contexts
+#
+# The paper trained on sequences of 12K steps, found the loss on a 1M-step context rising beyond about 80K steps,
+# and post-trained on D_Long (512K-step sequences) for it. With `long_context.enabled`, each model of
+# `long_context.checkpoints` (by default notebook 03's model before and after its post-training stage) is measured
+# along one context of `long_context.steps` steps (paper profile: 1M; quick: 16K bandit pulls): the label loss on
+# DPD sequences synthesised for the purpose, and the score and the entropy of the policy in online runs from an
+# empty memory, all in log-spaced bins of the position (`omnirl_core.evaluation.long_context`). A model that holds
+# up keeps its loss low and its score high to the right end; its entropy falls as it stops exploring.
+
+# %%
+from omnirl_core.evaluation import long_context as lcx  # noqa: E402
+from omnirl_core.workbook import MissingArtefact  # noqa: E402
+
+lc = cfg.long_context
+if lc.enabled:
+    lc_models = {}
+    for path in lc.checkpoints:
+        try:
+            found = run_artefact(repo_path(run_dir), path, key="long_context.checkpoints", made_by="03_training")
+        except MissingArtefact as exc:
+            print(f"skipped: {exc}")
+            continue
+        lc_models[path] = ev.load_model(found, device=cfg.device)
+    lc_suite = su.build_suite(lc.suite, lc.n_tasks)
+    t0 = time.time()
+    lc_report = lcx.long_context_report(lc, lc_models, lc_suite, temperature=cfg.temperature, seed=cfg.seed,
+                                        device=cfg.device, progress=cfg.progress)
+    print(f"long contexts measured in {time.time() - t0:.1f} s")
+    (out_dir / "long_context.json").write_text(json.dumps(lc_report, indent=1))
+    lines = ["| model | loss, first bin -> last | score, first bin -> last | entropy, first bin -> last |",
+             "|---|---|---|---|"]
+    for name, c in lc_report["models"].items():
+        lo, sc, en = c["loss"]["loss"], c["score"]["score"], c["entropy"]["entropy"]
+        lines.append(f"| `{name}` | {lo[0]:.3f} -> {lo[-1]:.3f} | {sc[0]:.3f} -> {sc[-1]:.3f} | "
+                     f"{en[0]:.3f} -> {en[-1]:.3f} |")
+    display(Markdown("\n".join(lines)))
+    fig = views.plot_long_context(lc_report)
+    fig.savefig(out_dir / "long_context.png", dpi=100)
+    plt.show()
+else:
+    print("long_context.enabled is false in these parameters")
+
+# %% [markdown]
+# ## 7. Sanity checks
 #
 # The oracle's average score should be 1 and the random policy's 0 on every suite, up to sampling error (exact
 # references) or the references' own Monte-Carlo error (Pendulum).

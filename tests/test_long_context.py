@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from omnirl_core import views
 from omnirl_core.evaluation import build_suite, load_shipped
 from omnirl_core.evaluation.long_context import (
     LongContextConfig,
@@ -68,7 +69,11 @@ def test_the_shipped_bandit_model_scores_higher_late_in_a_long_run_than_early():
                                           "loss_sequences": 1, "bins": 5, "chunk_len": 256})
     suite = build_suite("anymdp_1", cfg.n_tasks)
     rep = long_context_report(cfg, {"bandit": model}, suite, temperature=info.temperature)
-    score, loss = rep["models"]["bandit"]["score"], rep["models"]["bandit"]["loss"]
-    assert len(score["score"]) == len(loss["loss"]) == len(log_edges(1024, 5)) - 1
+    score, loss, ent = (rep["models"]["bandit"][k] for k in ("score", "loss", "entropy"))
+    assert len(score["score"]) == len(loss["loss"]) == len(ent["entropy"]) == len(log_edges(1024, 5)) - 1
     assert score["score"][-1] > score["score"][0] + 0.2, score  # it learns the arms within the run
     assert loss["loss"][-1] < loss["loss"][0], loss
+    # explore, then exploit: near-uniform at first (log 5 = 1.61 nats), far more decided late in the run
+    assert ent["entropy"][0] > 1.2 and ent["entropy"][-1] < ent["entropy"][0] - 0.4, ent
+    fig = views.plot_long_context(rep)
+    assert [ax.get_xscale() for ax in fig.axes] == ["log"] * 3

@@ -35,13 +35,16 @@ SHRINK = {
            "device=cpu", "torch_threads=1", "launch.nproc_per_node=2", "launch.poll_seconds=0.5",
            "post_training.steps=2", "post_training.seq_len=512", "post_training.warmup_steps=1"],
     "04": ["suites=[anymdp_16]", "n_tasks=2", "n_episodes=8", "agents=[random, oracle, omnirl]",
-           "demo_episodes=2", "device=cpu", "pendulum_samples=10", "pendulum_reference_episodes=2"],
+           "demo_episodes=2", "device=cpu", "pendulum_samples=10", "pendulum_reference_episodes=2",
+           "long_context.steps=256", "long_context.n_tasks=2", "long_context.loss_sequences=1",
+           "long_context.bins=4", "long_context.chunk_len=128"],
     "05": ["run=[tags]", "eval_tasks=2", "eval_steps=400", "tql=false", "workers=1", "torch_threads=1",
            "dataset.n_sequences=8", "dataset.seq_len=256", "dataset.sequences_per_shard=4", "dataset.batch_size=4",
            "training.steps=2", "training.chunk_len=128", "training.model.hidden_size=32",
            "training.model.num_layers=2", "training.model.intermediate_size=64", "training.model.head_dim=16",
            "training.data.batch_size=2", "training.data.seq_len=256", "training.bf16=false",
-           "training.device=cpu", "training.checkpoint_every=2"],
+           "training.device=cpu", "training.checkpoint_every=2", "also_suites=[frozenlake, pendulum_g9.8]",
+           "pendulum_samples=10", "pendulum_reference_episodes=2"],
 }
 
 
@@ -115,6 +118,12 @@ def test_paper_profile_runs_end_to_end_on_cpu_with_two_gloo_processes(tmp_path):
     for suite in ("anymdp_16",):
         for agent in ("OmniRL", "OmniRL (offline)", "OmniRL (imitation)"):
             assert f"| {suite} | {agent} |" in table, (suite, agent, table)
+    long = json.loads((run / "04_evaluation" / "long_context.json").read_text())
+    assert set(long["models"]) == {"03_training/run/model.safetensors", "03_training/post/model.safetensors"}
+    assert long["steps"] == 256 and all(len(m["loss"]["loss"]) == 4 for m in long["models"].values())
     summary = (run / "05_ablations" / "summary.md").read_text()
     assert "| tags | dpd |" in summary and "| tags | no_tags |" in summary
     assert "notebook 03's model, reference" in summary
+    variants = (run / "05_ablations" / "table1_variants.md").read_text()
+    assert "| model | anymdp_16 | frozenlake | pendulum_g9.8 |" in variants and "| OmniRL without tags |" in variants
+    assert "- pendulum_g9.8, DPD (OmniRL), OmniRL without tags: the model takes at most 16 observation ids" in variants

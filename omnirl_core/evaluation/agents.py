@@ -237,6 +237,7 @@ class OmniRLAgent(Agent):
                 "meaningless (a damaged or diverged checkpoint?)")
         z = z / self._temperature()[:, None]
         p = np.exp(z - z.max(axis=1, keepdims=True))
+        self.last_probs = p / p.sum(axis=1, keepdims=True)  # [B, na] the distribution this step sampled from
         cdf = np.cumsum(p, axis=1)
         cdf /= cdf[:, -1:]
         cdf[:, -1] = 1.0

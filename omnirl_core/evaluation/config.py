@@ -12,6 +12,40 @@ MODE_CHOICES = ("online", "offline", "imitation")
 
 # ---------------------------------------------------------------------------------------------- configuration
 @dataclass
+class LongContextConfig:
+    """Label loss and online score against log(context length), for each model in ``checkpoints``."""
+
+    enabled: bool = False
+    "Run the long-context evaluation (notebook 04, section 7)."
+    steps: int = 16384
+    "Context length: steps of every loss sequence and of every online run (paper: 1,048,576)."
+    suite: str = "anymdp_1"
+    "Suite of the online runs; its ns is also the ns of the loss sequences."
+    n_tasks: int = 4
+    "Tasks of the online runs (the suite's first test tasks)."
+    loss_sequences: int = 2
+    "DPD sequences synthesised for the loss curve (on tasks never trained on)."
+    bins: int = 12
+    "Log-spaced bins of the context length."
+    chunk_len: int = 2048
+    "Steps per forward chunk of the loss pass (the memory is carried across chunks)."
+    checkpoints: list[str] = field(
+        default_factory=lambda: ["03_training/run/model.safetensors", "03_training/post/model.safetensors"])
+    "Models compared: run-folder paths (or absolute); a missing one is skipped with a note."
+
+    def validate(self) -> None:
+        from ..workbook import check
+        from .suites import SUITE_NAMES
+
+        check(self.steps >= 16, "steps", self.steps, ">= 16")
+        check(self.suite in SUITE_NAMES, "suite", self.suite, "one of " + ", ".join(SUITE_NAMES))
+        for key in ("n_tasks", "loss_sequences", "chunk_len"):
+            check(getattr(self, key) >= 1, key, getattr(self, key), ">= 1")
+        check(self.bins >= 2, "bins", self.bins, ">= 2")
+        check(len(self.checkpoints) >= 1, "checkpoints", self.checkpoints, "at least one model")
+
+
+@dataclass
 class EvaluationConfig:
     """Notebook 04: evaluate OmniRL and the baselines on the test suites; Table-1 style report."""
 
@@ -71,6 +105,8 @@ class EvaluationConfig:
     "Torch CPU threads while OmniRL acts (single-token steps run fastest on one thread); null keeps torch's."
     progress: bool = True
     "Show progress bars."
+    long_context: LongContextConfig = field(default_factory=LongContextConfig)
+    "Label loss and online score against log(context length), section 7 (off unless enabled)."
 
     def validate(self) -> None:
         from ..workbook import check

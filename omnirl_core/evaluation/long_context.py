@@ -7,14 +7,15 @@ compares the model of notebook 03 before and after its post-training stage):
 - :func:`loss_along_context`: the unweighted label cross entropy of DPD sequences of ``steps`` steps (synthesised
   for the purpose on tasks never trained on), averaged in log-spaced bins of the position;
 - :func:`score_along_context`: online runs of ``steps`` steps from an empty memory, each finished episode's
-  normalised score assigned to the log bin in which it ended, mean and 95% interval over tasks per bin.
+  normalised score assigned to the log bin in which it ended, mean and 95% interval over tasks per bin;
+- :func:`entropy_along_context`: the entropy of the model's action distribution at every step of those runs, per
+  bin (the paper's "explore, then exploit": high early in a new task, falling as the model settles).
 
 Bins: :func:`log_edges` splits 1..T into log-spaced bins (the first ones merged until each holds a step).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,37 +24,14 @@ import torch
 from ..synthesis import BOUNDARY, LABEL_MASKED, DatasetConfig, synthesize_shard
 from ..training.losses import position_loss
 from ..workbook.config import load_config
-from ..workbook.fields import param
 from .agents import OmniRLAgent
+from .config import LongContextConfig
 from .incontext import _mean_ci
 from .runs import RunResult, run_agent
 from .suites import Suite
 
 LOSS_SEED = 9_000_001
 """Seed of the synthesised loss sequences: apart from every training dataset's seed in params/."""
-
-
-@dataclass
-class LongContextConfig:
-    """Label loss and online score against log(context length), for each model in ``checkpoints``."""
-
-    enabled: bool = False
-    "Run the long-context evaluation (notebook 04, section 6)."
-    steps: int = param(16384, ge=16)
-    "Context length: steps of every loss sequence and of every online run (paper: 1,048,576)."
-    suite: str = "anymdp_1"
-    "Suite of the online runs; its ns is also the ns of the loss sequences."
-    n_tasks: int = param(4, ge=1)
-    "Tasks of the online runs (the suite's first test tasks)."
-    loss_sequences: int = param(2, ge=1)
-    "DPD sequences synthesised for the loss curve (on tasks never trained on)."
-    bins: int = param(12, ge=2)
-    "Log-spaced bins of the context length."
-    chunk_len: int = param(2048, ge=1)
-    "Steps per forward chunk of the loss pass (the memory is carried across chunks)."
-    checkpoints: list[str] = param(["03_training/run/model.safetensors", "03_training/post/model.safetensors"],
-                                   min_len=1)
-    "Models compared: run-folder paths (or absolute); a missing one is skipped with a note."
 
 
 def log_edges(T: int, bins: int) -> np.ndarray:
@@ -106,6 +84,29 @@ def score_along_context(result: RunResult, edges: np.ndarray) -> dict[str, Any]:
             "high": arr[:, 2].tolist(), "n_tasks": arr[:, 3].astype(int).tolist(), "edges": edges.tolist()}
 
 
+class _EntropyRecorder(OmniRLAgent):
+    """OmniRL acting as usual, keeping the entropy (nats) of the distribution each step's action was drawn from."""
+
+    def reset(self, suite, seeds):
+        super().reset(suite, seeds)
+        self.entropy: list[np.ndarray] = []
+
+    def act(self, obs):
+        actions = super().act(obs)
+        p = self.last_probs
+        self.entropy.append(-(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1))
+        return actions
+
+
+def entropy_along_context(entropy: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
+    """Mean policy entropy [B, T] per log bin of the run's steps, averaged per run then over runs (95% interval).
+    The paper's reading: high while the model explores a new task, falling as it exploits what it found."""
+    rows = [_mean_ci(entropy[:, a:z].mean(axis=1)) for a, z in zip(edges[:-1], edges[1:])]
+    arr = np.array(rows, dtype=float)
+    return {"position": _centres(edges), "entropy": arr[:, 0].tolist(), "low": arr[:, 1].tolist(),
+            "high": arr[:, 2].tolist(), "edges": edges.tolist()}
+
+
 def long_context_report(cfg: LongContextConfig, models: dict[str, Any], suite: Suite, *, temperature: float,
                         seed: int = 0, device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Both curves for every model in ``models`` (name -> loaded OmniRL), on the same sequences and tasks."""
@@ -114,10 +115,12 @@ def long_context_report(cfg: LongContextConfig, models: dict[str, Any], suite: S
     report: dict[str, Any] = {"steps": cfg.steps, "suite": suite.name, "n_tasks": suite.num_envs,
                               "loss_sequences": cfg.loss_sequences, "models": {}}
     for name, model in models.items():
-        result = run_agent(suite, OmniRLAgent(model, temperature, "constant", device), n_episodes=cfg.steps,
-                           max_steps=cfg.steps, seed=seed, progress=progress)
+        agent = _EntropyRecorder(model, temperature, "constant", device)
+        result = run_agent(suite, agent, n_episodes=cfg.steps, max_steps=cfg.steps, seed=seed, progress=progress)
+        entropy = np.stack(agent.entropy, axis=1)[:, : cfg.steps]  # [B, T]: one value per acting step
         report["models"][name] = {"loss": loss_along_context(model, batches, cfg.chunk_len, edges),
-                                  "score": score_along_context(result, edges)}
+                                  "score": score_along_context(result, edges),
+                                  "entropy": entropy_along_context(entropy, edges)}
     return report
 
 

@@ -7,7 +7,7 @@
   ``from omnirl_core.views.explorer import TaskExplorer``)
 """
 
-from .evaluation import plot_curves, plot_gain
+from .evaluation import plot_curves, plot_gain, plot_long_context
 from .task_figures import (
     markdown_stat_table,
     plot_action_split,
@@ -33,5 +33,5 @@ __all__ = [
     "LABEL_MAX_STATES", "figure_to_png", "graph_edges", "node_positions", "terminal_kinds", "plot_transition_graph",
     "plot_task_summary", "plot_trajectory", "plot_stat_comparison", "plot_transition_matrices", "plot_action_split",
     "plot_reward_structure", "plot_oracle_vs_random", "plot_timings", "markdown_stat_table",
-    "plot_loss_curves", "plot_position_loss", "plot_curves", "plot_gain",
+    "plot_loss_curves", "plot_position_loss", "plot_curves", "plot_gain", "plot_long_context",
 ]

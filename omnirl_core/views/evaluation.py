@@ -71,11 +71,11 @@ def plot_gain(summaries: dict[str, dict], title: str = "", ax=None, reference: d
 
 
 def plot_long_context(report: dict[str, Any]):
-    """Label loss and online score against log(context length), one line per model of a
+    """Label loss, online score and policy entropy against log(context length), one line per model of a
     :func:`omnirl_core.evaluation.long_context.long_context_report`; shaded: the score's 95% interval over tasks."""
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.6))
     for name, curves in report["models"].items():
         loss, score = curves["loss"], curves["score"]
         a1.plot(loss["position"], loss["loss"], marker="o", ms=3, label=name)
@@ -84,12 +84,17 @@ def plot_long_context(report: dict[str, Any]):
         line, = a2.plot(x, y, marker="o", ms=3, label=name)
         a2.fill_between(x, np.asarray(score["low"], dtype=float), np.asarray(score["high"], dtype=float),
                         color=line.get_color(), alpha=0.15)
+        if "entropy" in curves:
+            ent = curves["entropy"]
+            a3.plot(ent["position"], ent["entropy"], marker="o", ms=3, color=line.get_color(), label=name)
     a1.set(xscale="log", xlabel="position in the context (steps)", ylabel="label cross entropy",
            title=f"label loss, {report['loss_sequences']} sequences of {report['steps']:,} steps")
     a2.set(xscale="log", xlabel="steps since an empty memory", ylabel="normalised score",
            title=f"online score, {report['suite']} ({report['n_tasks']} tasks)")
     a2.axhline(0.0, color="0.6", lw=0.8)
-    for ax in (a1, a2):
+    a3.set(xscale="log", xlabel="steps since an empty memory", ylabel="entropy of the policy (nats)",
+           title="explore, then exploit")
+    for ax in (a1, a2, a3):
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
