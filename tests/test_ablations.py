@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from omnirl_core.studies import ablations as ab
+from omnirl_core.studies import cross_suite as xs
 from omnirl_core.workbook import ConfigError, load_config, repo_path
 
 QUICK = "params/quick/05_ablations.yaml"
@@ -175,3 +177,108 @@ def test_variants_spread_over_devices_run_in_parallel_and_are_read_back(tmp_path
     path = dump_config(cfg, tmp_path / "05b.yaml")
     with pytest.raises(RuntimeError, match=r"(?s)tags/broken failed on device .*nonexistent\.pt does not exist"):
         ab.spread_variants(cfg, path, tmp_path / "run", ["tags"], log=None)
+
+
+# ---------------------------------------------------------------------------------------------- further suites
+def further_config(also: list[str]) -> ab.AblationConfig:
+    """One bandit-trained variant whose model takes 16 observation ids, tested on anymdp_1 and on ``also``."""
+    cfg = tiny_config(tags={"dpd": {"training.model.ns_max": 16}})
+    cfg.eval_steps, cfg.also_suites = 80, also
+    cfg.pendulum_samples, cfg.pendulum_reference_episodes = 5, 4
+    return cfg
+
+
+def test_profiles_score_on_further_suites():
+    import yaml
+
+    paper = load_config(ab.AblationConfig, repo_path("params/paper/05_ablations.yaml"))
+    suites_04 = yaml.safe_load(repo_path("params/paper/04_evaluation.yaml").read_text())["suites"]
+    assert paper.also_suites == suites_04
+    assert xs.further_suites(paper, "garnet") == [s for s in suites_04 if s != "anymdp_16"]  # no suite twice
+    quick = load_config(ab.AblationConfig, QUICK)
+    assert xs.further_suites(quick, "tags") == []  # anymdp_1 is its own test suite
+    assert xs.further_suites(quick, "garnet") == ["garnet_16"]
+
+
+def test_variants_are_scored_on_further_suites_and_skip_what_does_not_fit(tmp_path):
+    cfg = further_config(["anymdp_1", "frozenlake", "pendulum_g9.8"])
+    logs: list[str] = []
+    res = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=logs.append)
+    assert list(res.suites) == ["frozenlake", "pendulum_g9.8"]  # anymdp_1 is the test suite: measured once
+    fl = res.suites["frozenlake"]["gain"]
+    assert fl["steps"] == 80 and fl["n_tasks"] + fl["n_dropped"] == 4
+    assert fl["gain"][0] == pytest.approx(fl["q4"][0] - fl["q1"][0], abs=1e-9)
+    why = res.suites["pendulum_g9.8"]["skipped"]
+    assert why == "the model takes at most 16 observation ids, the suite has 60"
+    assert any("pendulum_g9.8 skipped" in line for line in logs)
+    saved = json.loads((tmp_path / "tags" / "dpd.json").read_text())
+    assert saved["suites"] == res.suites
+    # the same protocol as on the test suite: the frozenlake summary equals online_gain of the saved model
+    import torch
+
+    from omnirl_core.evaluation.agents import OmniRLAgent
+    from omnirl_core.evaluation.incontext import online_gain
+    from omnirl_core.evaluation.models import load_model
+
+    with torch.no_grad():
+        direct = online_gain(xs.test_suite(cfg, "frozenlake"), OmniRLAgent(load_model(
+            res.folder / "model.safetensors"), temperature=cfg.temperature), 80, seed=cfg.seed)
+    assert direct["q4"] == fl["q4"] and direct["gain"] == fl["gain"]
+
+
+def test_a_changed_suite_list_measures_the_new_suites_and_reuses_the_training(tmp_path):
+    cfg = further_config(["frozenlake"])
+    first = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=None)
+    ckpt, kept = first.folder / "checkpoint.pt", first.folder / "suites" / "frozenlake.json"
+    stamps = (ckpt.stat().st_mtime_ns, kept.stat().st_mtime_ns)
+    cfg.also_suites = ["frozenlake_slippery", "frozenlake"]
+    logs: list[str] = []
+    again = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=logs.append)
+    assert again.folder == first.folder and "reusing" in logs[0]  # the suite list is not part of the run's key
+    assert (ckpt.stat().st_mtime_ns, kept.stat().st_mtime_ns) == stamps  # no training, frozenlake read back
+    assert list(again.suites) == ["frozenlake_slippery", "frozenlake"]
+    assert again.suites["frozenlake"] == first.suites["frozenlake"] and "gain" in again.suites["frozenlake_slippery"]
+    assert any("frozenlake_slippery Q4" in line for line in logs)
+    assert json.loads((tmp_path / "tags" / "dpd.json").read_text())["suites"] == again.suites
+    # a result measured under other settings is not reused; a dropped suite is not reported
+    record = json.loads(kept.read_text())
+    record["test"]["steps"], record["result"]["gain"]["q4"] = 999, [9.0, 9.0, 9.0]
+    kept.write_text(json.dumps(record))
+    cfg.also_suites = ["frozenlake"]
+    third = ab.run_variant(cfg, "tags", "dpd", tmp_path, log=None)
+    assert list(third.suites) == ["frozenlake"]
+    measured, before = third.suites["frozenlake"]["gain"], first.suites["frozenlake"]["gain"]
+    assert measured.pop("seconds") != before["seconds"]  # measured again (and deterministic)
+    assert measured == {k: v for k, v in before.items() if k != "seconds"}
+    assert ckpt.stat().st_mtime_ns == stamps[0]
+
+
+def _result(study: str, variant: str, folder: str, suites: dict, q4: float = 0.5) -> ab.VariantResult:
+    gain = {"q1": [0.1, 0.0, 0.2], "q4": [q4, q4 - 0.1, q4 + 0.1], "gain": [q4 - 0.1, 0.0, 0.8], "mean": 0.3}
+    return ab.VariantResult(study, variant, gain, 1.0, 1.0, 100, Path(folder), {}, suites)
+
+
+def test_the_table1_report_has_a_row_per_model_and_a_column_per_suite():
+    cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}},
+                      data_strategy={v: {} for v in ("dpd", "ad", "ad_eps", "dpt")})
+    cfg.also_suites = ["frozenlake", "pendulum_g9.8"]
+    skip = {"skipped": "the model takes at most 1 observation ids, the suite has 60"}
+    scored = {"gain": _result("x", "x", "x", {}).gain}
+    further = {"frozenlake": scored, "pendulum_g9.8": skip}
+    results = {"data_strategy": [_result("data_strategy", v, f"runs/{v}", further, q4=0.25 * i)
+                                 for i, v in enumerate(("dpd", "ad", "ad_eps", "dpt"))],
+               "tags": [_result("tags", "dpd", "runs/dpd", further), _result("tags", "no_tags", "runs/nt", further)]}
+    suites, rows = xs.suite_rows(cfg, results, ("data_strategy", "tags"))
+    assert suites == ["anymdp_1", "frozenlake", "pendulum_g9.8"]
+    assert [r["label"] for r in rows] == ["DPD (OmniRL)", "AD", "AD-ε", "DPT", "OmniRL without tags"]
+    assert rows[0]["studies"] == ["data_strategy", "tags"]  # one model, one row
+    text = xs.suite_table(cfg, results, ("data_strategy", "tags"))
+    lines = text.splitlines()
+    assert lines.count("| model | anymdp_1 | frozenlake | pendulum_g9.8 |") == 2  # score and gain tables
+    assert "| AD | 0.250 [0.150, 0.350] | 0.500 [0.400, 0.600] | skipped |" in lines
+    assert "| OmniRL without tags | +0.400 [+0.000, +0.800] | +0.400 [+0.000, +0.800] | skipped |" in lines
+    assert "| paper: OmniRL, best score (Table 1) | 0.825 | 0.998 | 0.734 |" in lines
+    assert ("- pendulum_g9.8, DPD (OmniRL), AD, AD-ε, DPT, OmniRL without tags: the model takes at most 1 "
+            "observation ids, the suite has 60") in lines
+    assert "- tags: finding of tags" in lines
+    assert xs.suite_table(cfg, results, ("garnet",)) is None  # a study that did not run: no table

@@ -2,6 +2,7 @@
 
 - :mod:`.ablations` study and variant configs, cached variant runs, summaries (notebook 05,
   ``python -m omnirl_core.studies``)
+- :mod:`.cross_suite` every variant on further test suites, cached per suite, and the Table-1-style report
 """
 
 from .ablations import (
@@ -13,6 +14,7 @@ from .ablations import (
            summary_rows,
            variant_configs,
 )
+from .cross_suite import suite_table
 
 __all__ = ["AblationConfig", "StudyConfig", "VariantResult", "run_studies", "run_variant", "summary_rows",
-           "variant_configs"]
+           "suite_table", "variant_configs"]

@@ -11,11 +11,14 @@ variant :func:`run_variant`
    last checkpoint; a finished one is reused, also by another study's variant with the same configuration),
 3. measures the in-context gain online on unseen tasks (:func:`omnirl_core.evaluation.incontext.online_gain`: empty
    memory, tag 7, score per quarter of the run and last - first with 95% intervals),
+4. scores the model the same way on the study's further suites (``also_suites``, :mod:`.cross_suite`: one file
+   per suite in ``runs/<hash>/suites/``, so a changed suite list measures only the new suites),
 
-and writes ``gain.json`` next to the model (and a copy as ``<study>/<variant>.json``). :func:`summary_rows`
-puts the results beside the paper's finding for each study. Everything is configured by :class:`AblationConfig`
-(``params/*/05_ablations.yaml``); notebook 05 and ``python -m omnirl_core.studies PARAMS --out RUN_DIR`` both
-call :func:`run_studies`.
+and writes ``gain.json`` next to the model (and a copy with every suite as ``<study>/<variant>.json``).
+:func:`summary_rows` puts the results beside the paper's finding for each study,
+:func:`~omnirl_core.studies.cross_suite.suite_table` the variants across suites (the paper's Table 1).
+Everything is configured by :class:`AblationConfig` (``params/*/05_ablations.yaml``); notebook 05 and
+``python -m omnirl_core.studies PARAMS --out RUN_DIR`` both call :func:`run_studies`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..training.config import TrainConfig
 from ..workbook.config import config_to_dict, load_config
 from ..workbook.errors import CliParser, run_cli
 from ..workbook.fields import ConfigError, Rule, _issue_text, check, param
+from .cross_suite import ANY_SUITE, eval_settings, score_on_suites, suite_table, test_suite
 
 __all__ = ["StudyConfig", "AblationConfig", "VariantResult", "variant_configs", "run_variant", "run_studies",
            "summary_rows", "markdown_summary", "plot_study", "main"]
@@ -57,6 +61,8 @@ class StudyConfig:
     "Test tasks of this study (None: the configuration's eval_suite)."
     eval_steps: int | None = param(None, ge=4)
     "Steps per test task of this study (None: the configuration's eval_steps)."
+    also_suites: list[str] | None = param(None, rule=ANY_SUITE)
+    "Further suites to score every variant on (None: the configuration's also_suites; [] none)."
 
 
 def _default_training() -> TrainConfig:
@@ -83,6 +89,12 @@ class AblationConfig:
     "Test tasks per variant."
     eval_steps: int = param(400, ge=4)
     "Environment steps per test task (split into quarters)."
+    also_suites: list[str] = param([], rule=ANY_SUITE)
+    "Further suites every variant is scored on, as on eval_suite (a model with too few observation ids skips one)."
+    pendulum_samples: int = param(100, ge=1)
+    "Pendulum suites: sampled states per (bin, torque) for the model behind the oracle (as notebook 04's)."
+    pendulum_reference_episodes: int = param(32, ge=2)
+    "Pendulum suites: Monte-Carlo episodes for R_oracle and R_random (as notebook 04's)."
     temperature: float = param(1.0, gt=0)
     "Sampling temperature of every model."
     tql: bool = param(True)
@@ -117,13 +129,6 @@ class AblationConfig:
     def studies_to_run(self) -> list[str]:
         return list(self.run) or list(self.studies)
 
-
-
-
-def eval_settings(cfg: AblationConfig, study: str) -> tuple[str, int]:
-    """(test suite, steps per test task) of a study: its own, else the configuration's."""
-    st = cfg.studies[study]
-    return st.eval_suite or cfg.eval_suite, st.eval_steps or cfg.eval_steps
 
 
 def variant_configs(cfg: AblationConfig, study: str, variant: str) -> tuple[DatasetConfig, TrainConfig]:
@@ -199,28 +204,23 @@ class VariantResult:
     env_steps_trained: int
     folder: Path
     info: dict = field(default_factory=dict)
-
-
-_SUITES: dict[tuple[str, int], Any] = {}
+    suites: dict = field(default_factory=dict)  # further suite -> {"gain": summary} or {"skipped": why}
 
 
 def _suite(cfg: AblationConfig, study: str | None = None):
     """The test suite of a study (built once per process)."""
-    from ..evaluation.suites import build_suite
-
-    name = eval_settings(cfg, study)[0] if study is not None else cfg.eval_suite
-    if (name, cfg.eval_tasks) not in _SUITES:
-        _SUITES[(name, cfg.eval_tasks)] = build_suite(name, cfg.eval_tasks)
-    return _SUITES[(name, cfg.eval_tasks)]
+    return test_suite(cfg, eval_settings(cfg, study)[0] if study is not None else cfg.eval_suite)
 
 
 def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path, suite=None,
                 log: Callable[[str], None] | None = print) -> VariantResult:
-    """Synthesise, train and measure one variant under ``root`` (resumable; finished work is reused)."""
+    """Synthesise, train and measure one variant under ``root`` (resumable; finished work is reused), then score it
+    on the study's further suites (each read back when measured before under the same settings)."""
     import torch
 
     from ..evaluation.agents import OmniRLAgent
     from ..evaluation.incontext import online_gain
+    from ..evaluation.models import load_model
     from ..synthesis import synthesize, write_json_atomic
     from ..training import read_metrics, train
 
@@ -236,12 +236,23 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
     folder = root / "runs" / key  # variants of different studies with equal configurations share a run
     gain_path = folder / "gain.json"
     pointer = root / study / f"{variant}.json"
+
+    def further(get_model: Callable[[], Any]) -> dict[str, dict]:
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.torch_threads)
+        try:
+            return score_on_suites(cfg, study, f"{study}/{variant}", folder, training.model, get_model, log)
+        finally:
+            torch.set_num_threads(old_threads)
+
     if gain_path.is_file():
         saved = json.loads(gain_path.read_text())
         log(f"{study}/{variant}: reusing {gain_path}")
-        write_json_atomic_parents(pointer, {**saved, "run": key})
+        device = "cpu" if training.device == "cpu" or not torch.cuda.is_available() else "cuda"
+        suites = further(functools.cache(lambda: load_model(folder / "model.safetensors", device=device)))
+        write_json_atomic_parents(pointer, {**saved, "run": key, "suites": suites})
         return VariantResult(study, variant, saved["gain"], saved["final_loss"], saved["train_seconds"],
-                             saved["env_steps_trained"], folder, saved.get("info", {}))
+                             saved["env_steps_trained"], folder, saved.get("info", {}), suites)
     t0 = time.perf_counter()
     synthesize(dataset, data_dir, workers=cfg.workers, progress=cfg.progress)
     log(f"{study}/{variant}: data {data_dir.name} ready ({time.perf_counter() - t0:.1f} s)")
@@ -256,9 +267,10 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
         final_loss = float(rows[-1]["loss"]) if rows else float("nan")
         suite = _suite(cfg, study) if suite is None else suite
         steps = eval_settings(cfg, study)[1]
+        device = str(next(result.model.parameters()).device)
         with torch.no_grad():
-            gain = online_gain(suite, OmniRLAgent(result.model.eval(), temperature=cfg.temperature), steps,
-                               seed=cfg.seed)
+            gain = online_gain(suite, OmniRLAgent(result.model.eval(), temperature=cfg.temperature, device=device),
+                               steps, seed=cfg.seed)
     finally:
         torch.set_num_threads(old_threads)
     seq_len = training.data.seq_len or dataset.seq_len
@@ -268,10 +280,11 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
     record = {"gain": gain, "final_loss": final_loss, "train_seconds": train_seconds, "env_steps_trained": env_steps,
               "dataset": config_to_dict(dataset), "training": config_to_dict(training), "info": out.info}
     write_json_atomic(gain_path, record)
-    write_json_atomic_parents(pointer, {**record, "run": key})
     g = gain["gain"]
     log(f"{study}/{variant}: trained {train_seconds:.0f} s, loss {final_loss:.3f}; online Q1 {gain['q1'][0]:.3f} "
         f"-> Q4 {gain['q4'][0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
+    out.suites = further(lambda: result.model)
+    write_json_atomic_parents(pointer, {**record, "run": key, "suites": out.suites})
     return out
 
 
@@ -428,4 +441,6 @@ def _main(argv: Sequence[str]) -> int:
     results = run_studies(cfg, Path(a.out), studies)
     tql = {name: tql_reference(cfg, name) for name in results} if cfg.tql else None
     print(markdown_summary(summary_rows(cfg, results), tql))
+    if any(r.suites for variants in results.values() for r in variants):
+        print("\n" + suite_table(cfg, results, list(results)))
     return 0

@@ -1,0 +1,212 @@
+"""The variants of a study on further test suites: the rows and columns of the paper's Table 1.
+
+Besides its own test suite (``eval_suite``) every variant of a study is scored on the suites of ``also_suites``
+(the study's list, else the configuration's) with the same online protocol (:func:`~omnirl_core.evaluation.
+incontext.online_gain`: empty memory, tag 7, the study's steps per task, the configuration's tasks, seed and
+temperature). A suite whose observation count exceeds the model's ``ns_max`` (or whose action count differs from
+the model's) is skipped with a note, as notebook 04 skips a model it cannot run.
+
+Each suite's result is a file of its own next to the variant's model, ``runs/<run>/suites/<suite>.json``, holding
+the test settings (and the code of this module) it was measured under: a changed suite list measures only the
+suites not measured yet (the training and the other suites are read back), a changed setting measures that suite
+again.
+:func:`suite_table` writes the Table-1-style report (one row per trained model, one column per suite).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..evaluation.suites import PAPER_TABLE1, SUITE_NAMES
+from ..workbook.fields import Rule
+
+__all__ = ["ANY_SUITE", "eval_settings", "further_suites", "test_suite", "suite_fit", "score_on_suites",
+           "suite_rows", "suite_table", "VARIANT_LABELS"]
+
+ANY_SUITE = Rule(lambda s: s in SUITE_NAMES, "a suite of omnirl_core.evaluation.suites.SUITE_NAMES")
+
+VARIANT_LABELS = {"dpd": "DPD (OmniRL)", "ad": "AD", "ad_eps": "AD-ε", "dpt": "DPT", "no_tags": "OmniRL without tags",
+                  "anymdp": "trained on AnyMDP", "garnet": "trained on Garnet"}
+"""Row labels of the report for the variant names of the shipped parameter files (others: study/variant)."""
+
+
+def eval_settings(cfg: Any, study: str) -> tuple[str, int]:
+    """(test suite, steps per test task) of a study: its own, else the configuration's."""
+    st = cfg.studies[study]
+    return st.eval_suite or cfg.eval_suite, st.eval_steps or cfg.eval_steps
+
+
+def further_suites(cfg: Any, study: str) -> list[str]:
+    """The suites a study's variants are scored on besides its test suite (its own ``also_suites``, else the
+    configuration's), in order, without repeats and without the test suite itself."""
+    own = cfg.studies[study].also_suites
+    names = cfg.also_suites if own is None else own
+    first = eval_settings(cfg, study)[0]
+    return [n for i, n in enumerate(names) if n != first and n not in names[:i]]
+
+
+_SUITES: dict[tuple, Any] = {}
+
+
+def test_suite(cfg: Any, name: str):
+    """Suite ``name`` with the configuration's task count (and Pendulum settings), built once per process."""
+    from ..evaluation.suites import build_suite
+
+    key = (name, cfg.eval_tasks, cfg.pendulum_samples, cfg.pendulum_reference_episodes)
+    if key not in _SUITES:
+        _SUITES[key] = build_suite(name, cfg.eval_tasks, pendulum_samples=cfg.pendulum_samples,
+                                   pendulum_reference_episodes=cfg.pendulum_reference_episodes)
+    return _SUITES[key]
+
+
+test_suite.__test__ = False  # not a pytest test
+
+
+def suite_fit(suite, ns_max: int, na: int) -> str:
+    """Why a model with ``ns_max`` observation ids and ``na`` actions cannot run on ``suite`` ("" when it can)."""
+    if suite.n_obs > ns_max:
+        return f"the model takes at most {ns_max} observation ids, the suite has {suite.n_obs}"
+    if suite.na != na:
+        return f"the model has {na} actions, the suite {suite.na}"
+    return ""
+
+
+@functools.cache
+def _own_code() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def _ident(cfg: Any, study: str, name: str) -> dict:
+    """The settings a suite's result depends on beside the run (whose folder already names its data, training,
+    test settings and the code up to evaluation): the suite, and this module's code."""
+    ident = {"suite": name, "steps": eval_settings(cfg, study)[1], "seed": cfg.seed, "tasks": cfg.eval_tasks,
+             "temperature": cfg.temperature, "code": _own_code()}
+    if name.startswith("pendulum_"):
+        ident["pendulum"] = [cfg.pendulum_samples, cfg.pendulum_reference_episodes]
+    return ident
+
+
+def score_on_suites(cfg: Any, study: str, label: str, folder: Path, model_cfg, get_model: Callable[[], Any],
+                    log: Callable[[str], None]) -> dict[str, dict]:
+    """Suite -> ``{"gain": online_gain summary}`` or ``{"skipped": why}`` for every suite of
+    :func:`further_suites`, measured or read back from ``folder/suites``. ``model_cfg``: the run's model
+    configuration (decides a skip without loading the model); ``get_model()``: the trained model, called only
+    when some suite has to be measured."""
+    import torch
+
+    from ..evaluation.agents import OmniRLAgent
+    from ..evaluation.incontext import online_gain
+    from ..synthesis import write_json_atomic
+
+    out: dict[str, dict] = {}
+    steps = eval_settings(cfg, study)[1]
+    for name in further_suites(cfg, study):
+        path = folder / "suites" / f"{name}.json"
+        ident = _ident(cfg, study, name)
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("test") == ident:
+                out[name] = saved["result"]
+                continue
+        suite = test_suite(cfg, name)
+        why = suite_fit(suite, model_cfg.ns_max, model_cfg.na)
+        if not why:
+            model = get_model()
+            device = str(next(model.parameters()).device)
+            try:
+                with torch.no_grad():
+                    gain = online_gain(suite, OmniRLAgent(model.eval(), temperature=cfg.temperature, device=device),
+                                       steps, seed=cfg.seed)
+            except ValueError as exc:  # e.g. no run ended an episode in every quarter of the steps
+                why = f"not scored: {exc}"
+        if why:
+            result = {"skipped": why}
+            log(f"{label}: {name} skipped ({why})")
+        else:
+            gain.pop("per_task", None)
+            result = {"gain": gain}
+            g = gain["gain"]
+            log(f"{label}: {name} Q4 {gain['q4'][0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {"test": ident, "result": result})
+        out[name] = result
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- report
+def suite_rows(cfg: Any, results: dict[str, Sequence[Any]], studies: Sequence[str]) -> tuple[list[str], list[dict]]:
+    """(suites, rows) of the report over the variants of ``studies`` that are in ``results``: the suites are every
+    study's test suite, then its further suites, in order; one row per trained model (a variant shared by two
+    studies, e.g. DPD in ``tags`` and ``data_strategy``, is one row), each ``{"label", "studies", "suites":
+    {suite: {"gain": ...} | {"skipped": why}}}``."""
+    suites: list[str] = []
+    rows: dict[Path, dict] = {}
+    for study in studies:
+        if study not in results:
+            continue
+        first = eval_settings(cfg, study)[0]
+        for name in [first, *further_suites(cfg, study)]:
+            if name not in suites:
+                suites.append(name)
+        for r in results[study]:
+            row = rows.setdefault(r.folder, {"label": VARIANT_LABELS.get(r.variant, f"{study}/{r.variant}"),
+                                             "studies": [], "suites": {}})
+            row["studies"].append(study)
+            row["suites"].setdefault(first, {"gain": r.gain})
+            for name, res in r.suites.items():
+                row["suites"].setdefault(name, res)
+    return suites, list(rows.values())
+
+
+def _cell(res: dict | None, key: str, signed: bool) -> str:
+    if res is None:
+        return "not measured"
+    if "skipped" in res:
+        return "skipped"
+    m, lo, hi = res["gain"][key]
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(m)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def suite_table(cfg: Any, results: dict[str, Sequence[Any]], studies: Sequence[str]) -> str | None:
+    """Markdown: the last-quarter score (Q4) and the in-context gain (Q4 - Q1), each with its 95% interval over
+    tasks, of every model of ``studies`` (rows) on every suite (columns), the paper's OmniRL score (Table 1) beside
+    the scores, then why cells were skipped and the paper's findings. None when none of ``studies`` ran."""
+    suites, rows = suite_rows(cfg, results, studies)
+    if not rows:
+        return None
+    ran = [s for s in studies if s in results]
+    steps: dict[int, list[str]] = {}
+    for s in ran:
+        steps.setdefault(eval_settings(cfg, s)[1], []).append(s)
+    head = "| model | " + " | ".join(suites) + " |"
+    rule = "|---|" + "---|" * len(suites)
+    lines = [f"Online from an empty memory (tag 7), {cfg.eval_tasks} unseen tasks per suite, temperature "
+             f"{cfg.temperature:g}, " + ", ".join(f"{n} steps per task ({', '.join(v)})" for n, v in steps.items())
+             + "; 95% intervals over tasks.", "",
+             "Mean normalised score in the last quarter of the run (Q4):", "", head, rule]
+    for row in rows:
+        lines.append(f"| {row['label']} | " + " | ".join(_cell(row["suites"].get(n), "q4", False) for n in suites)
+                     + " |")
+    paper = [f"{PAPER_TABLE1[n]['OmniRL'][0]:.3f}" if n in PAPER_TABLE1 else "-" for n in suites]
+    lines.append("| paper: OmniRL, best score (Table 1) | " + " | ".join(paper) + " |")
+    lines += ["", "In-context gain, Q4 - Q1:", "", head, rule]
+    for row in rows:
+        lines.append(f"| {row['label']} | " + " | ".join(_cell(row["suites"].get(n), "gain", True) for n in suites)
+                     + " |")
+    notes: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        for name, res in row["suites"].items():
+            if "skipped" in res:
+                notes.setdefault((name, res["skipped"]), []).append(row["label"])
+    if notes:
+        lines += ["", "Skipped:", ""]
+        lines += [f"- {name}, {', '.join(labels)}: {why}" for (name, why), labels in notes.items()]
+    lines += ["", "The paper's findings:", ""]
+    lines += [f"- {s}: {cfg.studies[s].finding or '-'}" for s in ran]
+    return "\n".join(lines)
