@@ -54,8 +54,8 @@ alpha is its step-size scale under the softmax rule (the UCB rule has its own st
 
 Simplifications (documented, deliberate): the D_Large ns range is drawn per shard (all sequences of a shard share
 ns so that they advance as one batch), which gives the same ns distribution over the dataset; the drift of the
-drifting table is applied when a row is read (exact until an entry is clipped at zero, see
-``behaviours._DriftingTables``).
+drifting table is drawn when a row is read: the sum of k steps' noise is drawn at once as sqrt(k) N(0, 1), exact
+for the product's first-order term, leaving out terms below 1e-5 of the table (``behaviours._DriftingTables``).
 
 Presets: ``dpd`` (the mixture above), ``no_tags`` (dpd with every tag 7), ``ad`` (Q-learner behaviour without
 noise, labels = its own actions), ``ad_eps`` (noisy oracle gamma 0.994 behaviour, labels = its actions),

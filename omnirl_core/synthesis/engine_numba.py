@@ -154,30 +154,20 @@ def _drift_step(table, ns, na, e2):
 
 
 @njit(cache=True)
-def _drift_product_step(P, na, e2):
-    """reference: P <- P (I + N(0, e2^2)), the drift of every row of the table kept as one product."""
-    mix = np.eye(na)
-    if e2 > 0:
-        for i in range(na):
-            for j in range(na):
-                mix[i, j] += np.random.standard_normal() * e2
-    out = np.zeros((na, na))
-    for i in range(na):
+def _drift_row(table, S, s, na, e2, steps, probs):
+    """reference: the drifted row s into probs, drawing the drift of ``steps`` more steps first: S += sqrt(steps)
+    N(0, 1) (the sum of that many steps' noise), then clip(table[s] (I + e2 S)) renormalised (see
+    ``behaviours._DriftingTables``)."""
+    if steps > 0 and e2 > 0:
+        r = math.sqrt(steps)
         for k in range(na):
-            t = P[i, k]
             for j in range(na):
-                out[i, j] += t * mix[k, j]
-    P[:, :] = out
-
-
-@njit(cache=True)
-def _drift_row(table, P, s, na, probs):
-    """reference: the drifted row s, clip(table[s] P) renormalised, into probs."""
+                S[k, j] += r * np.random.standard_normal()
     tot = 0.0
     for j in range(na):
-        v = 0.0
+        v = table[s, j]
         for k in range(na):
-            v += table[s, k] * P[k, j]
+            v += table[s, k] * e2 * S[k, j]
         probs[j] = max(v, 0.0)
         tot += probs[j]
     for j in range(na):
@@ -221,7 +211,8 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
         Qm2 = np.zeros((ns, na))  # the mb_oracle mixtures' model-based learner (reference)
         bonus2 = np.full((ns, na), mbo_c / (1.0 - mbo_gamma) * 0.01)
         table = np.full((ns, na), 1.0 / na)
-        P = np.eye(na)
+        S = np.zeros((na, na))  # reference: the drift's noise summed so far, drawn up to the clock drawn_to
+        drawn_to = 0.0
         sch = np.zeros((nb, 6))
         probs = np.zeros(na)
         e2 = 0.0
@@ -255,7 +246,8 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             oi = b_orc[beh]
             if src == 0:
                 if reference:
-                    _drift_row(table, P, s, na, probs)
+                    _drift_row(table, S, s, na, e2, clock - drawn_to, probs)
+                    drawn_to = clock
                     base = _categorical(probs, na)
                 else:
                     base = _categorical(table[s], na)
@@ -288,8 +280,6 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
                 tag = b_tag[beh]
             if seq_masked or ep_masked or no_tags:
                 tag = 7
-            if reference and drift_used:
-                _drift_product_step(P, na, e2)
             # environment step
             s2 = _next_state(cdf[b, s, action], ns)
             r = rmean[b, s, action, s2] + rnoise[b, s, action, s2] * np.random.standard_normal()

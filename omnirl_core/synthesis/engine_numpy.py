@@ -110,7 +110,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         src = _SRC[beh]
         if present[0]:
             idx = np.flatnonzero(src == 0)
-            base[idx] = drift.act(idx, s[idx], rng)
+            base[idx] = drift.act(idx, s[idx], rng, clock[idx])
         if present[1]:
             mixed = _NOISE[beh] == 2
             if mbo is not mb:  # reference: each of the two model-based solvers acts where it is the behaviour
@@ -139,8 +139,6 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         tag[seq_masked | ep_masked] = TAG_UNKNOWN
         if no_tags:
             tag[:] = TAG_UNKNOWN
-        if drift is not None and reference:
-            drift.drift(rng)
         _, reward, term, trunc, infos = env.step(action)
         nxt = infos["next_state"]
         for x in learners:
