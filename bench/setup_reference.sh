@@ -30,7 +30,7 @@ fi
 
 check() {
     PYGAME_HIDE_SUPPORT_PROMPT=1 "$venv/bin/python" -c \
-        'import xenoverse, xenoverse.anymdp; assert xenoverse.__version__ == "0.1.14.0", xenoverse.__version__' \
+        'import yaml, xenoverse, xenoverse.anymdp; assert xenoverse.__version__ == "0.1.14.0", xenoverse.__version__' \
         >/dev/null 2>&1
 }
 
@@ -43,8 +43,9 @@ rm -rf "$venv"
 "$python_bin" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # xenoverse declares gymnasium, numpy, Pillow, six, pygame, numba and scipy (no torch); importing
-# xenoverse.anymdp also needs networkx, matplotlib and attrs, which its metadata omits.
-"$venv/bin/python" -m pip install --quiet "xenoverse==0.1.14.0" attrs networkx matplotlib numpy
+# xenoverse.anymdp also needs networkx, matplotlib and attrs, which its metadata omits. pyyaml is for
+# importing omnirl_core.world (its config) in bench/reference_task_stats.py.
+"$venv/bin/python" -m pip install --quiet "xenoverse==0.1.14.0" attrs networkx matplotlib numpy pyyaml
 
 if ! check; then
     echo "setup_reference.sh: xenoverse.anymdp does not import in $venv" >&2

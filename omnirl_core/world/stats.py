@@ -2,24 +2,28 @@
 
 Definitions follow the reference statistics shipped in ``omnirl_core/data/reference_anymdp_stats.json``
 (tasks drawn by Xenoverse 0.1.14.0); ``EXTRA_STATISTICS`` adds structure-sensitive ones (self-loops,
-forward mass, band span, value ordering) measured the same way on both samplers.
+forward mass, band span, value ordering) and ``SCALE_STATISTICS`` reward-scale-sensitive ones (relative
+noise, the value margin the terminal adjustment enforces), measured the same way on both samplers.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 
 import numpy as np
 
-from .oracle import ORACLE_GAMMA, policy_iteration, policy_return, uniform_policy
+from .oracle import ORACLE_GAMMA, TaskArrays, policy_iteration, policy_return, uniform_policy
 from .task import Task
 
 __all__ = [
     "REFERENCE_STATISTICS",
     "EXTRA_STATISTICS",
+    "SCALE_STATISTICS",
+    "DISTRIBUTION_LEVELS",
     "task_statistics",
+    "reward_scale_statistics",
     "summarise",
     "load_reference_statistics",
 ]
@@ -37,6 +41,9 @@ REFERENCE_STATISTICS = (
     "ret_random",
 )
 EXTRA_STATISTICS = ("self_loop", "forward_mass", "span", "value_rank_corr")
+SCALE_STATISTICS = ("noise_ratio", "top_margin")
+DISTRIBUTION_LEVELS = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)  # quantiles kept for distribution tests
+MARGIN_GAMMA = 0.99  # discount of the AnyMDP terminal adjustment, whose value margin top_margin measures
 
 
 def _rank_corr(x: np.ndarray) -> float:
@@ -90,8 +97,30 @@ def task_statistics(task: Task) -> dict[str, float]:
     return out
 
 
-def summarise(rows: Iterable[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Mean, std, 10% and 90% quantiles of each statistic across tasks, and the count."""
+def reward_scale_statistics(task: Task) -> dict[str, float]:
+    """Statistics that move with the scale of the rewards or of their noise.
+
+    noise_ratio: mean noise std over mean |E[r|s,a]| of the live states (for a bandit, exactly its noise
+    scale). top_margin (not for bandits): value at gamma 0.99 of the top live state of the hidden ranking
+    (the one below the goal when there is a goal) minus the best start state's value; the sampler's
+    terminal adjustment makes it at least U(2, 5) in reward units, so its lower quantiles pin the reward
+    scale.
+    """
+    live = ~task.terminal
+    out = {"noise_ratio": float(task.reward_noise.mean() / max(np.abs(task.expected_reward[live]).mean(), 1e-12))}
+    if task.is_bandit:
+        return out
+    _, V = policy_iteration(TaskArrays(task.transition, task.reward, terminal=task.terminal), MARGIN_GAMMA)
+    top = task.ns - 2 if task.terminal[-1] else task.ns - 1
+    out["top_margin"] = float(V[top] - V[task.start_prob > 0].max())
+    return out
+
+
+def summarise(
+    rows: Iterable[dict[str, float]], levels: Sequence[float] = (0.1, 0.9)
+) -> dict[str, dict[str, float]]:
+    """Mean, std, kurtosis (fourth central moment over std^4; 3 when std is 0) and the quantiles at
+    ``levels`` (keys q10, q90, q05, ...) of each statistic across tasks, and the count."""
     rows = list(rows)
     out: dict[str, dict[str, float]] = {}
     for key in rows[0]:
@@ -99,11 +128,12 @@ def summarise(rows: Iterable[dict[str, float]]) -> dict[str, dict[str, float]]:
         x = x[np.isfinite(x)]
         if x.size == 0:
             continue
+        std = float(x.std())
         out[key] = {
             "mean": float(x.mean()),
-            "std": float(x.std()),
-            "q10": float(np.quantile(x, 0.1)),
-            "q90": float(np.quantile(x, 0.9)),
+            "std": std,
+            "kurtosis": float(((x - x.mean()) ** 4).mean() / std**4) if std > 0 else 3.0,
+            **{f"q{round(100 * p):02d}": float(np.quantile(x, p)) for p in levels},
             "n": int(x.size),
         }
     return out
