@@ -27,7 +27,7 @@ Power: the ``broken`` tests run the same comparison on deliberately wrong sample
 reject them: four structural breakages, MDP reward noise x1.5 and all rewards x1.3 at ns = 16, and
 bandit noise x1.4. As measured with the sizes below: noise x1.5 lands at z = +8.8 (noise_ratio q90),
 rewards x1.3 at +8.6 (top_margin q10), bandit noise x1.4 at +22.7 (noise_ratio std), the structural
-breakages at 10-24; the real sampler's worst |z| is 4.1 (ns = 64, self_loop q10; 2.5 with 300 tasks).
+breakages at 12-24; the real sampler's worst |z| is 4.1 (ns = 64, self_loop q10; 2.5 with 300 tasks).
 Without the reward-scale statistics the best checks would reach 6.3 (noise x1.5, noise_mean q75), 9.8
 (bandit noise, noise_mean std) and only 4.95 (rewards x1.3, r_sa_std q90): top_margin pins the reward
 scale. A means-only comparison at 4.5 standard errors with 200 reference tasks rejected none of the three.
