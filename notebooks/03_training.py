@@ -221,8 +221,9 @@ if cfg.post_training.data_path:
     post_cfg = training.post_training_config(cfg, out_dir / "run" / training.WEIGHTS)
     post = training.train_or_launch(post_cfg, out_dir / "post", resume=True, progress=True)
     post_rows = training.read_metrics(out_dir / "post")
+    post_len = post_cfg.data.seq_len or json.loads((Path(post_cfg.data.path) / "manifest.json").read_text())["seq_len"]
     display(Markdown(f"Post-training: **{post.step}** iterations of {post_cfg.data.batch_size} x "
-                     f"{post_cfg.data.seq_len or 'all'} steps on `{post_cfg.data.path}`, last loss "
+                     f"{post_len} steps on `{post_cfg.data.path}`, last loss "
                      f"{post_rows[-1]['loss']:.4f} ({post_rows[-1]['elapsed_s']:.0f} s)."))
     save(views.plot_loss_curves(post_rows), "post_loss_curves")
 else:
