@@ -116,7 +116,8 @@ def accumulate_gradients(
 def position_loss(model: torch.nn.Module, batches: Sequence[dict], chunk_len: int, bins: int = 32, *,
                   edges: Sequence[int] | None = None) -> dict[str, list]:
     """Mean policy cross entropy (unweighted, labelled steps only) in ``bins`` equal bins along the sequence, or in
-    the bins of ``edges`` (positions edges[i] .. edges[i+1] - 1; e.g. log-spaced ones)."""
+    the bins of ``edges`` (positions edges[i] .. edges[i+1] - 1; e.g. log-spaced ones); NaN for a bin without a
+    labelled step (e.g. a one-step bin on a boundary step)."""
     model = model.module if hasattr(model, "module") else model
     was_training = model.training
     model.eval()
@@ -143,4 +144,5 @@ def position_loss(model: torch.nn.Module, batches: Sequence[dict], chunk_len: in
         n_sum = ns if n_sum is None else n_sum + ns
     model.train(was_training)
     centres = ((cut[:-1] + cut[1:]) / 2).tolist()
-    return {"position": centres, "loss": (ce_sum / n_sum.clamp_min(1)).tolist()}
+    mean = torch.where(n_sum > 0, ce_sum / n_sum.clamp_min(1), torch.full_like(ce_sum, float("nan")))
+    return {"position": centres, "loss": mean.tolist()}  # NaN: a bin without labelled steps
