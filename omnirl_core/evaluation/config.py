@@ -16,7 +16,7 @@ class LongContextConfig:
     """Label loss and online score against log(context length), for each model in ``checkpoints``."""
 
     enabled: bool = False
-    "Run the long-context evaluation (notebook 04, section 7)."
+    "Run the long-context evaluation (notebook 04, section 6)."
     steps: int = 16384
     "Context length: steps of every loss sequence and of every online run (paper: 1,048,576)."
     suite: str = "anymdp_1"
@@ -106,7 +106,7 @@ class EvaluationConfig:
     progress: bool = True
     "Show progress bars."
     long_context: LongContextConfig = field(default_factory=LongContextConfig)
-    "Label loss and online score against log(context length), section 7 (off unless enabled)."
+    "Label loss, online score and policy entropy against log(context length), section 6 (off unless enabled)."
 
     def validate(self) -> None:
         from ..workbook import check

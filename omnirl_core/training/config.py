@@ -102,7 +102,7 @@ class LaunchConfig:
 @dataclass
 class PostTrainingConfig:
     """The long-context stage after training (paper: D_Long, 12K sequences x 512K steps): the trained model
-    continued on a dataset of long sequences (notebook 03, section 8; ``--post`` on the command line). Every
+    continued on a dataset of long sequences (notebook 03, section 7; ``--post`` on the command line). Every
     setting not named here is the main run's."""
 
     data_path: str | None = None
