@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from omnirl_core.evaluation import (
     EvaluationConfig,
@@ -25,13 +24,7 @@ from omnirl_core.evaluation.offline import CQL_MISSING, collect_demonstrations, 
 from omnirl_core.evaluation.tested import play_policy, run_tested
 from omnirl_core.workbook import ConfigError, load_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _one_hot(actions: np.ndarray, na: int) -> np.ndarray:

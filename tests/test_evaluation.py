@@ -27,14 +27,7 @@ from omnirl_core.evaluation import (
 from omnirl_core.model import ModelConfig, OmniRL
 from omnirl_core.workbook import config_to_dict, load_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-token model steps are far faster on one thread (and the machine may be shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def tiny_config(**kw) -> ModelConfig:

@@ -45,11 +45,17 @@ def segment_scores(result: RunResult, budget: int, n_segments: int = 4) -> np.nd
     ending after ``budget`` are ignored. A run with no episode ending in some segment gets NaN there."""
     if budget < n_segments:
         raise ValueError(f"budget ({budget}) must be at least n_segments ({n_segments})")
+    return binned_scores(result, np.arange(n_segments + 1) * budget / n_segments)  # k * budget exact, then /
+
+
+def binned_scores(result: RunResult, edges: np.ndarray) -> np.ndarray:
+    """[n_valid, len(edges) - 1] mean normalised score per valid run of the episodes that ended in each bin:
+    an episode whose run had taken e steps when it ended is in bin k when edges[k] <= e - 1 < edges[k + 1].
+    NaN where a run has no episode ending in a bin."""
     scores, ends = result.scores[result.valid], result.steps[result.valid]
-    seg = np.floor((ends - 1) * n_segments / budget)  # NaN where the episode never ended
-    out = np.full((scores.shape[0], n_segments), np.nan)
-    for k in range(n_segments):
-        inside = seg == k
+    out = np.full((scores.shape[0], len(edges) - 1), np.nan)
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        inside = (ends - 1 >= lo) & (ends - 1 < hi)  # NaN ends (episodes never reached) are outside
         count = inside.sum(axis=1)
         total = np.where(inside, scores, 0.0).sum(axis=1)
         out[:, k] = np.where(count > 0, total / np.maximum(count, 1), np.nan)

@@ -26,7 +26,7 @@ from ..training.losses import position_loss
 from ..workbook.config import load_config
 from .agents import OmniRLAgent
 from .config import LongContextConfig
-from .incontext import _mean_ci
+from .incontext import _mean_ci, binned_scores
 from .runs import RunResult, run_agent
 from .suites import Suite
 
@@ -71,13 +71,10 @@ def loss_along_context(model, batches: list[dict], chunk_len: int, edges: np.nda
 def score_along_context(result: RunResult, edges: np.ndarray) -> dict[str, Any]:
     """Per log bin of the run's steps: mean normalised score of the episodes that ended in it, averaged per task
     then over tasks, with a 95% interval (tasks without an episode ending in a bin are left out of that bin)."""
-    scores, ends = result.scores[result.valid], result.steps[result.valid]
+    per_task = binned_scores(result, edges)  # [tasks, bins]
     rows = []
-    for a, z in zip(edges[:-1], edges[1:]):
-        inside = (ends > a) & (ends <= z)  # episode ended at run step a+1 .. z
-        count = inside.sum(axis=1)
-        per_task = np.where(inside, scores, 0.0).sum(axis=1) / np.maximum(count, 1)
-        kept = per_task[count > 0]
+    for column in per_task.T:
+        kept = column[np.isfinite(column)]
         rows.append(_mean_ci(kept) + [int(kept.size)] if kept.size else [np.nan, np.nan, np.nan, 0])
     arr = np.array(rows, dtype=float)
     return {"position": _centres(edges), "score": arr[:, 0].tolist(), "low": arr[:, 1].tolist(),

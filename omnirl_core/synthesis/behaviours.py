@@ -156,6 +156,10 @@ def _redraw_schedules(sch: _Schedules, idx: np.ndarray, beh: np.ndarray, cfg: Da
     sch.params[idx, beh[idx]] = _schedule_params(beh[idx], lp[idx], u, cfg, ns)
 
 
+V1_Q_HORIZON = 4000.0
+"""The Q-learner's horizon H in process workbench_v1 (fixed; the reference ties it to the sequence length)."""
+
+
 def _draw_learner_params(u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarray:
     """[n, len(LEARNER_PARAMS)] hyperparameters of the learners of n sequences from uniforms u [n, 2, k].
 
@@ -191,10 +195,6 @@ def _draw_learner_params(u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarr
 def learner_uniforms(cfg: DatasetConfig) -> int:
     """Uniforms drawn per learner of a sequence: 6 (process reference: with the Q-learner's horizon) or 5."""
     return 6 if cfg.process == "reference" else 5
-
-
-V1_Q_HORIZON = 4000.0
-"""The Q-learner's horizon H in process workbench_v1 (fixed; the reference ties it to the sequence length)."""
 
 
 class _DriftingTables:
