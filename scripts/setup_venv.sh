@@ -3,7 +3,9 @@
 #
 # - Creates .venv with python3.11 (or python3, if it is >= 3.11; override with PYTHON=...).
 # - Installs torch first (default torch==2.13.0, the CPU wheel on a CPU machine; override with
-#   OMNIRL_TORCH_SPEC, e.g. a CUDA build on a GPU node), then this package with the [dev] extras.
+#   OMNIRL_TORCH_SPEC, e.g. a CUDA build on a GPU node), then this package with the [dev] and [cql] extras,
+#   [interpret] too (triton for Triton's interpreter) when torch did not bring a triton of its own (CUDA
+#   builds do), then d3rlpy without its dependencies (it pins gymnasium==1.0.0; it runs on ours).
 # - Registers the Jupyter kernel "omnirl" inside the venv.
 # Idempotent: a stamp in .venv holds a hash of pyproject.toml and this script; when it matches
 # (and the package imports), nothing is installed.
@@ -45,7 +47,8 @@ fi
 installed() {
     [[ -f "$VENV/share/jupyter/kernels/omnirl/kernel.json" ]] && "$VENV/bin/python" -c '
 import importlib.util, sys
-sys.exit(not all(importlib.util.find_spec(m) for m in ("omnirl_core", "papermill", "torch")))' 2>/dev/null
+sys.exit(not all(importlib.util.find_spec(m) for m in ("omnirl_core", "papermill", "torch", "triton", "d3rlpy")))
+' 2>/dev/null
 }
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_value)" ]] && installed; then
@@ -58,8 +61,14 @@ say "upgrading pip"
 "${PIP[@]}" install --upgrade pip
 say "installing $TORCH_SPEC"
 "${PIP[@]}" install "$TORCH_SPEC"
-say "installing omnirl-workbench[dev] (editable)"
-"${PIP[@]}" install -e "$ROOT[dev]"
+EXTRAS="dev,cql"
+if ! "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("triton") is None)'; then
+    EXTRAS="$EXTRAS,interpret"  # fla's Triton kernels on CPU tensors in the tests (tests/test_fla_interpreter.py)
+fi
+say "installing omnirl-workbench[$EXTRAS] (editable)"
+"${PIP[@]}" install -e "$ROOT[$EXTRAS]"
+say "installing d3rlpy without its dependencies (the CQL baseline)"
+"${PIP[@]}" install --no-deps "d3rlpy==2.8.1"
 say "registering the Jupyter kernel 'omnirl'"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name omnirl --display-name "OmniRL (.venv)" >/dev/null
 stamp_value > "$STAMP"

@@ -339,3 +339,40 @@ def test_config_differences_names_fields_and_ignores_backend():
         "num_layers: checkpoint 2, expected 3"]
     # an invalid record is compared as written
     assert "hidden_size: checkpoint -1, expected 64" in config_differences({**stored, "hidden_size": -1}, cfg)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dropout
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone", ["rwkv7", "mamba2"])
+def test_dropout_is_off_at_evaluation_and_drops_blocks_updates_in_training(backbone):
+    cfg = tiny(backbone, dropout=0.3)
+    model, plain = make_model(cfg), OmniRL(replace(cfg, dropout=0.0))
+    plain.load_state_dict(model.state_dict())
+    batch = make_batch(cfg, B=4, T=32)
+    with torch.no_grad():
+        ev = model.eval()(*batch)[0]
+        assert torch.equal(ev, model(*batch)[0])  # deterministic
+        assert torch.equal(ev, plain.eval()(*batch)[0])  # bit for bit the weights without dropout
+        assert torch.equal(ev, plain.train()(*batch)[0])  # dropout 0 trains as it evaluates
+        torch.manual_seed(0)
+        tr = model.train()(*batch)[0]
+    # power: the same equality rejects training mode (dropout on): outputs move by a sizeable share
+    assert (tr - ev).abs().mean() > 0.05 * ev.abs().mean()
+    # the drop itself: each block's update y - x is zeroed with probability p, else scaled by 1 / (1 - p)
+    seen = []
+    hooks = [b.register_forward_hook(lambda m, args, out: seen.append((args[0], out[0]))) for b in model.blocks]
+    with torch.no_grad():
+        torch.manual_seed(1)
+        model(*batch)
+    for h in hooks:
+        h.remove()
+    (x0, y0), (x1, _) = seen
+    update, kept = y0 - x0, x1 - x0
+    zero = kept == 0
+    n = zero.numel()
+    assert abs(zero.float().mean().item() - 0.3) < 4 * (0.3 * 0.7 / n) ** 0.5, zero.float().mean()
+    torch.testing.assert_close(kept[~zero], update[~zero] / 0.7, rtol=1e-5, atol=1e-6)
+    model.eval()

@@ -105,6 +105,8 @@ class ModelConfig:
     "Kernels: 'auto' = fla's on CUDA tensors when importable, else PyTorch; 'torch' / 'fla' force one."
     norm_eps: float = param(1e-5, gt=0)
     "Epsilon of the normalisation layers."
+    dropout: float = param(0.0, ge=0, lt=1)
+    "Dropout on each block's residual update while training (model.train()); off at evaluation. 0 = none."
 
     def validate(self) -> None:
         check(
@@ -292,8 +294,10 @@ class OmniRL(nn.Module):
         """x [B, L, d] -> (normalised hidden [B, L, d], new per-block states)."""
         blocks_state = state["blocks"] if state is not None else [None] * len(self.blocks)
         new_states, v_first = [], None
+        drop = self.training and self.cfg.dropout > 0  # else the blocks' outputs exactly, as without dropout
         for block, st in zip(self.blocks, blocks_state):
-            x, st, v_first = block(x, st, v_first)
+            y, st, v_first = block(x, st, v_first)
+            x = x + F.dropout(y - x, self.cfg.dropout, training=True) if drop else y
             new_states.append(st)
         return self.norm_out(x), new_states
 

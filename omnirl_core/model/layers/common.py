@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import math
+import os
 import sys
 from collections.abc import Callable
 
@@ -13,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = ["FLA_CORE_VERSION", "GatedMLP", "LoRA", "RMSNorm", "RMSNormGated", "ShortConvolution", "fla_kernel",
-           "token_shift"]
+           "kernel_record", "token_shift"]
 
 
 def token_shift(x: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
@@ -24,7 +26,8 @@ def token_shift(x: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
 
 FLA_CORE_VERSION = "0.6.0"  # the fla-core release whose op signatures the layers call (pinned in the gpu extra)
 _REPORTED: set[tuple[str, str]] = set()  # (layer, message) already said in this process
-_CHOICES: dict[tuple, Callable | None] = {}  # (layer, backend, module, name, on GPU, device type) -> op or None
+_CHOICES: dict[tuple, tuple] = {}  # (layer, backend, module, name, on GPU, device) -> (op or None, (layer, message))
+_RECORDS: list[set[tuple[str, str]]] = []  # the open kernel_record() blocks
 
 
 @functools.cache
@@ -33,14 +36,16 @@ def _load_fla_op(module: str, name: str) -> tuple[Callable | None, str]:
     try:
         return getattr(importlib.import_module(f"fla.ops.{module}"), name), ""
     except Exception as err:  # ImportError without triton or fla; anything else means the GPU path is unusable
-        return None, f"{type(err).__name__}: {err}"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return None, f"{type(err).__name__}: {first}"  # one line: the error names the layer and this reason
 
 
 def fla_kernel(layer: str, x: torch.Tensor, backend: str, module: str, name: str) -> Callable | None:
     """The fla op a layer should call for ``x``, or None for our pure-PyTorch path; says once per process which
     path each layer uses, and why fla's was not taken when it was not.
 
-    ``backend``: ``"torch"`` always our kernels; ``"fla"`` always fla's (an error when they cannot be imported);
+    ``backend``: ``"torch"`` always our kernels; ``"fla"`` always fla's (a one-line error naming the layer when
+    they cannot be imported, or when ``x`` is not a CUDA tensor and Triton's interpreter is off);
     ``"auto"`` fla's Triton kernels on a CUDA tensor when ``fla.ops.<module>.<name>`` imports, else ours. Every
     forward pass asks, so the answer is kept per (layer, backend, op, device): one dict lookup after the first.
     """
@@ -49,24 +54,51 @@ def fla_kernel(layer: str, x: torch.Tensor, backend: str, module: str, name: str
         op, why = _choose(layer, x, backend, module, name)
         path = f"fla.ops.{module}.{name}" if op is not None else "the PyTorch kernels of omnirl_core.model.ops"
         _report(layer, f"{layer}: {path} ({why})")
-        _CHOICES[key] = op
-    return _CHOICES[key]
+        _CHOICES[key] = op, (layer, f"{path} ({why})")
+    op, said = _CHOICES[key]
+    for record in _RECORDS:
+        record.add(said)
+    return op
+
+
+@contextlib.contextmanager
+def kernel_record():
+    """``with kernel_record() as used:`` fills ``used`` with ``{layer: [kernels it ran (reason)]}`` for the forward
+    passes inside the block, e.g. ``{"RWKV-7": ["fla.ops.rwkv7.chunk_rwkv7 (backend: fla)"]}`` (several entries
+    when a layer ran on several devices); training writes it into its run folder."""
+    seen: set[tuple[str, str]] = set()
+    used: dict[str, list[str]] = {}
+    _RECORDS.append(seen)
+    try:
+        yield used
+    finally:
+        _RECORDS.remove(seen)
+        for layer, message in sorted(seen):
+            used.setdefault(layer, []).append(message)
 
 
 def _choose(layer: str, x: torch.Tensor, backend: str, module: str, name: str) -> tuple[Callable | None, str]:
     if backend == "torch":
         return None, "backend: torch"
+    if backend == "auto" and not _on_gpu(x):  # decided without importing fla (or triton) at all
+        return None, f"backend: auto, tensor on {x.device.type} (fla's kernels are Triton, GPU only)"
     op, err = _load_fla_op(module, name)
     if backend == "fla":
         if op is None:
             raise RuntimeError(f"{layer}: backend 'fla' needs flash-linear-attention with triton "
                                f"(fla.ops.{module}.{name}): {err}")
-        return op, "backend: fla"
-    if not _on_gpu(x):
-        return None, f"backend: auto, tensor on {x.device.type} (fla's kernels are Triton, GPU only)"
+        if not _on_gpu(x) and not _interpreted():
+            raise RuntimeError(f"{layer}: backend 'fla' runs fla's Triton kernels (fla.ops.{module}.{name}) on CUDA "
+                               f"tensors, this one is on {x.device.type}; use backend 'auto' or 'torch' here")
+        return op, "backend: fla" + ("" if _on_gpu(x) else ", Triton interpreter (TRITON_INTERPRET=1)")
     if op is None:
         return None, f"backend: auto, fla.ops.{module}.{name} cannot be imported ({err})"
     return op, "backend: auto, CUDA tensor"
+
+
+def _interpreted() -> bool:
+    """Triton's interpreter runs the kernels on CPU tensors (used to test fla's kernels without a GPU)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 def _on_gpu(x: torch.Tensor) -> bool:
