@@ -274,7 +274,8 @@ def test_trains_from_a_synthesised_dataset(tmp_path):
     res = train(cfg, tmp_path / "r", progress=False)
     assert res.step == 5 and all(r["policy"] > 0 for r in read_metrics(tmp_path / "r"))
     # 4 batches per epoch (2 shards x 2 groups of 2): iteration 5 starts epoch 1
-    assert load_checkpoint(tmp_path / "r" / CHECKPOINT)["data"] == [{"kind": "dataset", "epoch": 1, "pos": 1}]
+    assert load_checkpoint(tmp_path / "r" / CHECKPOINT)["data"] == [{"kind": "dataset", "epoch": 1, "pos": 1,
+                                                                  "order": "interleaved"}]
     with pytest.raises(ValueError, match="model.ns_max"):
         train(tiny(steps=1, **{"data.path": str(tmp_path / "ds")}), tmp_path / "r2", progress=False)
 

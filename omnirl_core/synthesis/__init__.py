@@ -27,7 +27,8 @@ The process (``DatasetConfig.process``). ``reference`` (default) runs the mixtur
 whichever behaviour acts. So (a) each behaviour's schedules (the noisy oracle's epsilon, a noisy learner's noise,
 the mb_oracle mixtures' random and oracle shares) are drawn once per sequence and run on one clock, the
 environment steps since the sequence start: a behaviour switched in late finds its epsilon already decayed;
-(b) the drifting random policy's table is drawn once per sequence and drifts at every step; (c) every learner
+(b) the drifting random policy's table P0 and its transfer matrix M = clip(I + e2 N(0, 1), 0, 1) (rows
+normalised) are drawn once per sequence, and the table is P0 M^k at env step k, whoever acts; (c) every learner
 learns from every executed transition, and the mb_oracle mixtures' model-based learner is a solver of its own,
 with ``mb_oracle_gamma`` 0.99 and ``mb_oracle_c`` 0.005 (the ``model_based`` behaviour's learner has the drawn
 values below); (d) in a mixture the random draw comes first and the oracle acts with probability
@@ -53,9 +54,10 @@ c / (1 - gamma) * max(std, 0.01) / sqrt(N + 1). A noisy learner's noise applies 
 alpha is its step-size scale under the softmax rule (the UCB rule has its own step size and bonus scale 1).
 
 Simplifications (documented, deliberate): the D_Large ns range is drawn per shard (all sequences of a shard share
-ns so that they advance as one batch), which gives the same ns distribution over the dataset; the drift of the
-drifting table is drawn when a row is read: the sum of k steps' noise is drawn at once as sqrt(k) N(0, 1), exact
-for the product's first-order term, leaving out terms below 1e-5 of the table (``behaviours._DriftingTables``).
+ns so that they advance as one batch), which gives the same ns distribution over the dataset, and the training
+reader (:class:`SequenceDataset`) interleaves the sequences of all shards so that a batch mixes state counts as
+independent draws would. The drifting table's rows are brought to step k when read, by cached powers M^(2^j) of
+the transfer matrix (exact up to rounding, ``behaviours._DriftingTables``).
 
 Presets: ``dpd`` (the mixture above), ``no_tags`` (dpd with every tag 7), ``ad`` (Q-learner behaviour without
 noise, labels = its own actions), ``ad_eps`` (noisy oracle gamma 0.994 behaviour, labels = its actions),

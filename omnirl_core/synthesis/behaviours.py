@@ -197,34 +197,53 @@ def learner_uniforms(cfg: DatasetConfig) -> int:
     return 6 if cfg.process == "reference" else 5
 
 
+def transfer_matrix(e2: float | np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """The drifting policy's transfer matrix [..., na, na] from its standard normals ``noise`` and scale ``e2``:
+    clip(I + e2 N, 0, 1) with rows normalised (row-stochastic, so P M stays a probability table)."""
+    na = noise.shape[-1]
+    m = np.clip(np.eye(na) + np.asarray(e2, dtype=float)[..., None, None] * noise, 0.0, 1.0)
+    tot = m.sum(axis=-1, keepdims=True)
+    return np.where(tot > 0, m / np.where(tot > 0, tot, 1.0), np.eye(na))  # an all-zero row (huge e2) stays put
+
+
+def transfer_powers(m: np.ndarray, n_steps: int) -> np.ndarray:
+    """[..., J, na, na] the powers M^(2^j), j < J, enough for any exponent up to ``n_steps``: M^k is then the
+    product over the binary digits of k. Rows are renormalised after each squaring so that rounding never
+    leaks probability."""
+    out = [m]
+    for _ in range(max(int(n_steps).bit_length(), 1) - 1):
+        sq = out[-1] @ out[-1]
+        out.append(sq / sq.sum(axis=-1, keepdims=True))
+    return np.stack(out, axis=-3)
+
+
 class _DriftingTables:
     """Drifting random softmax policies, one [ns, na] table per sequence (behaviour ``drift_random``).
 
-    The process of :class:`omnirl_core.world.learners.DriftingSoftmaxPolicy`: logits N(0, e1^2), e1 ~ Exp(mean
-    ``logit_scale``); at every step the table is multiplied by I + e2 N(0, 1), e2 ~ Exp(mean ``drift_scale``),
-    clipped and renormalised row by row.
+    Initial table: softmax of logits N(0, e1^2), e1 ~ Exp(mean ``logit_scale``); e2 ~ Exp(mean ``drift_scale``).
 
-    reference (``every_step``): each sequence draws its table once, at its start, and it drifts at every step,
-    whoever acts (the reference builds the policy once per sequence and updates it every step). The drift is
-    drawn when the table is read: after k steps the product of the step matrices is I + e2 (N_1 + ... + N_k) +
-    O(e2^2 k), and N_1 + ... + N_k is exactly sqrt(k) N(0, 1), so a read after k more steps adds sqrt(k) N(0, 1)
-    to the running sum S and uses I + e2 S. The terms left out are of size (e2 sqrt(k))^2, below 1e-5 of the
-    table for e2 ~ 1e-5 and a million steps; row-wise renormalisation commutes with the linear steps, and the
-    clipping at zero, which only entries below about e2 sqrt(k) can meet, is applied at the read. Drawing every
-    step's 25 normals instead would cost two thirds of the compiled engine's time.
+    reference (``every_step``), the reference's ``AnyPolicySolver``: each sequence draws its table P0 and one
+    transfer matrix M = clip(I + e2 N(0, 1), 0, 1), rows normalised (:func:`transfer_matrix`), once, at its
+    start, and the table is multiplied by that same M at every step, whoever acts, so at env step k it is
+    P0 M^k: every row moves steadily towards M's stationary distribution. The rows are advanced lazily: each
+    (sequence, state) row remembers the step it was last brought to, and a read after d more steps multiplies it
+    by M^d, the product of the cached powers M^(2^j) over the binary digits of d (:func:`transfer_powers`).
     workbench_v1: a fresh table whenever a sequence draws this behaviour, and only the tables in use drift,
-    one exact step after each action.
+    multiplied after each action by a fresh I + e2 N(0, 1), clipped and renormalised (the process of
+    :class:`omnirl_core.world.policies.DriftingSoftmaxPolicy`).
     """
 
     def __init__(self, B: int, ns: int, na: int, logit_scale: float, drift_scale: float,
-                 every_step: bool = False) -> None:
+                 every_step: bool = False, n_steps: int = 1) -> None:
         self.ns, self.na = ns, na
         self.logit_scale, self.drift_scale = logit_scale, drift_scale
         self.every_step = every_step
         self.probs = np.full((B, ns, na), 1.0 / na)
         self.e2 = np.zeros(B)
-        self.noise_sum = np.zeros((B, na, na))  # S: the sum of the step matrices' noise so far (reference)
-        self.drawn_to = np.zeros(B)  # the clock up to which S is drawn
+        if every_step:
+            self.n_bits = max(int(n_steps).bit_length(), 1)
+            self.powers = np.broadcast_to(np.eye(na), (B, self.n_bits, na, na)).copy()  # M^(2^j) per sequence
+            self.row_at = np.zeros((B, ns), dtype=np.int64)  # the step each row of probs is brought to
 
     def draw(self, idx: np.ndarray, rng: np.random.Generator) -> None:
         k = idx.size
@@ -233,27 +252,33 @@ class _DriftingTables:
         z = rng.standard_normal((k, self.ns, self.na)) * e1[:, None, None]
         z = np.exp(z - z.max(axis=-1, keepdims=True))
         self.probs[idx] = z / z.sum(axis=-1, keepdims=True)
+        if self.every_step:
+            m = transfer_matrix(self.e2[idx], rng.standard_normal((k, self.na, self.na)))
+            self.powers[idx] = transfer_powers(m, 2 ** self.n_bits - 1)
+            self.row_at[idx] = 0
 
-    def _rows(self, idx: np.ndarray, states: np.ndarray, clock: np.ndarray | None,
-              rng: np.random.Generator | None) -> np.ndarray:
+    def _rows(self, idx: np.ndarray, states: np.ndarray, clock: np.ndarray | None) -> np.ndarray:
         """[k, na] the action probabilities of sequences ``idx`` in ``states`` at env step ``clock`` [k]."""
         row = self.probs[idx, states]
         if not self.every_step:
             return row
-        steps = clock - self.drawn_to[idx]
-        grow = (steps > 0) & (self.e2[idx] > 0)
-        if grow.any():
-            g = idx[grow]
-            self.noise_sum[g] += np.sqrt(steps[grow])[:, None, None] * rng.standard_normal((g.size, self.na, self.na))
-        self.drawn_to[idx] = clock
-        product = np.eye(self.na) + self.e2[idx, None, None] * self.noise_sum[idx]
-        p = np.clip(np.einsum("ka,kab->kb", row, product), 0.0, None)
-        tot = p.sum(axis=-1, keepdims=True)
-        return np.where(tot > 0, p / np.where(tot > 0, tot, 1.0), 1.0 / self.na)
+        to = np.asarray(clock, dtype=np.int64)
+        d = to - self.row_at[idx, states]
+        if (d >> self.n_bits).any():
+            raise ValueError(f"drifting table read at step {int(to.max())}, beyond the {2 ** self.n_bits - 1} "
+                             "steps its powers were built for")
+        for j in range(self.n_bits):
+            on = np.flatnonzero((d >> j) & 1)
+            if on.size:
+                row[on] = np.einsum("ka,kab->kb", row[on], self.powers[idx[on], j])
+        row /= row.sum(axis=-1, keepdims=True)
+        self.probs[idx, states] = row
+        self.row_at[idx, states] = to
+        return row
 
     def act(self, idx: np.ndarray, states: np.ndarray, rng: np.random.Generator,
             clock: np.ndarray | None = None) -> np.ndarray:
-        cdf = np.cumsum(self._rows(idx, states, clock, rng), axis=-1)
+        cdf = np.cumsum(self._rows(idx, states, clock), axis=-1)
         cdf /= cdf[:, -1:]
         cdf[:, -1] = 1.0
         actions = (cdf <= rng.random(idx.size)[:, None]).sum(axis=-1)

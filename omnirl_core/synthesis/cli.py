@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
-from ..workbook.config import load_config, repo_path
+from ..workbook.config import load_config
 from ..workbook.errors import CliParser, InputError, run_cli
 from .config import SynthesisConfig
 from .writer import synthesize
@@ -69,15 +70,16 @@ def _main(argv: list[str]) -> int:
                          f"{', '.join(cfg.datasets) or 'none'}")
     workers = args.workers or cfg.workers
     part = parse_part(args.part)
+    out = Path(args.out).expanduser().resolve()  # relative to the working directory, as for every command line
     for name, dcfg in cfg.datasets.items():
         if args.only and name not in args.only:
             continue
         t0 = time.perf_counter()
-        man = synthesize(dcfg, repo_path(args.out) / name, workers=workers, progress=not args.no_progress,
-                         part=part)
+        folder = out / name
+        man = synthesize(dcfg, folder, workers=workers, progress=not args.no_progress, part=part)
         dt = time.perf_counter() - t0
         if part is None:
-            print(f"{name}: {man['n_shards']} shards, {dcfg.n_sequences * dcfg.seq_len} steps, {dt:.1f} s")
+            print(f"{name}: {man['n_shards']} shards, {dcfg.n_sequences * dcfg.seq_len} steps, {dt:.1f} s, in {folder}")
         else:
             print(f"{name}: part {part[0]}/{part[1]}: {len(man['shards'])} of {man['n_shards']} shards, {dt:.1f} s; "
                   "run once more without --part to write the manifest")

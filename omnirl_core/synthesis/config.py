@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..workbook.fields import STATE_COUNT, check, param
 
+DATASET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+"""What a dataset's name may be: it is the dataset's folder name under DATA_DIR."""
 SHARD_MEMORY_LIMIT = 16 * 2**30
 """Memory one synthesis worker may need for one shard (its tasks and its steps), checked up front."""
 
@@ -128,6 +131,11 @@ class DatasetConfig:
     "Behaviour mixture, schedules and tag masking."
 
     def validate(self) -> None:
+        if self.preset in ("dpd", "no_tags"):  # the presets that draw behaviours by the mixture's weights
+            weights = {k: v for k, v in vars(self.mixture).items() if k.startswith("w_")}
+            total = sum(sum(v) if isinstance(v, (list, tuple)) else v for v in weights.values())
+            check(total > 0, "mixture", "all behaviour weights 0",
+                  f"at least one weight > 0 ({', '.join(weights)}): the {self.preset} preset draws behaviours by them")
         if self.ns_max is not None:
             check(self.ns_max >= self.ns, "ns_max", self.ns_max, f">= ns ({self.ns})")
             check(self.task_pool is None, "task_pool", self.task_pool, "unset when ns_max is set (a pool has one ns)")
@@ -163,3 +171,8 @@ class SynthesisConfig:
     "Batch size of the loader demonstration."
     loader_chunk: int = param(512, ge=1)
     "Chunk length of the loader demonstration."
+
+    def validate(self) -> None:
+        for name in self.datasets:  # each goes to DATA_DIR/<name>: a plain folder name, never a path
+            check(bool(DATASET_NAME.fullmatch(str(name))) and name not in (".", ".."), "datasets", name,
+                  "dataset names that are plain folder names (letters, digits, '.', '_', '-'; not '', '.' or '..')")

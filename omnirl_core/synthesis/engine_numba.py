@@ -154,33 +154,70 @@ def _drift_step(table, ns, na, e2):
 
 
 @njit(cache=True)
-def _drift_row(table, S, s, na, e2, steps, probs):
-    """reference: the drifted row s into probs, drawing the drift of ``steps`` more steps first: S += sqrt(steps)
-    N(0, 1) (the sum of that many steps' noise), then clip(table[s] (I + e2 S)) renormalised (see
-    ``behaviours._DriftingTables``)."""
-    if steps > 0 and e2 > 0:
-        r = math.sqrt(steps)
-        for k in range(na):
+def _draw_transfer(powers, na, e2):
+    """reference: the transfer matrix M = clip(I + e2 N(0, 1), 0, 1), rows normalised, into powers[0] and its
+    repeated squares M^(2^j) into powers[j] (``behaviours.transfer_matrix`` / ``transfer_powers``)."""
+    m = powers[0]
+    for i in range(na):
+        tot = 0.0
+        for j in range(na):
+            v = (1.0 if i == j else 0.0) + e2 * np.random.standard_normal()
+            m[i, j] = min(max(v, 0.0), 1.0)
+            tot += m[i, j]
+        for j in range(na):
+            m[i, j] = m[i, j] / tot if tot > 0 else (1.0 if i == j else 0.0)
+    for q in range(1, powers.shape[0]):
+        for i in range(na):
+            tot = 0.0
             for j in range(na):
-                S[k, j] += r * np.random.standard_normal()
+                v = 0.0
+                for k in range(na):
+                    v += powers[q - 1, i, k] * powers[q - 1, k, j]
+                powers[q, i, j] = v
+                tot += v
+            for j in range(na):
+                powers[q, i, j] /= tot
+
+
+@njit(cache=True)
+def _drift_row(table, powers, row_at, s, na, clock, probs):
+    """reference: row s of the drifting table brought to env step ``clock`` into probs (and stored): times
+    M^d for the d steps since it was last read, one cached power M^(2^q) per binary digit of d."""
+    d = int(clock) - row_at[s]
+    q = 0
+    while d > 0:
+        if d & 1:
+            for j in range(na):
+                v = 0.0
+                for k in range(na):
+                    v += table[s, k] * powers[q, k, j]
+                probs[j] = v
+            for j in range(na):
+                table[s, j] = probs[j]
+        d >>= 1
+        q += 1
     tot = 0.0
     for j in range(na):
-        v = table[s, j]
-        for k in range(na):
-            v += table[s, k] * e2 * S[k, j]
-        probs[j] = max(v, 0.0)
-        tot += probs[j]
+        tot += table[s, j]
     for j in range(na):
-        probs[j] = probs[j] / tot if tot > 0 else 1.0 / na
+        table[s, j] /= tot
+        probs[j] = table[s, j]
+    row_at[s] = int(clock)
+
+
+def _n_bits(n):
+    """Binary digits of n (at least 1): the powers M^(2^j) needed for any exponent up to n."""
+    return max(int(n).bit_length(), 1)
 
 
 @njit(cache=True)
 def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, mapping, label_pol, orc, cum_w,
                   b_src, b_tag, b_orc, b_noise, fp, T, is_bandit, self_label, no_tags, q_ucb, qp, mbp, hp, dp,
-                  reference, drift_used, out_obs, out_tag, out_act, out_rew, out_lab, out_beh, out_lp):
+                  reference, drift_used, n_bits, out_obs, out_tag, out_act, out_rew, out_lab, out_beh, out_lp):
     """Fill out_* [B, T] and the learner hyperparameters out_lp [B, 11] for B sequences. qp = (UCB c, noisy
     horizon minimum); mbp = (prior, mb_oracle gamma, mb_oracle c); hp = (c_base, alpha_base, gamma_lo, gamma_hi,
-    noisy_gamma); dp = (logit_scale, drift_scale, switch_fraction, switch_prob, seq_mask_prob, episode_mask_prob).
+    noisy_gamma); dp = (logit_scale, drift_scale, switch_fraction, switch_prob, seq_mask_prob, episode_mask_prob);
+    n_bits: the powers of the drifting policy's transfer matrix kept (reference).
     reference: the process of the reference (schedules from the sequence start, one drifting table per sequence
     drifting every step, the mixtures' own model-based learner); else workbench_v1."""
     B = seeds.shape[0]
@@ -211,8 +248,8 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
         Qm2 = np.zeros((ns, na))  # the mb_oracle mixtures' model-based learner (reference)
         bonus2 = np.full((ns, na), mbo_c / (1.0 - mbo_gamma) * 0.01)
         table = np.full((ns, na), 1.0 / na)
-        S = np.zeros((na, na))  # reference: the drift's noise summed so far, drawn up to the clock drawn_to
-        drawn_to = 0.0
+        powers = np.zeros((n_bits, na, na))  # reference: the transfer matrix's powers M^(2^j)
+        row_at = np.zeros(ns, dtype=np.int64)  # reference: the env step each table row is brought to
         sch = np.zeros((nb, 6))
         probs = np.zeros(na)
         e2 = 0.0
@@ -230,6 +267,7 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
                 _draw_schedule(b_noise[j], b_src[j], ns, na, fp, sch[j], lp)
             if drift_used:
                 e2 = _draw_drift(table, ns, na, dp[0], dp[1])
+                _draw_transfer(powers, na, e2)
         else:
             _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch[beh], lp)
             if b_src[beh] == 0:
@@ -246,8 +284,7 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             oi = b_orc[beh]
             if src == 0:
                 if reference:
-                    _drift_row(table, S, s, na, e2, clock - drawn_to, probs)
-                    drawn_to = clock
+                    _drift_row(table, powers, row_at, s, na, clock, probs)
                     base = _categorical(probs, na)
                 else:
                     base = _categorical(table[s], na)
@@ -367,7 +404,7 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
         np.array([1.0, float(m.q_noisy_horizon_min)]), np.array([0.01, m.mb_oracle_gamma, m.mb_oracle_c]), hp,
         np.array([m.drift_logit_scale, m.drift_scale, m.switch_fraction, m.switch_prob, m.seq_mask_prob,
                   m.episode_mask_prob]),
-        cfg.process == "reference", bool((_SRC[support] == 0).any()),
+        cfg.process == "reference", bool((_SRC[support] == 0).any()), _n_bits(T + 2),
         out["obs"], out["tag"], out["action"], out["reward"], out["label"], out["behaviour"], out["learner_params"],
     )
     return out

@@ -72,7 +72,8 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         mb.reset((B, ns, na))
         mbo = mb
     if 0 in used_src:
-        drift = _DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale, every_step=reference)
+        drift = _DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale, every_step=reference,
+                                n_steps=T + 2)
     learners = [x for x in dict.fromkeys((q, mb, mbo)) if x is not None]
 
     rows = np.arange(B)

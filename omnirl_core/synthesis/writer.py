@@ -4,12 +4,10 @@ manifest rewritten after every shard.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -20,6 +18,7 @@ import numpy as np
 
 from ..workbook.config import load_config
 from ..workbook.errors import InputError
+from ..workbook.locks import LOCK_FILE, folder_lock
 from .behaviours import BEHAVIOURS
 from .config import DatasetConfig
 from .engine_numpy import synthesize_batch
@@ -42,37 +41,11 @@ class SynthesisError(InputError):
     """A dataset folder that cannot be (re)used: other config, corrupt manifest, another synthesis writing it."""
 
 
-LOCK_FILE = ".lock"
-
-
-@contextlib.contextmanager
 def writer_lock(root: Path, name: str = LOCK_FILE):
-    """Hold the dataset folder's writer lock (``root/.lock``, or a part's own lock file ``name``; a POSIX record
-    lock: released when this process ends, however it ends, and not inherited by worker processes) for the
-    duration of the block.
-
-    A second writer of the same folder is refused at once with :class:`SynthesisError` naming the holder (the
-    holder's process id and start time are in the lock file while it runs; the file is emptied when it is done)."""
-    import fcntl
-
-    path = root / name
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = path.read_text(errors="replace").strip() or "a process that has not written its id yet"
-            raise SynthesisError(f"{root}: another synthesis is writing this dataset folder ({holder}); wait for it "
-                                 "to finish, or write to another folder") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
-                 .encode())
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)  # the folder's bytes do not depend on who wrote it
-    finally:
-        os.close(fd)  # releases the lock
+    """Hold the dataset folder's writer lock (``root/.lock``, or a part's own lock file ``name``) for the block:
+    :func:`omnirl_core.workbook.locks.folder_lock` (the lock every writer of the package uses). A second writer of
+    the same folder is refused at once with :class:`SynthesisError` naming the holder."""
+    return folder_lock(root, name, busy="another synthesis is writing this dataset folder", error=SynthesisError)
 
 
 def synthesize_shard(cfg: DatasetConfig, k: int) -> dict[str, np.ndarray]:
@@ -189,7 +162,8 @@ def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: b
             old = json.loads(manifest_path.read_text())
         except ValueError as exc:
             raise SynthesisError(f"{manifest_path} is unreadable: {exc}") from None
-        if old.get("format") != FORMAT or old.get("config") != identity:
+        # a manifest without a shard (a synthesis that stopped before its first one) holds nothing to lose
+        if (old.get("format") != FORMAT or old.get("config") != identity) and old.get("shards", True):
             raise SynthesisError(f"{root} holds a dataset of another configuration; use another folder")
         if old.get("schema_version") != SCHEMA_VERSION:
             raise SynthesisError(f"{root} holds a dataset of schema version {old.get('schema_version')}, this code "

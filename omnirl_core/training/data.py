@@ -94,9 +94,7 @@ class DatasetStream:
     def next_batch(self) -> dict[str, torch.Tensor]:
         if self._it is None:
             self.ds.set_epoch(self.epoch)
-            self._it = iter(self.ds)
-            for _ in range(self.pos):  # resume: skip what this epoch already used
-                next(self._it)
+            self._it = self.ds.batches(start=self.pos)  # resume: skip, unread, what this epoch already used
         try:
             b = next(self._it)
         except StopIteration:
@@ -107,10 +105,11 @@ class DatasetStream:
         return {k: b[k][:, :T] for k in ("obs", "tag", "action", "reward", "label", "label_mask")}
 
     def state_dict(self) -> dict:
-        return {"kind": "dataset", "epoch": self.epoch, "pos": self.pos}
+        return {"kind": "dataset", "epoch": self.epoch, "pos": self.pos, "order": self.ds.order}
 
     def load_state_dict(self, sd: dict) -> None:
         self.epoch, self.pos, self._it = int(sd["epoch"]), int(sd["pos"]), None
+        self.ds.order = sd.get("order", "shards")  # a checkpoint from before the interleaved order resumes in its own
 
 
 class MixedStream:
