@@ -210,14 +210,14 @@ def test_evaluate_driver_runs_baselines_and_skips_omnirl_without_checkpoint():
                                          "tql_eval_every": 3, "checkpoint": None, "progress": False})
     logs = []
     results = evaluate(cfg, log=logs.append)
-    assert [r.agent for r in results] == ["random", "oracle", "TQL-UCB (c=0.5)"]
+    assert [r.agent for r in results] == ["random", "oracle", "TQL-UCB (c=0.5, H=4000)"]
     assert any("OmniRL skipped" in line for line in logs)
     assert table_metrics(results[1])["best"] == pytest.approx(1.0)
     assert results[2].returns.shape == (2, 2) and results[2].info["episode_index"] == [3, 6]  # test points
     cfg.tql_scoring = "training"
     cfg.agents = ["tql_ucb"]
     (old,) = evaluate(cfg, log=None)
-    assert old.agent == "TQL-UCB (c=0.5, training episodes)" and old.returns.shape == (2, 6)
+    assert old.agent == "TQL-UCB (c=0.5, H=4000, training episodes)" and old.returns.shape == (2, 6)
 
 
 def test_evaluate_runs_omnirl_online_offline_and_by_imitation_with_the_right_contexts(monkeypatch):
@@ -243,9 +243,11 @@ def test_evaluate_runs_omnirl_online_offline_and_by_imitation_with_the_right_con
                                          "modes": ["online", "offline", "imitation"], "demo_episodes": 20,
                                          "demo_noise": 0.5, "checkpoint": None, "progress": False})
     results = evaluate(cfg, model=tiny_model(ns_max=1), log=None)
-    assert [r.agent for r in results] == ["OmniRL", "OmniRL (offline)", "OmniRL (imitation)"]
+    assert [r.agent for r in results] == ["OmniRL", "OmniRL (offline)", "OmniRL (imitation)"] * 2
+    assert [r.info.get("reward", "sampled") for r in results] == ["sampled"] * 3 + ["expected"] * 3  # bandits
     assert all(r.returns.shape == (4, 6) and np.isfinite(r.returns).all() for r in results)
-    (n_on, tags_on), (n_off, tags_off), (n_im, tags_im) = seen
+    assert seen[3:] == seen[:3]  # the expected-reward rows rerun the same runs, with the same contexts
+    (n_on, tags_on), (n_off, tags_off), (n_im, tags_im) = seen[:3]
     assert n_on == 0 and tags_on == set()
     assert n_off == n_im == 4 * 20  # bandit episodes are one pull: 20 demonstration steps per run
     assert tags_off == {3, 6} and tags_im == {3}
@@ -256,7 +258,7 @@ def test_suites_spread_over_devices_give_the_results_of_one_process(tmp_path):
 
     cfg = load_config(EvaluationConfig, {"suites": ["frozenlake", "darkroom_6"], "n_tasks": 2, "n_episodes": 4,
                                          "agents": ["random", "oracle"], "checkpoint": None, "progress": False,
-                                         "devices": [0, 1]})
+                                         "tql_eval_every": 2, "devices": [0, 1]})
     logs: list[str] = []
     spread = evaluate_on_devices(cfg, tmp_path, log=logs.append)
     here = evaluate(cfg, log=None)
@@ -320,7 +322,9 @@ def test_shipped_checkpoint_runs_where_a_shipped_model_covers_the_suite():
                                          "agents": ["omnirl"], "checkpoint": SHIPPED, "progress": False})
     logs: list[str] = []
     res = evaluate(cfg, log=logs.append)
-    assert [(r.suite, r.agent) for r in res] == [("anymdp_1", "OmniRL")]
+    # bandits: the sampled-reward row, then the same runs scored by the chosen arm's expected reward
+    assert [(r.suite, r.agent, r.info.get("reward")) for r in res] == [("anymdp_1", "OmniRL", None),
+                                                                       ("anymdp_1", "OmniRL", "expected")]
     assert np.isfinite(res[0].scores).all() and res[0].returns.shape == (4, 20)
     assert any("garnet_64: OmniRL skipped (no shipped model covers tasks with 64 states" in m for m in logs)
     assert shipped_model_for(1).ns_max >= 1
@@ -330,7 +334,7 @@ def test_shipped_checkpoint_runs_where_a_shipped_model_covers_the_suite():
     cfg.checkpoint = None
     logs.clear()
     res = evaluate(cfg, model=small, log=logs.append)
-    assert [r.suite for r in res] == ["anymdp_1"]
+    assert [r.suite for r in res] == ["anymdp_1", "anymdp_1"]
     assert any("at most 1 observation ids, the suite has 64" in m for m in logs)
 
 
@@ -338,7 +342,8 @@ def test_score_curves_use_a_log_steps_axis_from_the_first_step(tmp_path):
     from omnirl_core.views import plot_curves
 
     cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 6,
-                                         "agents": ["random", "oracle"], "checkpoint": None, "progress": False})
+                                         "agents": ["random", "oracle"], "checkpoint": None, "progress": False,
+                                         "tql_eval_every": 3})
     figs = plot_curves(evaluate(cfg, log=None), tmp_path)
     ax = figs["frozenlake"].axes[1]
     assert ax.get_xscale() == "log" and ax.get_xlim()[0] == 1

@@ -8,6 +8,7 @@ offline and by imitation, the normalised score and Table-1 metrics, and the in-c
 - :mod:`.baselines` TQL-UCB tuned on the suite, PPO (optional extra), both scored on test episodes
 - :mod:`.offline` CQL (optional d3rlpy) trained on the offline mode's demonstrations
 - :mod:`.report` Table-1 metrics, tables and report files
+- :mod:`.expected` bandit scores from the expected reward of the pulled arm (the pseudo-reward)
 - :mod:`.models` loading checkpoints and the shipped models in ``models/``
 - :mod:`.protocol` :func:`evaluate`, notebook 04's protocol
 - :mod:`.incontext` the in-context gain along a run (``python -m omnirl_core.evaluation``)

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..workbook.errors import InputError
-from .agents import TQLAgent
+from .agents import OracleAgent, RandomAgent, TQLAgent
 from .report import table_metrics
 from .runs import RunResult, run_agent
 from .suites import Suite
 from .tested import run_tested
+from .tql_fast import fast_path_available, run_fast
 
 SCORINGS = ("test", "training")
 
@@ -90,41 +91,136 @@ def run_ppo(suite: Suite, n_episodes: int, *, eval_every: int = 100, eval_episod
                            "policy": "deterministic" if deterministic else "sampled"})
 
 
-def run_tql(suite: Suite, n_episodes: int, *, c: float = 1.0, gamma: float = 0.99, scoring: str = "test",
-            eval_every: int = 100, eval_episodes: int = 5, seed: int = 0, max_steps: int | None = None,
-            progress: bool = False) -> RunResult:
+_TOLD: set[str] = set()
+
+
+def _compiled(suite: Suite, fast: bool | None) -> bool:
+    """Whether a tabular baseline on ``suite`` takes the compiled path (:mod:`.tql_fast`); says once per suite
+    and reason when it does not (``fast``: None automatic, False never, True required)."""
+    if fast is False:
+        return False
+    ok, why = fast_path_available(suite)
+    if not ok and fast:
+        raise InputError(f"no compiled baseline path on {suite.name}: {why}")
+    if not ok and why not in _TOLD:
+        _TOLD.add(why)
+        print(f"baselines on {suite.name}: the numpy path, not the compiled one ({why})")
+    return ok
+
+
+def run_tql(suite: Suite, n_episodes: int, *, c: float = 1.0, gamma: float = 0.99, H: float = 4000.0,
+            scoring: str = "test", eval_every: int = 100, eval_episodes: int = 5, seed: int = 0,
+            max_steps: int | None = None, progress: bool = False, fast: bool | None = None) -> RunResult:
     """TQL-UCB (:class:`~omnirl_core.evaluation.agents.TQLAgent`) for ``n_episodes`` training episodes per run.
 
     ``scoring="test"`` (default, the paper's): one point per ``eval_every`` training episodes, the mean return of
     ``eval_episodes`` test episodes of the greedy policy (argmax Q, no bonus, ties at random) on a separate copy
     of the environment (:func:`~omnirl_core.evaluation.tested.run_tested`). ``scoring="training"``: one point per
-    training episode, the return of the exploring episode itself."""
+    training episode, the return of the exploring episode itself. ``H``: the step-size horizon of the learner,
+    ``(H + 1) / (H + N)``. Tabular suites run compiled (:mod:`.tql_fast`, the same draws and results as the
+    numpy path; ``fast=False`` forces numpy)."""
     if scoring not in SCORINGS:
         raise InputError(f"scoring {scoring!r} is not allowed: choose one of {', '.join(SCORINGS)}")
-    agent, desc = TQLAgent(c=c, gamma=gamma), f"TQL-UCB c={c:g} on {suite.name}"
-    if scoring == "training":
+    tested = scoring == "test"
+    if tested and (int(eval_every) < 1 or int(n_episodes) // int(eval_every) < 1 or int(eval_episodes) < 1):
+        raise InputError(f"no test point: n_episodes ({n_episodes}) must be at least eval_every ({eval_every}) "
+                         f"and eval_episodes ({eval_episodes}) at least 1")
+    agent, desc = TQLAgent(c=c, gamma=gamma, H=H), f"TQL-UCB c={c:g} H={H:g} on {suite.name}"
+    if _compiled(suite, fast):
+        test, train = run_fast(suite, "tql_ucb", n_episodes, seed=seed, max_steps=max_steps, c=c, gamma=gamma, H=H,
+                               eval_every=eval_every if tested else None, eval_episodes=eval_episodes)
+        res = test if tested else train
+    elif not tested:
         res = run_agent(suite, agent, n_episodes, seed=seed, max_steps=max_steps, progress=progress, desc=desc)
-        res.info["scoring"] = "training"
-        return res
-    return run_tested(suite, agent, n_episodes, eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
-                      max_steps=max_steps, progress=progress, desc=desc)[0]
+    else:
+        res = run_tested(suite, agent, n_episodes, eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
+                         max_steps=max_steps, progress=progress, desc=desc)[0]
+    res.info.update(scoring=scoring, c=float(c), H=float(H), n_episodes=int(n_episodes))
+    return res
+
+
+class _TestedRandom(RandomAgent):
+    """The random agent with the test policy of :mod:`.tested` (uniform)."""
+
+    def test_policy(self) -> np.ndarray:
+        return np.full((self.num_envs, self.suite.n_obs, self.na), 1.0 / self.na)
+
+
+class _TestedOracle(OracleAgent):
+    """The oracle agent with the test policy of :mod:`.tested` (its own action)."""
+
+    def test_policy(self) -> np.ndarray:
+        return np.eye(self.na)[self.suite.oracle_actions]
+
+
+def run_fixed(suite: Suite, agent: str, n_episodes: int, *, scoring: str = "test", eval_every: int = 100,
+              eval_episodes: int = 5, seed: int = 0, max_steps: int | None = None, progress: bool = False,
+              fast: bool | None = None) -> RunResult:
+    """The calibration rows, ``agent`` "random" or "oracle", scored as TQL-UCB is (``scoring="test"``: the mean
+    of ``eval_episodes`` test episodes after every ``eval_every`` episodes, so their best score carries the same
+    noise as the learner's) or on every episode (``"training"``). Compiled on tabular suites."""
+    if agent not in ("random", "oracle"):
+        raise InputError(f"agent {agent!r} is not allowed: choose random or oracle")
+    if scoring not in SCORINGS:
+        raise InputError(f"scoring {scoring!r} is not allowed: choose one of {', '.join(SCORINGS)}")
+    tested = scoring == "test"
+    if tested and int(n_episodes) // max(int(eval_every), 1) < 1:
+        raise InputError(f"no test point: n_episodes ({n_episodes}) must be at least eval_every ({eval_every})")
+    if _compiled(suite, fast):
+        test, train = run_fast(suite, agent, n_episodes, seed=seed, max_steps=max_steps,
+                               eval_every=eval_every if tested else None, eval_episodes=eval_episodes)
+        res = test if tested else train
+    else:
+        obj = _TestedRandom() if agent == "random" else _TestedOracle()
+        if tested:
+            res = run_tested(suite, obj, n_episodes, eval_every=eval_every, eval_episodes=eval_episodes, seed=seed,
+                             max_steps=max_steps, progress=progress)[0]
+        else:
+            res = run_agent(suite, obj, n_episodes, seed=seed, max_steps=max_steps, progress=progress)
+        res.agent = agent
+    res.info.update(scoring=scoring, n_episodes=int(n_episodes))
+    return res
 
 
 def tune_tql(suite: Suite, c_grid: Sequence[float], n_episodes: int, *, gamma: float = 0.99, seed: int = 0,
              max_steps: int | None = None, smooth: int = 5, progress: bool = False, scoring: str = "test",
-             eval_every: int = 100, eval_episodes: int = 5) -> tuple[RunResult, dict]:
-    """:func:`run_tql` with each ``c`` of the grid; returns the run with the best Table-1 score and {c: best score}.
+             eval_every: int = 100, eval_episodes: int = 5, H_grid: Sequence[float] = (4000.0,),
+             fast: bool | None = None) -> tuple[RunResult, dict]:
+    """:func:`run_tql` with each ``c`` of the grid and each step-size horizon ``H`` of ``H_grid``; returns the run
+    with the best Table-1 score and the best score of every setting, keyed by ``c`` (one ``H``) or ``(c, H)``.
 
     Selection is on the reported runs themselves (tuned per task family, as in the paper), which favours the
-    baseline slightly."""
+    baseline slightly. ``res.info`` names the chosen ``c`` and ``H``."""
     best, scores = None, {}
-    for c in c_grid:
-        res = run_tql(suite, n_episodes, c=c, gamma=gamma, scoring=scoring, eval_every=eval_every,
-                      eval_episodes=eval_episodes, seed=seed, max_steps=max_steps, progress=progress)
-        m = table_metrics(res, smooth)
-        scores[float(c)] = m["best"]
-        if best is None or (np.nan_to_num(m["best"], nan=-np.inf) > np.nan_to_num(best[1], nan=-np.inf)):
-            best = (res, m["best"], c)
-    res, _, c = best
-    res.info["c"] = float(c)
-    return res, scores
+    for H in H_grid:
+        for c in c_grid:
+            res = run_tql(suite, n_episodes, c=c, gamma=gamma, H=H, scoring=scoring, eval_every=eval_every,
+                          eval_episodes=eval_episodes, seed=seed, max_steps=max_steps, progress=progress, fast=fast)
+            m = table_metrics(res, smooth)
+            scores[float(c) if len(H_grid) == 1 else (float(c), float(H))] = m["best"]
+            if best is None or (np.nan_to_num(m["best"], nan=-np.inf) > np.nan_to_num(best[1], nan=-np.inf)):
+                best = (res, m["best"])
+    return best[0], scores
+
+
+def tune_ppo(suite: Suite, n_episodes: int, *, lr_grid: Sequence[float] = (3e-4,), ent_grid: Sequence[float] = (0.01,),
+             smooth: int = 5, **kwargs) -> tuple[RunResult, dict]:
+    """:func:`run_ppo` with every (learning rate, entropy coefficient) of the grid, tuned per task family as the
+    paper tunes its PPO; returns the run with the best Table-1 score and {(lr, ent): best score}. ``kwargs`` go
+    to :func:`run_ppo`; ``res.info`` names the chosen setting."""
+    best, scores = None, {}
+    for lr in lr_grid:
+        for ent in ent_grid:
+            res = run_ppo(suite, n_episodes, learning_rate=float(lr), ent_coef=float(ent), **kwargs)
+            res.info.update(learning_rate=float(lr), ent_coef=float(ent), n_episodes=int(n_episodes))
+            m = table_metrics(res, smooth)
+            scores[(float(lr), float(ent))] = m["best"]
+            if best is None or (np.nan_to_num(m["best"], nan=-np.inf) > np.nan_to_num(best[1], nan=-np.inf)):
+                best = (res, m["best"])
+    return best[0], scores
+
+
+def baseline_episodes(cfg, suite: Suite) -> int:
+    """Episode budget of the baselines on ``suite`` under an :class:`~.config.EvaluationConfig`: ``baseline_episodes``
+    on suites with tabular tables (exact references), ``simulated_baseline_episodes`` on the others (Pendulum)."""
+    return cfg.baseline_budget(suite.reference == "exact")

@@ -56,13 +56,19 @@ class EvaluationConfig:
     n_tasks: int = 8
     "Tasks per AnyMDP / Garnet suite; parallel runs for the single Gymnasium tasks, Pendulum and DarkRoom."
     n_episodes: int = 50
-    "Episode budget per run (the paper: 10,000)."
+    "Episode budget per run of OmniRL (and CQL's scoring; the paper: 10,000); the baselines take baseline_episodes."
+    baseline_episodes: int | None = None
+    "Episode budget per run of random, oracle, TQL-UCB and PPO (the paper: 10,000; null: n_episodes)."
+    simulated_baseline_episodes: int | None = None
+    "Budget of random, oracle and TQL-UCB on suites without tabular tables (Pendulum; null: baseline_episodes)."
     max_steps: int | None = None
     "Optional cap on the batched steps of a run (None: until every run has its episodes)."
     agents: list[str] = field(default_factory=lambda: ["random", "oracle", "tql_ucb"])
     "Agents: random, oracle, tql_ucb, omnirl (needs checkpoint), ppo (needs stable-baselines3), cql (needs d3rlpy)."
     tql_c_grid: list[float] = field(default_factory=lambda: [0.1, 0.5, 2.0])
     "UCB bonus scales tried for TQL-UCB per suite; the best (by best average score) is reported."
+    tql_H_grid: list[float] = field(default_factory=lambda: [4000.0])
+    "Step-size horizons H of TQL-UCB (step size (H + 1) / (H + N)) tried with every c; the best pair is reported."
     tql_gamma: float = 0.99
     "Discount of TQL-UCB."
     tql_scoring: str = "test"
@@ -71,6 +77,10 @@ class EvaluationConfig:
     "TQL-UCB is tested after every this many training episodes (the paper: 100; at most n_episodes)."
     ppo_eval_every: int = 100
     "PPO is tested after every this many training episodes (the paper: 100; at most n_episodes)."
+    ppo_lr_grid: list[float] = field(default_factory=lambda: [3e-4])
+    "PPO learning rates tried per suite (with every ppo_ent_grid value); the best setting is reported."
+    ppo_ent_grid: list[float] = field(default_factory=lambda: [0.01])
+    "PPO entropy coefficients tried per suite (with every ppo_lr_grid value)."
     ppo_deterministic: bool = True
     "PPO's test episodes play its most probable action (false: sample its policy)."
     eval_episodes: int = 5
@@ -93,6 +103,9 @@ class EvaluationConfig:
     "constant, or decay (1.0 -> 0.1 linearly over 10K steps of a run)."
     smooth: int = 5
     "Trailing window (episodes) of the score curve before taking the best value."
+    smooth_tested: int | None = None
+    ("Trailing window (training episodes) of curves of test points (TQL-UCB, PPO; random and oracle scored like "
+     "them); null: smooth.")
     pendulum_samples: int = 100
     "Sampled states per (bin, torque) for the Pendulum model behind its oracle."
     pendulum_reference_episodes: int = 32
@@ -107,6 +120,13 @@ class EvaluationConfig:
     "Show progress bars."
     long_context: LongContextConfig = field(default_factory=LongContextConfig)
     "Label loss, online score and policy entropy against log(context length), section 6 (off unless enabled)."
+
+    def baseline_budget(self, tabular: bool = True) -> int:
+        """Episodes per run of the baselines on a suite with tabular tables (``tabular``) or a simulated one."""
+        base = self.baseline_episodes if self.baseline_episodes is not None else self.n_episodes
+        if not tabular and self.simulated_baseline_episodes is not None:
+            return int(self.simulated_baseline_episodes)
+        return int(base)
 
     def validate(self) -> None:
         from ..workbook import check
@@ -127,11 +147,20 @@ class EvaluationConfig:
               "at least one value, each >= 0")
         check(0 <= self.tql_gamma < 1, "tql_gamma", self.tql_gamma, "in [0, 1)")
         check(self.tql_scoring in TQL_SCORINGS, "tql_scoring", self.tql_scoring, "one of " + ", ".join(TQL_SCORINGS))
-        tested_tql = "tql_ucb" in self.agents and self.tql_scoring == "test"
-        check(self.tql_eval_every >= 1 and (not tested_tql or self.tql_eval_every <= self.n_episodes),
-              "tql_eval_every", self.tql_eval_every, f">= 1 and at most n_episodes ({self.n_episodes})")
-        check(self.ppo_eval_every >= 1 and ("ppo" not in self.agents or self.ppo_eval_every <= self.n_episodes),
-              "ppo_eval_every", self.ppo_eval_every, f">= 1 and at most n_episodes ({self.n_episodes})")
+        for key in ("baseline_episodes", "simulated_baseline_episodes"):
+            check(getattr(self, key) is None or getattr(self, key) >= 1, key, getattr(self, key), ">= 1 or null")
+        check(all(h > 0 for h in self.tql_H_grid) and len(self.tql_H_grid) >= 1, "tql_H_grid", self.tql_H_grid,
+              "at least one value, each > 0")
+        check(all(x >= 0 for x in self.ppo_lr_grid + self.ppo_ent_grid) and self.ppo_lr_grid and self.ppo_ent_grid,
+              "ppo_lr_grid", self.ppo_lr_grid + self.ppo_ent_grid, "at least one value each, all >= 0")
+        simulated = any(s.startswith("pendulum") for s in self.suites)  # the suites without tabular tables
+        budget = min(self.baseline_budget(True), self.baseline_budget(not simulated))
+        tested = self.tql_scoring == "test" and any(a in self.agents for a in ("random", "oracle", "tql_ucb"))
+        check(self.tql_eval_every >= 1 and (not tested or self.tql_eval_every <= budget),
+              "tql_eval_every", self.tql_eval_every, f">= 1 and at most the baselines' episode budget ({budget})")
+        check(self.ppo_eval_every >= 1 and ("ppo" not in self.agents or self.ppo_eval_every <= self.baseline_budget()),
+              "ppo_eval_every", self.ppo_eval_every, f">= 1 and at most the baselines' episode budget "
+              f"({self.baseline_budget()})")
         check(self.eval_episodes >= 1, "eval_episodes", self.eval_episodes, ">= 1")
         check(self.cql_steps >= 1, "cql_steps", self.cql_steps, ">= 1")
         check("cql" not in self.agents or self.demo_episodes >= 1, "demo_episodes", self.demo_episodes,
@@ -142,6 +171,8 @@ class EvaluationConfig:
         check(self.temperature_schedule in ("constant", "decay"), "temperature_schedule", self.temperature_schedule,
               "constant or decay")
         check(self.smooth >= 1, "smooth", self.smooth, ">= 1")
+        check(self.smooth_tested is None or self.smooth_tested >= 1, "smooth_tested", self.smooth_tested,
+              ">= 1 or null")
         check(self.torch_threads is None or self.torch_threads >= 1, "torch_threads", self.torch_threads,
               ">= 1 or null")
         check(self.pendulum_samples >= 1, "pendulum_samples", self.pendulum_samples, ">= 1")

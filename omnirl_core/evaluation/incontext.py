@@ -62,6 +62,26 @@ def binned_scores(result: RunResult, edges: np.ndarray) -> np.ndarray:
     return out
 
 
+def fill_open_segments(result: RunResult, budget: int, seg: np.ndarray) -> tuple[np.ndarray, int]:
+    """(``seg`` with every NaN segment filled, number of runs filled): a segment in which no episode of a run
+    ended is scored by the episode that run was playing throughout it, the first to end after the segment (a
+    later segment's, or one ending after ``budget`` when the run went on past it, :func:`online_gain`).
+
+    Why: leaving such runs out (as :func:`segment_summary` does with NaN) drops exactly the runs with long
+    episodes, and their early quarters score low, so the mean gain over the runs kept is biased; the episode in
+    progress is what the agent did in that segment. A segment whose spanning episode never ended stays NaN."""
+    scores, ends = result.scores[result.valid], result.steps[result.valid]
+    n_seg = seg.shape[1]
+    upper = np.arange(1, n_seg + 1) * budget / n_seg  # segment k holds ends with e - 1 < upper[k]
+    after = (ends[:, :, None] - 1) >= upper[None, None, :]  # [runs, episodes, segments]; NaN ends are False
+    first = after.argmax(axis=1)  # first episode ending after each segment
+    spanning = np.take_along_axis(scores, first, axis=1)
+    spanning = np.where(after.any(axis=1), spanning, np.nan)
+    gaps = np.isnan(seg)
+    filled = np.where(gaps, spanning, seg)
+    return filled, int((gaps & np.isfinite(filled)).any(axis=1).sum())
+
+
 def result_gain(result: RunResult, n_segments: int = 4) -> dict[str, Any]:
     """:func:`segment_summary` of an existing run, over the first B steps of every run, where B is the step
     count that every valid run reached (a run's last finished episode bounds what can be scored)."""
@@ -90,7 +110,8 @@ def segment_summary(seg: np.ndarray) -> dict[str, Any]:
     keep = np.isfinite(seg).all(axis=1)
     s = seg[keep]
     if s.shape[0] == 0:
-        raise ValueError("no run finished an episode in every segment; use a larger budget or fewer segments")
+        raise InputError("no run finished an episode in every segment; use a larger budget (--steps) or fewer "
+                         "segments")
     out: dict[str, Any] = {"n_tasks": int(s.shape[0]), "n_dropped": int((~keep).sum()), "mean": float(s.mean())}
     for k in range(s.shape[1]):
         out[f"q{k + 1}"] = _mean_ci(s[:, k])
@@ -102,10 +123,17 @@ def online_gain(suite: Suite, agent, steps: int, *, seed: int = 0, n_segments: i
                 progress: bool = False) -> dict[str, Any]:
     """Run ``agent`` for ``steps`` environment steps on every task of ``suite`` and summarise the gain."""
     t0 = time.perf_counter()
-    result = run_agent(suite, agent, n_episodes=steps, max_steps=steps, seed=seed, progress=progress)
-    seg = segment_scores(result, steps, n_segments)
-    return {**segment_summary(seg), "steps": int(steps), "seconds": time.perf_counter() - t0,
-            "per_task": seg.tolist()}
+    last = (n_segments - 1) * steps / n_segments  # a run with no episode ending after this plays on to finish it
+    result = run_agent(suite, agent, n_episodes=steps, max_steps=steps, seed=seed, progress=progress,
+                       finish_after=last)
+    seg, n_filled = fill_open_segments(result, steps, segment_scores(result, steps, n_segments))
+    if not np.isfinite(seg).all(axis=1).any():
+        longest = max((t.horizon for t in suite.tasks or []), default=None)
+        raise InputError(f"{suite.name}, {steps} steps: no run finished an episode within {2 * steps} steps, so no "
+                         "quarter can be scored; use more steps"
+                         + (f" (its episodes last up to {longest} steps)" if longest else ""))
+    return {**segment_summary(seg), "n_filled": n_filled, "steps": int(steps),
+            "seconds": time.perf_counter() - t0, "per_task": seg.tolist()}
 
 
 def validation_suite(ns: int, n_tasks: int, na: int = 5) -> Suite:
@@ -285,6 +313,17 @@ def _check_args(a) -> None:
         raise InputError(f"--threads {a.threads}: must be >= 1")
     if not a.loss_by_behaviour:
         check_suite_name(a.suite, a.val)
+        if a.checkpoint is None and not a.tql:
+            raise InputError("nothing to evaluate: name a checkpoint (checkpoint.pt, model.safetensors or a "
+                             "models/<name> folder), or --tql for the TQL-UCB baseline")
+    if a.out is not None:  # before the run: a report that cannot be written is known at once
+        out = Path(a.out).expanduser()
+        if out.is_dir():
+            raise InputError(f"--out {a.out}: is a folder; name the report file (e.g. {out / 'gain.json'})")
+        if not out.resolve().parent.is_dir():
+            raise InputError(f"--out {a.out}: the folder {out.resolve().parent} does not exist")
+        if not os.access(out.resolve().parent, os.W_OK):
+            raise InputError(f"--out {a.out}: the folder {out.resolve().parent} is not writable")
 
 
 def run_command(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -309,6 +348,11 @@ def run_command(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for key, val in report.items():
         if isinstance(val, dict):
             print(_row(key, val))
+    for key, val in report.items():
+        if isinstance(val, dict) and (val.get("n_filled") or val.get("n_dropped")):
+            print(f"note: {key}: {val.get('n_filled', 0)} of {a.n_tasks} runs had a quarter in which no episode "
+                  f"ended, scored by the episode in progress then; {val['n_dropped']} left out (that episode never "
+                  "ended)")
     if a.out:
         from ..synthesis.format import write_json_atomic
 

@@ -7,7 +7,9 @@ compares the model of notebook 03 before and after its post-training stage):
 - :func:`loss_along_context`: the unweighted label cross entropy of DPD sequences of ``steps`` steps (synthesised
   for the purpose on tasks never trained on), averaged in log-spaced bins of the position;
 - :func:`score_along_context`: online runs of ``steps`` steps from an empty memory, each finished episode's
-  normalised score assigned to the log bin in which it ended, mean and 95% interval over tasks per bin;
+  normalised score assigned to the log bin in which it ended, mean and 95% interval over tasks per bin (on
+  bandits scored by the expected reward of the pulled arm, :mod:`.expected`: the reward noise of a single pull
+  is as wide as the gap between the arms, and with a handful of tasks it left intervals of about +-2);
 - :func:`entropy_along_context`: the entropy of the model's action distribution at every step of those runs, per
   bin (the paper's "explore, then exploit": high early in a new task, falling as the model settles).
 
@@ -26,12 +28,15 @@ from ..training.losses import position_loss
 from ..workbook.config import load_config
 from .agents import OmniRLAgent
 from .config import LongContextConfig
+from .expected import expected_reward_suite, is_bandit
 from .incontext import _mean_ci, binned_scores
 from .runs import RunResult, run_agent
 from .suites import Suite
 
 LOSS_SEED = 9_000_001
 """Seed of the synthesised loss sequences: apart from every training dataset's seed in params/."""
+READABLE_HALF_WIDTH = 0.25
+"""Widest mean half-interval (normalised score) at which the score curve still tells models apart."""
 
 
 def log_edges(T: int, bins: int) -> np.ndarray:
@@ -109,16 +114,31 @@ def long_context_report(cfg: LongContextConfig, models: dict[str, Any], suite: S
     """Both curves for every model in ``models`` (name -> loaded OmniRL), on the same sequences and tasks."""
     edges = log_edges(cfg.steps, cfg.bins)
     batches = loss_sequences(cfg, suite.n_obs, suite.na)
+    scored = expected_reward_suite(suite) if is_bandit(suite) else suite  # the same runs, less noisy scores
     report: dict[str, Any] = {"steps": cfg.steps, "suite": suite.name, "n_tasks": suite.num_envs,
-                              "loss_sequences": cfg.loss_sequences, "models": {}}
+                              "loss_sequences": cfg.loss_sequences, "models": {},
+                              "reward": "expected" if scored is not suite else "sampled"}
     for name, model in models.items():
         agent = _EntropyRecorder(model, temperature, "constant", device)
-        result = run_agent(suite, agent, n_episodes=cfg.steps, max_steps=cfg.steps, seed=seed, progress=progress)
+        result = run_agent(scored, agent, n_episodes=cfg.steps, max_steps=cfg.steps, seed=seed, progress=progress)
         entropy = np.stack(agent.entropy, axis=1)[:, : cfg.steps]  # [B, T]: one value per acting step
         report["models"][name] = {"loss": loss_along_context(model, batches, cfg.chunk_len, edges),
                                   "score": score_along_context(result, edges),
                                   "entropy": entropy_along_context(entropy, edges)}
     return report
+
+
+def score_half_width(score: dict[str, Any]) -> float:
+    """Mean half-width of the score's 95% intervals over the bins that have one (NaN if none)."""
+    half = (np.asarray(score["high"], dtype=float) - np.asarray(score["low"], dtype=float)) / 2
+    half = half[np.isfinite(half)]
+    return float(half.mean()) if half.size else float("nan")
+
+
+def readable(report: dict[str, Any]) -> bool:
+    """Whether every model's score intervals are narrow enough to read (:data:`READABLE_HALF_WIDTH`)."""
+    widths = [score_half_width(c["score"]) for c in report["models"].values()]
+    return bool(widths) and all(np.isfinite(w) and w <= READABLE_HALF_WIDTH for w in widths)
 
 
 def _centres(edges: np.ndarray) -> list[float]:

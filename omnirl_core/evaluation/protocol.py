@@ -14,9 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .agents import NoisyOracleAgent, OmniRLAgent, OracleAgent, RandomAgent
-from .baselines import run_ppo, tune_tql
+from .agents import NoisyOracleAgent, OmniRLAgent, OracleAgent
+from .baselines import baseline_episodes, run_fixed, tune_ppo, tune_tql
 from .config import EvaluationConfig
+from .expected import expected_reward_suite, is_bandit
 from .models import load_model
 from .offline import CQL_MISSING, have_d3rlpy, run_cql
 from .runs import RunResult, run_agent
@@ -88,47 +89,73 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
     for name in cfg.suites:
         suite = build_suite(name, cfg.n_tasks, pendulum_samples=cfg.pendulum_samples,
                             pendulum_reference_episodes=cfg.pendulum_reference_episodes)
-        common = dict(seed=cfg.seed, max_steps=cfg.max_steps, progress=cfg.progress)
-        for agent in cfg.agents:
-            if agent == "random":
-                results.append(run_agent(suite, RandomAgent(), cfg.n_episodes, **common))
-            elif agent == "oracle":
-                results.append(run_agent(suite, OracleAgent(), cfg.n_episodes, **common))
-            elif agent == "tql_ucb":
-                res, _ = tune_tql(suite, cfg.tql_c_grid, cfg.n_episodes, gamma=cfg.tql_gamma, smooth=cfg.smooth,
-                                  scoring=cfg.tql_scoring, eval_every=cfg.tql_eval_every,
-                                  eval_episodes=cfg.eval_episodes, **common)
-                tail = "" if cfg.tql_scoring == "test" else ", training episodes"
-                res.agent = f"TQL-UCB (c={res.info['c']:g}{tail})"
-                results.append(res)
-            elif agent == "omnirl":
-                for label, use_shipped in _omnirl_rows(cfg, model, shipped):
-                    suite_model, temperature, why = _model_for_suite(cfg, suite, model, use_shipped)
-                    if suite_model is None:
-                        if log:
-                            log(f"{name}: {label} skipped ({why})")
-                        continue
-                    results.extend(_run_omnirl(cfg, suite, suite_model, temperature, label, common))
-            elif agent == "ppo":
-                try:
-                    import stable_baselines3  # noqa: F401
-                except ImportError:
-                    if log:
-                        log(f"{name}: PPO skipped (stable-baselines3 is not installed: pip install -e .[ppo])")
-                    continue
-                results.append(run_ppo(suite, cfg.n_episodes, eval_every=cfg.ppo_eval_every,
-                                       eval_episodes=cfg.eval_episodes, deterministic=cfg.ppo_deterministic,
-                                       seed=cfg.seed, progress=cfg.progress))
-            elif agent == "cql":
-                if not have_d3rlpy():
-                    if log:
-                        log(f"{name}: CQL skipped ({CQL_MISSING})")
-                    continue
-                results.append(run_cql(suite, cfg.n_episodes, demo=NoisyOracleAgent(cfg.demo_noise),
-                                       demo_episodes=cfg.demo_episodes, n_steps=cfg.cql_steps, **common))
+        results.extend(own := _run_suite(cfg, suite, model, shipped, log))
+        if is_bandit(suite):
+            results.extend(_expected_reward_rows(cfg, suite, model, shipped, own))
         if log:
             log(f"{name}: done ({suite.num_envs} runs, {int((~suite.valid).sum())} skipped, reference "
                 f"{suite.reference})")
+    return results
+
+
+def _expected_reward_rows(cfg: EvaluationConfig, suite: Suite, model, shipped: bool,
+                          sampled: list[RunResult]) -> list[RunResult]:
+    """The bandit runs again on :func:`~.expected.expected_reward_suite`: the same steps (same seeds, same
+    rewards seen), scored by each pulled arm's expected reward. TQL-UCB keeps the bonus the sampled runs chose;
+    PPO and CQL are not rerun."""
+    c_chosen = [r.info["c"] for r in sampled if "c" in r.info]
+    rerun = replace(cfg, agents=[a for a in cfg.agents if a in ("random", "oracle", "tql_ucb", "omnirl")],
+                    tql_c_grid=c_chosen[:1] or cfg.tql_c_grid,
+                    tql_H_grid=[r.info["H"] for r in sampled if "H" in r.info][:1] or cfg.tql_H_grid)
+    out = _run_suite(rerun, expected_reward_suite(suite), model, shipped, log=None)
+    for r in out:
+        r.info["reward"] = "expected"
+    return out
+
+
+def _run_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool,
+               log: Callable[[str], None] | None) -> list[RunResult]:
+    """Every configured agent (and OmniRL mode) on one suite."""
+    results: list[RunResult] = []
+    name = suite.name
+    common = dict(seed=cfg.seed, max_steps=cfg.max_steps, progress=cfg.progress)
+    for agent in cfg.agents:
+        if agent in ("random", "oracle"):  # scored like TQL-UCB, at its budget (the calibration rows)
+            results.append(run_fixed(suite, agent, baseline_episodes(cfg, suite), scoring=cfg.tql_scoring,
+                                     eval_every=cfg.tql_eval_every, eval_episodes=cfg.eval_episodes, **common))
+        elif agent == "tql_ucb":
+            res, _ = tune_tql(suite, cfg.tql_c_grid, baseline_episodes(cfg, suite), gamma=cfg.tql_gamma,
+                              smooth=cfg.smooth, scoring=cfg.tql_scoring, eval_every=cfg.tql_eval_every,
+                              eval_episodes=cfg.eval_episodes, H_grid=cfg.tql_H_grid, **common)
+            tail = "" if cfg.tql_scoring == "test" else ", training episodes"
+            res.agent = f"TQL-UCB (c={res.info['c']:g}, H={res.info['H']:g}{tail})"
+            results.append(res)
+        elif agent == "omnirl":
+            for label, use_shipped in _omnirl_rows(cfg, model, shipped):
+                suite_model, temperature, why = _model_for_suite(cfg, suite, model, use_shipped)
+                if suite_model is None:
+                    if log:
+                        log(f"{name}: {label} skipped ({why})")
+                    continue
+                results.extend(_run_omnirl(cfg, suite, suite_model, temperature, label, common))
+        elif agent == "ppo":
+            try:
+                import stable_baselines3  # noqa: F401
+            except ImportError:
+                if log:
+                    log(f"{name}: PPO skipped (stable-baselines3 is not installed: pip install -e .[ppo])")
+                continue
+            res, _ = tune_ppo(suite, cfg.baseline_budget(), lr_grid=cfg.ppo_lr_grid, ent_grid=cfg.ppo_ent_grid,
+                              smooth=cfg.smooth, eval_every=cfg.ppo_eval_every, eval_episodes=cfg.eval_episodes,
+                              deterministic=cfg.ppo_deterministic, seed=cfg.seed, progress=cfg.progress)
+            results.append(res)
+        elif agent == "cql":
+            if not have_d3rlpy():
+                if log:
+                    log(f"{name}: CQL skipped ({CQL_MISSING})")
+                continue
+            results.append(run_cql(suite, cfg.n_episodes, demo=NoisyOracleAgent(cfg.demo_noise),
+                                   demo_episodes=cfg.demo_episodes, n_steps=cfg.cql_steps, **common))
     return results
 
 

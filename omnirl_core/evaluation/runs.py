@@ -83,6 +83,7 @@ def run_agent(
     desc: str | None = None,
     on_step: Callable[[int, dict], None] | None = None,
     on_episodes: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    finish_after: float | None = None,
 ) -> RunResult:
     """Run ``agent`` on every environment of ``suite`` for ``n_episodes`` evaluation episodes each.
 
@@ -92,7 +93,10 @@ def run_agent(
     ``done``, ``tags``, ``in_demo``). ``on_episodes(ended, n_done, own_steps)`` is called after the agent's
     ``end_episode`` whenever some runs (mask ``ended`` [B]) finished one of their own (non-demonstration)
     episodes within the budget; ``n_done`` [B] counts those episodes, ``own_steps`` [B] the agent's own steps
-    (scoring on test episodes, :mod:`.tested`, hooks in here)."""
+    (scoring on test episodes, :mod:`.tested`, hooks in here). ``finish_after``: past ``max_steps``, the batch
+    keeps stepping (at most ``max_steps`` more) while some run has ended no episode whose last step (0-based) is at
+    or after ``finish_after``, so that the episode it was playing at the budget has a score
+    (:func:`.incontext.online_gain`)."""
     from .streams import env_seeds
 
     B, K = suite.num_envs, int(n_episodes)
@@ -115,7 +119,14 @@ def run_agent(
 
         bar = tqdm(total=B * K, desc=desc or f"{agent.name} on {suite.name}", unit="ep", leave=False)
     t = 0
-    while (n_done < K).any() and (max_steps is None or t < max_steps):
+    last_end = np.zeros(B, dtype=np.int64)  # own steps at each run's last recorded episode end
+
+    def unfinished(t: int) -> bool:
+        if max_steps is None or t < max_steps:
+            return True
+        return finish_after is not None and t < 2 * max_steps and bool((last_end - 1 < finish_after).any())
+
+    while (n_done < K).any() and unfinished(t):
         in_demo = demo_left > 0
         actions = np.asarray(agent.act(obs), dtype=np.int64)
         tags = np.full(B, TAG_UNKNOWN)
@@ -141,6 +152,7 @@ def run_agent(
                 elif n_done[b] < K:
                     returns[b, n_done[b]] = infos["final_return"][b]
                     steps_at[b, n_done[b]] = own_steps[b]
+                    last_end[b] = own_steps[b]
                     n_done[b] += 1
                     ended[b] = True
             if on_episodes is not None and ended.any():

@@ -117,6 +117,8 @@ class TaskBatchEnv(BatchedAnyMDPEnv):
     def reset(self, *, seed=None, options=None):
         if seed is not None:
             seeds = env_seeds(seed, self.num_envs) if isinstance(seed, (int, np.integer)) else list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed: an int or one seed per env ({self.num_envs}), got {len(seeds)} seeds")
             self._np_random = EnvStreams(seeds)
         elif not isinstance(getattr(self, "_np_random", None), EnvStreams):
             self._np_random = EnvStreams(env_seeds(0, self.num_envs))

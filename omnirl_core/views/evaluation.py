@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.long_context import readable, score_half_width
 from ..evaluation.runs import RunResult
 
 
 def plot_curves(results: Sequence[RunResult], out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """One figure per suite: mean score against episodes and against steps, one line per agent."""
+    """One figure per suite: mean score against episodes and against steps, one line per agent (dashed: a
+    bandit's runs scored by expected rewards)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -28,8 +30,10 @@ def plot_curves(results: Sequence[RunResult], out_dir: str | os.PathLike | None 
                 continue
             curve, steps = r.curve()
             x = r.info.get("episode_index")
-            axes[0].plot(np.arange(1, len(curve) + 1) if x is None else x, curve, label=r.agent)
-            axes[1].plot(steps, curve, label=r.agent)
+            expected = r.info.get("reward") == "expected"  # bandits: the same runs scored by the arms' means
+            style = dict(ls="--", lw=1.0, label=f"{r.agent} (expected reward)") if expected else dict(label=r.agent)
+            axes[0].plot(np.arange(1, len(curve) + 1) if x is None else x, curve, **style)
+            axes[1].plot(steps, curve, **style)
         for ax, xl in zip(axes, ("episodes", "steps")):
             ax.set_xlabel(xl)
             ax.set_ylabel("normalised score")
@@ -72,7 +76,8 @@ def plot_gain(summaries: dict[str, dict], title: str = "", ax=None, reference: d
 
 def plot_long_context(report: dict[str, Any]):
     """Label loss, online score and policy entropy against log(context length), one line per model of a
-    :func:`omnirl_core.evaluation.long_context.long_context_report`; shaded: the score's 95% interval over tasks."""
+    :func:`omnirl_core.evaluation.long_context.long_context_report`; shaded: the score's 95% interval over tasks.
+    The score panel names the reward it scores, and says on the plot when its intervals are too wide to read."""
     import matplotlib.pyplot as plt
 
     fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 3.6))
@@ -89,9 +94,15 @@ def plot_long_context(report: dict[str, Any]):
             a3.plot(ent["position"], ent["entropy"], marker="o", ms=3, color=line.get_color(), label=name)
     a1.set(xscale="log", xlabel="position in the context (steps)", ylabel="label cross entropy",
            title=f"label loss, {report['loss_sequences']} sequences of {report['steps']:,} steps")
-    a2.set(xscale="log", xlabel="steps since an empty memory", ylabel="normalised score",
-           title=f"online score, {report['suite']} ({report['n_tasks']} tasks)")
+    reward = report.get("reward", "sampled")
+    a2.set(xscale="log", xlabel="steps since an empty memory",
+           ylabel="normalised score" + (" (expected reward)" if reward == "expected" else ""),
+           title=f"online score, {report['suite']} ({report['n_tasks']} tasks, {reward} reward)")
     a2.axhline(0.0, color="0.6", lw=0.8)
+    if not readable(report):  # say so on the figure itself, not only in a caption somewhere
+        widest = max(score_half_width(c["score"]) for c in report["models"].values())
+        a2.text(0.5, 0.5, f"intervals too wide to read\n(+-{widest:.2f} on average, {report['n_tasks']} tasks)",
+                transform=a2.transAxes, ha="center", va="center", color="tab:red", fontsize=11, alpha=0.8)
     a3.set(xscale="log", xlabel="steps since an empty memory", ylabel="entropy of the policy (nats)",
            title="explore, then exploit")
     for ax in (a1, a2, a3):
