@@ -41,7 +41,6 @@
 # %% tags=["parameters"]
 config_path = "params/quick/05_ablations.yaml"
 run_dir = "outputs/quick"
-studies = None  # None: the studies in the file's `run` list (all when empty); or a list of names
 
 # %%
 import time
@@ -52,12 +51,14 @@ from IPython.display import Markdown, display
 from omnirl_core.evaluation import load_model
 from omnirl_core.studies import ablations as ab
 from omnirl_core.studies import cross_suite as xs
-from omnirl_core.workbook import load_config, repo_path, run_artefact
+from omnirl_core.workbook import notebook_config, repo_path, run_artefact
 
-cfg = load_config(ab.AblationConfig, config_path)
+cfg = notebook_config("05_ablations", globals())  # the file, then what papermill injected; saved in run_dir
 out_dir = repo_path(run_dir) / "05_ablations"
+reference_ckpt = cfg.reference_checkpoint and run_artefact(  # notebook 03's model: looked up before any training
+    repo_path(run_dir), cfg.reference_checkpoint, key="reference_checkpoint", made_by="03_training")
 out_dir.mkdir(parents=True, exist_ok=True)
-chosen = list(studies) if studies else cfg.studies_to_run
+chosen = cfg.studies_to_run  # the file's `run` list (every study when empty)
 lines = ["| study | variants | runs now | the paper's finding |", "|---|---|---|---|"]
 for name, study in cfg.studies.items():
     lines.append(f"| {name} | {', '.join(study.variants)} | {'yes' if name in chosen else 'no'} | {study.finding} |")
@@ -83,18 +84,20 @@ display(Markdown("\n".join(lines)))
 # Finished work is reused: a variant whose `gain.json` matches its configuration is read back, an interrupted
 # training run resumes from its last checkpoint, and a dataset shared by several variants is built once. With
 # `devices` set (the paper profile: the node's 8 GPUs) the variants run in parallel processes, one per GPU.
+# With `seeds: N` every variant is trained N times (seed s adds s to its training and dataset seeds; seed 0 is
+# the single run) and its row pools the seeds: means with 95% intervals over seeds and tasks, each seed's own
+# gain listed beside them. `results_dir` keeps each finished (variant, seed) as small files that outlive the run
+# folder and are reused from there.
 
 # %%
 t0 = time.time()
 if cfg.devices:  # the 8-GPU node: one variant per GPU at a time, in parallel processes
-    ab.spread_variants(cfg, config_path, out_dir, chosen)
+    ab.spread_variants(cfg, repo_path(run_dir) / "05_ablations.config.yaml", out_dir, chosen)  # what runs here
 results = ab.run_studies(cfg, out_dir, chosen)  # after spreading: every variant is read back from its folder
 tql = {name: ab.tql_reference(cfg, name) for name in results} if cfg.tql else {}
 references: dict[str, dict] = {name: {} for name in results}
-if cfg.reference_checkpoint:  # notebook 03's model of this run folder, on each study's test tasks
-    ckpt = run_artefact(repo_path(run_dir), cfg.reference_checkpoint, key="reference_checkpoint",
-                        made_by="03_training")
-    reference_model = load_model(ckpt)
+if reference_ckpt:  # notebook 03's model of this run folder, on each study's test tasks
+    reference_model = load_model(reference_ckpt)
     for name in results:
         try:
             references[name]["notebook 03's model"] = ab.model_reference(cfg, name, reference_model)

@@ -282,3 +282,176 @@ def test_the_table1_report_has_a_row_per_model_and_a_column_per_suite():
             "observation ids, the suite has 60") in lines
     assert "- tags: finding of tags" in lines
     assert xs.suite_table(cfg, results, ("garnet",)) is None  # a study that did not run: no table
+
+
+# ---------------------------------------------------------------------------------------------- seeds
+@pytest.mark.slow
+def test_seeds_multiply_trainings_and_seed_0_is_the_single_seed_run(tmp_path):
+    cfg = tiny_config(tags={"dpd": {}})
+    single = ab.run_studies(cfg, tmp_path, log=None)["tags"][0]
+    ds, tr = ab.variant_configs(cfg, "tags", "dpd")
+    assert single.folder.name == ab.run_key(cfg, "tags", ds, tr) and single.seed == 0  # the key of before
+    row = ab.summary_rows(cfg, {"tags": [single]})[0]  # one seed: the run's own numbers, interval over tasks
+    assert (row["seeds"], row["q4"], row["gain_low"], row["gain_per_seed"]) == (
+        1, single.gain["q4"][0], single.gain["gain"][1], [single.gain["gain"][0]])
+    cfg.seeds = 2
+    logs: list[str] = []
+    pooled = ab.run_studies(cfg, tmp_path, log=logs.append)["tags"][0]
+    assert logs[0].startswith("tags/dpd: reusing") and sum("trained" in line for line in logs) == 1
+    assert [r.seed for r in pooled.runs] == [0, 1] and pooled.runs[0].gain == single.gain
+    assert len({r.folder for r in pooled.runs}) == 2 and len(list((tmp_path / "data").iterdir())) == 2
+    for seed, run in enumerate(pooled.runs):
+        saved = json.loads((run.folder / "gain.json").read_text())
+        assert saved["training"]["seed"] == cfg.training.seed + seed
+        assert saved["dataset"]["seed"] == cfg.dataset.seed + seed
+    assert pooled.gain["per_seed"]["gain"] == [r.gain["gain"][0] for r in pooled.runs]
+    assert pooled.gain["gain"][0] == pytest.approx(sum(r.gain["gain"][0] for r in pooled.runs) / 2)
+    assert pooled.gain["n_seeds"] == 2 and pooled.final_loss == pytest.approx(
+        sum(r.final_loss for r in pooled.runs) / 2)
+    text = ab.markdown_summary(ab.summary_rows(cfg, {"tags": [pooled]}))
+    assert "| tags | dpd | anymdp_1, 40 steps | 2 |" in text
+    cfg.seed_dataset = False  # only the training seed varies: seed 1 trains on seed 0's dataset
+    ds1, tr1 = ab.variant_configs(cfg, "tags", "dpd", seed=1)
+    assert ab.dataset_key(ds1) == ab.dataset_key(ds) and tr1.seed == tr.seed + 1
+
+
+@pytest.mark.slow
+def test_finished_seeds_resume_from_the_kept_results_under_other_code(tmp_path, monkeypatch):
+    cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}})
+    cfg.seeds, cfg.results_dir = 2, str(tmp_path / "kept")
+    first = ab.run_studies(cfg, tmp_path / "a", log=None)["tags"]
+    kept = sorted(p.name for p in (tmp_path / "kept" / "tags").iterdir())
+    assert kept == [f"{v}.seed{s}.{ext}" for v in ("dpd", "no_tags") for s in (0, 1) for ext in ("json", "metrics.csv")]
+    # a fresh run folder (a new checkout) under edited code: every seed is read back, nothing is synthesised
+    monkeypatch.setattr(ab, "code_version", lambda *pkgs: "edited")
+    logs: list[str] = []
+    again = ab.run_studies(cfg, tmp_path / "b", log=logs.append)["tags"]
+    assert sum("archived result" in line for line in logs) == 4 and not (tmp_path / "b" / "data").exists()
+    assert [r.gain for r in again] == [r.gain for r in first]
+    assert [[s.gain for s in r.runs] for r in again] == [[s.gain for s in r.runs] for r in first]
+    # an interrupted study: only the (variant, seed) whose result is missing is trained
+    (tmp_path / "kept" / "tags" / "no_tags.seed1.json").unlink()
+    logs.clear()
+    third = ab.run_studies(cfg, tmp_path / "c", log=logs.append)["tags"]
+    assert [line.split(":")[0] for line in logs if "trained" in line] == ["tags/no_tags seed 1"]
+    assert third[1].runs[1].gain["per_task"] == first[1].runs[1].gain["per_task"]  # deterministic
+    assert (tmp_path / "kept" / "tags" / "no_tags.seed1.json").is_file()
+    # the report reads what is finished and trains nothing
+    (tmp_path / "kept" / "tags" / "dpd.seed1.json").unlink()
+    report = ab.run_studies(cfg, tmp_path / "d", log=None, reuse_only=True)["tags"]
+    assert [len(r.runs) or 1 for r in report] == [1, 2] and not (tmp_path / "d" / "data").exists()
+
+
+@pytest.mark.slow
+def test_command_line_runs_a_seed_keeps_it_and_reports_without_training(tmp_path, capsys):
+    from omnirl_core.workbook import dump_config
+
+    path = dump_config(tiny_config(tags={"dpd": {}}), tmp_path / "abl.yaml")
+    kept, out = tmp_path / "kept", str(tmp_path / "run")
+    assert ab.main([str(path), "--study", "tags", "--variant", "dpd", "--seed", "1", "--set", "seeds=2",
+                    "--results", str(kept), "--out", out]) == 0
+    assert (tmp_path / "run" / "tags" / "dpd.seed1.json").is_file() and (kept / "tags" / "dpd.seed1.json").is_file()
+    assert not (tmp_path / "run" / "tags" / "dpd.json").exists()  # seed 0 not run
+    with pytest.raises(SystemExit):
+        ab.main([str(path), "--study", "tags", "--variant", "dpd", "--seed", "2", "--set", "seeds=2"])
+    capsys.readouterr()
+    assert ab.main([str(path), "--all", "--set", "seeds=2", "--results", str(kept), "--out", str(tmp_path / "new"),
+                    "--report"]) == 0
+    assert "| tags | dpd | anymdp_1, 40 steps | 1 |" in capsys.readouterr().out  # the one finished seed
+    assert not (tmp_path / "new" / "data").exists()
+
+
+def test_the_archive_key_ignores_the_code_and_a_field_added_at_its_default():
+    import copy
+
+    from omnirl_core.studies import archive
+    from omnirl_core.workbook.config import config_to_dict
+
+    cfg = tiny_config(tags={"dpd": {}})
+    ds, tr = ab.variant_configs(cfg, "tags", "dpd")
+    ident = ab._run_ident(cfg, "tags", ds, tr)
+    defaults = {"dataset": config_to_dict(type(ds)()), "training": config_to_dict(ab._default_training())}
+    assert archive.result_key(ident, defaults) == ab.archive_key(cfg, "tags", ds, tr)
+    later, later_defaults = copy.deepcopy(ident), copy.deepcopy(defaults)
+    later["code"] = "edited"
+    later["training"]["model"]["new_knob"] = later_defaults["training"]["model"]["new_knob"] = 0.0
+    assert archive.result_key(later, later_defaults) == archive.result_key(ident, defaults)
+    later["training"]["model"]["new_knob"] = 0.1  # set away from its default: another result
+    assert archive.result_key(later, later_defaults) != archive.result_key(ident, defaults)
+    assert ab.archive_key(cfg, "tags", *ab.variant_configs(cfg, "tags", "dpd", seed=1)) != ab.archive_key(
+        cfg, "tags", ds, tr)
+    cfg.eval_tasks = 5  # another test: another result
+    assert ab.archive_key(cfg, "tags", ds, tr) != archive.result_key(ident, defaults)
+
+
+def _two_way(rng, s: int, t: int, seed_sd: float, task_sd: float, noise_sd: float):
+    return (seed_sd * rng.standard_normal((s, 1)) + task_sd * rng.standard_normal((1, t))
+            + noise_sd * rng.standard_normal((s, t)))
+
+
+def _closed_form_sd(y) -> float:
+    """SD of the crossed bootstrap's mean, by hand: sum a^2 / S^2 + sum b^2 / T^2 + sum e^2 / (S T)^2."""
+    import numpy as np
+
+    s, t = y.shape
+    a, b = y.mean(1) - y.mean(), y.mean(0) - y.mean()
+    e = y - y.mean() - a[:, None] - b[None, :]
+    return float(np.sqrt((a ** 2).sum() / s ** 2 + (b ** 2).sum() / t ** 2 + (e ** 2).sum() / (s * t) ** 2))
+
+
+def test_the_interval_over_seeds_and_tasks_matches_its_closed_form_and_rejects_wrong_resampling():
+    import numpy as np
+
+    from omnirl_core.studies import seeds as sd
+
+    rng = np.random.default_rng(7)
+    for seed_sd, task_sd in ((0.3, 0.05), (0.02, 0.3), (0.1, 0.1)):
+        y = _two_way(rng, 3, 32, seed_sd, task_sd, 0.1)
+        want = _closed_form_sd(y)
+        assert np.std(sd.crossed_bootstrap(y)) == pytest.approx(want, rel=0.05)
+
+        def nested(y, n=sd.N_BOOT):  # broken: tasks drawn anew within every seed (3 x 32 "independent" tasks)
+            r = np.random.default_rng(0)
+            si = r.integers(0, y.shape[0], (n, y.shape[0]))
+            ti = r.integers(0, y.shape[1], (n, y.shape[0], y.shape[1]))
+            return y[si[:, :, None], ti].mean(axis=(1, 2))
+
+        def cells(y, n=sd.N_BOOT):  # broken: every (seed, task) cell an independent observation
+            flat = y.ravel()
+            return flat[np.random.default_rng(0).integers(0, flat.size, (n, flat.size))].mean(axis=1)
+
+        for broken in (nested, cells):
+            if broken is cells or task_sd > seed_sd:  # nested misses the task part: visible where it dominates
+                assert np.std(broken(y)) / want < 0.7, (broken.__name__, seed_sd, task_sd)
+    # the interval widens with the spread between seeds and stays put when only seed 0 is shifted
+    y = _two_way(rng, 3, 32, 0.05, 0.1, 0.1)
+    width = [np.ptp(np.percentile(sd.crossed_bootstrap(y + k * np.array([[-1], [0], [1]])), [2.5, 97.5]))
+             for k in (0.0, 0.1, 0.3)]
+    assert width[0] < width[1] < width[2]
+    only_seeds = np.array([[0.1], [0.4], [0.7]]) * np.ones((3, 8))  # all the spread is between seeds
+    assert np.std(sd.crossed_bootstrap(only_seeds)) == pytest.approx(np.sqrt(0.18) / 3, rel=0.05)
+
+
+def test_pool_seeds_by_hand():
+    import numpy as np
+
+    from omnirl_core.studies import seeds as sd
+
+    per = np.array([[[0.1, 0.2, 0.3, 0.5], [0.0, 0.1, 0.1, 0.2]],
+                    [[0.2, 0.2, 0.4, 0.6], [np.nan, 0.1, 0.2, 0.3]],  # a run without an episode in Q1: dropped
+                    [[0.3, 0.4, 0.4, 0.4], [0.1, 0.2, 0.3, 0.4]]])
+    gains = [{"q4": [0.0] * 3, "gain": [float(i)] * 3, "mean": 0.0, "per_task": p.tolist(), "steps": 40}
+             for i, p in enumerate(per)]
+    out = sd.pool_seeds(gains)
+    kept = per[[0, 0, 1, 2, 2], [0, 1, 0, 0, 1]]
+    assert out["q4"][0] == pytest.approx(kept[:, 3].mean()) and out["q1"][0] == pytest.approx(kept[:, 0].mean())
+    assert out["gain"][0] == pytest.approx((kept[:, 3] - kept[:, 0]).mean())
+    assert out["q4"][1] < out["q4"][0] < out["q4"][2] and out["n_dropped"] == 1 and out["n_tasks"] == 2
+    assert out["per_seed"]["gain"] == [0.0, 1.0, 2.0] and out["seeds"] == [0, 1, 2] and out["n_seeds"] == 3
+    alone = sd.pool_seeds(gains[:1])
+    assert {k: alone[k] for k in gains[0]} == gains[0] and alone["interval"] == "t over tasks"
+    with pytest.raises(ValueError, match="per-task"):
+        sd.pool_seeds([{k: v for k, v in g.items() if k != "per_task"} for g in gains])
+    skip = {"skipped": "too many observation ids"}
+    suites = sd.pool_suites([{"garnet_16": {"gain": g}, "pendulum_g9.8": skip} for g in gains], [0, 1, 2])
+    assert suites["garnet_16"]["gain"] == out and suites["pendulum_g9.8"] == skip

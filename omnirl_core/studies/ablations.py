@@ -39,10 +39,13 @@ from ..training.config import TrainConfig
 from ..workbook.config import config_to_dict, load_config
 from ..workbook.errors import CliParser, run_cli
 from ..workbook.fields import ConfigError, Rule, _issue_text, check, param
+from . import cross_suite as xs
+from .archive import find_archived, restore_archived, result_key, save_archived
 from .cross_suite import ANY_SUITE, eval_settings, score_on_suites, suite_table, test_suite
+from .seeds import pool_seeds, pool_suites, seeded_configs
 
-__all__ = ["StudyConfig", "AblationConfig", "VariantResult", "variant_configs", "run_variant", "run_studies",
-           "summary_rows", "markdown_summary", "plot_study", "main"]
+__all__ = ["StudyConfig", "AblationConfig", "VariantResult", "variant_configs", "run_variant", "pool_results",
+           "run_studies", "summary_rows", "markdown_summary", "plot_study", "main"]
 
 PREFIXES = ("dataset.", "training.")
 TASK_SUITE = Rule(lambda s: s in SUITE_NAMES and s.startswith(("anymdp_", "garnet_")),
@@ -75,6 +78,12 @@ class AblationConfig:
 
     seed: int = param(0, ge=0)
     "Seed of the evaluation runs."
+    seeds: int = param(1, ge=1)
+    "Training runs per variant: seed s adds s to the training seed (and the dataset seed); rows pool the seeds."
+    seed_dataset: bool = param(True)
+    "Seeds also vary the dataset seed (other tasks and behaviour), not only the training seed."
+    results_dir: str | None = None
+    "A kept folder (e.g. under bench/results/) for each finished (variant, seed)'s small result files; reused."
     dataset: DatasetConfig = param(default_factory=DatasetConfig)
     "Base dataset of every variant (02_synthesis's dataset fields)."
     training: TrainConfig = param(default_factory=_default_training)
@@ -131,8 +140,10 @@ class AblationConfig:
 
 
 
-def variant_configs(cfg: AblationConfig, study: str, variant: str) -> tuple[DatasetConfig, TrainConfig]:
-    """The dataset and training configurations of one variant (base + its overrides), validated."""
+def variant_configs(cfg: AblationConfig, study: str, variant: str,
+                    seed: int = 0) -> tuple[DatasetConfig, TrainConfig]:
+    """The dataset and training configurations of one variant (base + its overrides) for its seed ``seed``
+    (:func:`~omnirl_core.studies.seeds.seeded_configs`; 0: the variant itself), validated."""
     overrides = cfg.studies[study].variants[variant] or {}
     ds, tr = {}, {}
     for key, value in overrides.items():
@@ -141,6 +152,7 @@ def variant_configs(cfg: AblationConfig, study: str, variant: str) -> tuple[Data
         (ds if key.startswith("dataset.") else tr)[key.split(".", 1)[1]] = value
     dataset = load_config(DatasetConfig, config_to_dict(cfg.dataset), overrides=ds)
     training = load_config(TrainConfig, config_to_dict(cfg.training), overrides=tr)
+    dataset, training = seeded_configs(dataset, training, seed, cfg.seed_dataset)
     model = training.model
     check((dataset.ns_max or dataset.ns) <= model.ns_max, "training.model.ns_max", model.ns_max,
           f">= the dataset's largest ns ({dataset.ns_max or dataset.ns})")
@@ -182,14 +194,25 @@ def dataset_key(dataset: DatasetConfig) -> str:
 def run_key(cfg: AblationConfig, study: str, dataset: DatasetConfig, training: TrainConfig) -> str:
     """Folder name of a variant's run: a hash of everything that decides its result (data, training, test, the
     schema and the code)."""
+    ident = _run_ident(cfg, study, dataset, training)
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def archive_key(cfg: AblationConfig, study: str, dataset: DatasetConfig, training: TrainConfig) -> str:
+    """Key of a finished result in ``results_dir``: the run's identity without the code, and each configuration by
+    its non-default values (:func:`.archive.result_key`: a field added later at its default keeps the key)."""
+    defaults = {"dataset": config_to_dict(DatasetConfig()), "training": config_to_dict(_default_training())}
+    return result_key(_run_ident(cfg, study, dataset, training), defaults)
+
+
+def _run_ident(cfg: AblationConfig, study: str, dataset: DatasetConfig, training: TrainConfig) -> dict:
     train_dict = config_to_dict(training)
     train_dict["data"]["path"] = None  # set per run to the dataset folder, which the dataset part already names
     train_dict.pop("torch_threads", None)  # speed only, not the result
     test = {k: getattr(cfg, k) for k in ("seed", "eval_tasks", "temperature")}
     test["eval_suite"], test["eval_steps"] = eval_settings(cfg, study)
-    ident = {"dataset": config_to_dict(dataset), "training": train_dict, "test": test, "schema": SCHEMA_VERSION,
-             "code": code_version(*RUN_CODE)}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+    return {"dataset": config_to_dict(dataset), "training": train_dict, "test": test, "schema": SCHEMA_VERSION,
+            "code": code_version(*RUN_CODE)}
 
 
 @dataclass
@@ -205,6 +228,8 @@ class VariantResult:
     folder: Path
     info: dict = field(default_factory=dict)
     suites: dict = field(default_factory=dict)  # further suite -> {"gain": summary} or {"skipped": why}
+    seed: int | None = 0  # the seed of this run; None: the pool of ``runs`` (:func:`pool_results`)
+    runs: list[VariantResult] = field(default_factory=list)  # the seeds' runs behind a pooled result
 
 
 def _suite(cfg: AblationConfig, study: str | None = None):
@@ -213,9 +238,11 @@ def _suite(cfg: AblationConfig, study: str | None = None):
 
 
 def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path, suite=None,
-                log: Callable[[str], None] | None = print) -> VariantResult:
-    """Synthesise, train and measure one variant under ``root`` (resumable; finished work is reused), then score it
-    on the study's further suites (each read back when measured before under the same settings)."""
+                log: Callable[[str], None] | None = print, seed: int = 0,
+                reuse_only: bool = False) -> VariantResult | None:
+    """Synthesise, train and measure one variant's seed ``seed`` under ``root`` (resumable; finished work is
+    reused, also from ``cfg.results_dir``), then score it on the study's further suites (each read back when
+    measured before under the same settings). ``reuse_only``: train and measure nothing; None when not finished."""
     import torch
 
     from ..evaluation.agents import OmniRLAgent
@@ -230,32 +257,60 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
 
     log = log or (lambda _m: None)
     root = Path(root)
-    dataset, training = variant_configs(cfg, study, variant)
+    dataset, training = variant_configs(cfg, study, variant, seed)
     data_dir = root / "data" / dataset_key(dataset)
     key = run_key(cfg, study, dataset, training)
     folder = root / "runs" / key  # variants of different studies with equal configurations share a run
     gain_path = folder / "gain.json"
-    pointer = root / study / f"{variant}.json"
+    name = f"{study}/{variant}" + (f" seed {seed}" if seed else "")
+    pointer = root / study / (f"{variant}.json" if seed == 0 else f"{variant}.seed{seed}.json")
+    kept = archive_key(cfg, study, dataset, training)
+    if not gain_path.is_file() and cfg.results_dir:
+        record = find_archived(cfg.results_dir, kept)
+        if record is not None:
+            restore_archived(record, folder, lambda n: xs.suite_ident(cfg, study, n))
+            log(f"{name}: archived result of {record.get('measured_at', '?')} (code {record.get('code', '?')}) "
+                f"from {cfg.results_dir}")
 
     def further(get_model: Callable[[], Any]) -> dict[str, dict]:
         old_threads = torch.get_num_threads()
         torch.set_num_threads(cfg.torch_threads)
         try:
-            return score_on_suites(cfg, study, f"{study}/{variant}", folder, training.model, get_model, log)
+            return score_on_suites(cfg, study, name, folder, training.model, get_model, log)
         finally:
             torch.set_num_threads(old_threads)
 
+    def finish(record: dict, suites: dict) -> None:
+        write_json_atomic_parents(pointer, {**record, "run": key, "suites": suites})
+        if cfg.results_dir:
+            files = {n: json.loads((folder / "suites" / f"{n}.json").read_text()) for n in suites
+                     if (folder / "suites" / f"{n}.json").is_file()}
+            save_archived(cfg.results_dir, study, variant, seed, {**record, "archive_key": kept, "run": key,
+                                                                  "study": study, "variant": variant, "seed": seed,
+                                                                  "suite_files": files}, folder / "metrics.csv")
+
+    model_path = folder / "model.safetensors"
     if gain_path.is_file():
         saved = json.loads(gain_path.read_text())
-        log(f"{study}/{variant}: reusing {gain_path}")
-        device = "cpu" if training.device == "cpu" or not torch.cuda.is_available() else "cuda"
-        suites = further(functools.cache(lambda: load_model(folder / "model.safetensors", device=device)))
-        write_json_atomic_parents(pointer, {**saved, "run": key, "suites": suites})
-        return VariantResult(study, variant, saved["gain"], saved["final_loss"], saved["train_seconds"],
-                             saved["env_steps_trained"], folder, saved.get("info", {}), suites)
+        if reuse_only:
+            suites = xs.saved_suites(cfg, study, folder)
+        elif model_path.is_file() or not xs.suites_to_measure(cfg, study, folder, training.model):
+            log(f"{name}: reusing {gain_path}")
+            device = "cpu" if training.device == "cpu" or not torch.cuda.is_available() else "cuda"
+            suites = further(functools.cache(lambda: load_model(model_path, device=device)))
+            finish({k: v for k, v in saved.items() if k not in ("run", "suites")}, suites)
+        else:  # an archived result without its model, and a suite to measure: train again
+            log(f"{name}: {', '.join(xs.suites_to_measure(cfg, study, folder, training.model))} not measured and "
+                "the model is not kept: training it again")
+            saved = None
+        if saved is not None:
+            return VariantResult(study, variant, saved["gain"], saved["final_loss"], saved["train_seconds"],
+                                 saved["env_steps_trained"], folder, saved.get("info", {}), suites, seed)
+    if reuse_only:
+        return None
     t0 = time.perf_counter()
     synthesize(dataset, data_dir, workers=cfg.workers, progress=cfg.progress)
-    log(f"{study}/{variant}: data {data_dir.name} ready ({time.perf_counter() - t0:.1f} s)")
+    log(f"{name}: data {data_dir.name} ready ({time.perf_counter() - t0:.1f} s)")
     training.data.path = str(data_dir.resolve())
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.torch_threads)
@@ -268,24 +323,39 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
         suite = _suite(cfg, study) if suite is None else suite
         steps = eval_settings(cfg, study)[1]
         device = str(next(result.model.parameters()).device)
-        with torch.no_grad():
+        with torch.no_grad():  # per-task scores kept in the gain: the seeds of a variant are pooled from them
             gain = online_gain(suite, OmniRLAgent(result.model.eval(), temperature=cfg.temperature, device=device),
                                steps, seed=cfg.seed)
     finally:
         torch.set_num_threads(old_threads)
     seq_len = training.data.seq_len or dataset.seq_len
     env_steps = int(training.steps * training.data.batch_size * min(seq_len, dataset.seq_len))
-    gain.pop("per_task", None)
-    out = VariantResult(study, variant, gain, final_loss, train_seconds, env_steps, folder)
+    out = VariantResult(study, variant, gain, final_loss, train_seconds, env_steps, folder, seed=seed)
     record = {"gain": gain, "final_loss": final_loss, "train_seconds": train_seconds, "env_steps_trained": env_steps,
-              "dataset": config_to_dict(dataset), "training": config_to_dict(training), "info": out.info}
+              "dataset": config_to_dict(dataset), "training": config_to_dict(training), "info": out.info,
+              "seed": seed, "code": code_version(*RUN_CODE),
+              "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     write_json_atomic(gain_path, record)
     g = gain["gain"]
-    log(f"{study}/{variant}: trained {train_seconds:.0f} s, loss {final_loss:.3f}; online Q1 {gain['q1'][0]:.3f} "
+    log(f"{name}: trained {train_seconds:.0f} s, loss {final_loss:.3f}; online Q1 {gain['q1'][0]:.3f} "
         f"-> Q4 {gain['q4'][0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
     out.suites = further(lambda: result.model)
-    write_json_atomic_parents(pointer, {**record, "run": key, "suites": out.suites})
+    finish(record, out.suites)
     return out
+
+
+def pool_results(runs: Sequence[VariantResult]) -> VariantResult:
+    """One result of a variant's seeds (:func:`~omnirl_core.studies.seeds.pool_seeds`): the gain and every further
+    suite pooled over seeds and tasks, the mean final loss, the summed training time; the folder (a study's row
+    identity) is the first seed's. A single seed 0 is returned as it is."""
+    if len(runs) == 1 and runs[0].seed == 0:
+        return runs[0]
+    seeds = [r.seed for r in runs]
+    first = runs[0]
+    return VariantResult(first.study, first.variant, pool_seeds([r.gain for r in runs], seeds),
+                         float(sum(r.final_loss for r in runs) / len(runs)), float(sum(r.train_seconds for r in runs)),
+                         first.env_steps_trained, first.folder, first.info,
+                         pool_suites([r.suites for r in runs], seeds), None, list(runs))
 
 
 def tql_reference(cfg: AblationConfig, study: str | None = None) -> dict:
@@ -322,11 +392,21 @@ def model_reference(cfg: AblationConfig, study: str, model, temperature: float |
 
 
 def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | None = None,
-                log: Callable[[str], None] | None = print) -> dict[str, list[VariantResult]]:
-    """Run every variant of the chosen studies (default: ``cfg.run``, or all)."""
+                log: Callable[[str], None] | None = print,
+                reuse_only: bool = False) -> dict[str, list[VariantResult]]:
+    """Run every variant of the chosen studies (default: ``cfg.run``, or all) under ``cfg.seeds`` seeds, one study
+    after another and within a study seed by seed (every variant's seed 0, then seed 1, ...: a study's comparison
+    is complete at every seed count); one pooled result per variant (:func:`pool_results`). ``reuse_only``: train
+    nothing, pool the finished seeds (variants with none are left out)."""
     out: dict[str, list[VariantResult]] = {}
     for name in studies or cfg.studies_to_run:
-        out[name] = [run_variant(cfg, name, v, root, log=log) for v in cfg.studies[name].variants]
+        runs: dict[str, list[VariantResult]] = {v: [] for v in cfg.studies[name].variants}
+        for seed in range(cfg.seeds):
+            for variant, done in runs.items():
+                result = run_variant(cfg, name, variant, root, log=log, seed=seed, reuse_only=reuse_only)
+                if result is not None:
+                    done.append(result)
+        out[name] = [pool_results(done) for done in runs.values() if done]
     return out
 
 
@@ -345,15 +425,20 @@ def spread_variants(cfg: AblationConfig, config_path: str | Path, root: str | Pa
 
     log = log or (lambda _m: None)
     root = Path(root)
-    jobs: dict[str, tuple[str, str]] = {}
+    jobs: dict[str, tuple[str, str, int]] = {}
     for name in studies or cfg.studies_to_run:
-        for variant in cfg.studies[name].variants:
-            dataset, training = variant_configs(cfg, name, variant)
-            synthesize(dataset, root / "data" / dataset_key(dataset), workers=cfg.workers, progress=cfg.progress)
-            jobs.setdefault(run_key(cfg, name, dataset, training), (name, variant))
-    commands = [(f"{name}/{variant}", [sys.executable, "-m", "omnirl_core.studies", str(config_path), "--study",
-                                         name, "--variant", variant, "--out", str(root)],
-                 root / "logs" / f"{name}.{variant}.log") for name, variant in jobs.values()]
+        for seed in range(cfg.seeds):
+            for variant in cfg.studies[name].variants:
+                dataset, training = variant_configs(cfg, name, variant, seed)
+                synthesize(dataset, root / "data" / dataset_key(dataset), workers=cfg.workers,
+                           progress=cfg.progress)
+                jobs.setdefault(run_key(cfg, name, dataset, training), (name, variant, seed))
+    extra = ["--results", str(cfg.results_dir)] if cfg.results_dir else []
+    commands = [(f"{name}/{variant}" + (f" seed {seed}" if seed else ""),
+                 [sys.executable, "-m", "omnirl_core.studies", str(config_path), "--study", name, "--variant", variant,
+                  "--seed", str(seed), "--out", str(root), *extra],
+                 root / "logs" / (f"{name}.{variant}.log" if seed == 0 else f"{name}.{variant}.seed{seed}.log"))
+                for name, variant, seed in jobs.values()]
     run_on_devices(commands, cfg.devices, log=log)
 
 
@@ -364,19 +449,29 @@ def summary_rows(cfg: AblationConfig, results: dict[str, list[VariantResult]]) -
         suite, steps = eval_settings(cfg, study)
         for r in variants:
             g = r.gain
+            per_seed = g.get("per_seed", {}).get("gain", [g["gain"][0]])
             rows.append({"study": study, "variant": r.variant, "suite": suite, "test_steps": steps,
                          "env_steps": r.env_steps_trained, "loss": r.final_loss, "q1": g["q1"][0], "q4": g["q4"][0],
-                         "mean": g["mean"], "gain": g["gain"][0], "gain_low": g["gain"][1],
-                         "gain_high": g["gain"][2], "paper": cfg.studies[study].finding})
+                         "q4_low": g["q4"][1], "q4_high": g["q4"][2], "mean": g["mean"], "gain": g["gain"][0],
+                         "gain_low": g["gain"][1], "gain_high": g["gain"][2], "seeds": g.get("n_seeds", 1),
+                         "gain_per_seed": per_seed, "paper": cfg.studies[study].finding})
     return rows
 
 
 def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None,
                      models: dict[str, dict[str, dict]] | None = None) -> str:
     """The results table (one row per variant, then per study TQL-UCB and other reference models, e.g. notebook
-    03's, when given: ``models[study][label]``) and the paper's findings."""
-    lines = ["| study | variant | test tasks | env steps trained | final loss | Q1 | Q4 | mean | Q4 - Q1 [95% CI] |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    03's, when given: ``models[study][label]``) and the paper's findings. A row of several seeds has intervals over
+    seeds and tasks (:mod:`.seeds`), of one seed over tasks; the last column lists each seed's own gain."""
+    lines = ["| study | variant | test tasks | seeds | env steps trained | final loss | Q1 | Q4 [95% CI] | mean | "
+             "Q4 - Q1 [95% CI] | Q4 - Q1 per seed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def reference(label: str, ref: dict) -> str:
+        q4, g = ref["q4"], ref["gain"]
+        return (f"| {study} | {label}, reference | {where} | - | - | - | {ref['q1'][0]:.3f} | "
+                f"{q4[0]:.3f} [{q4[1]:.3f}, {q4[2]:.3f}] | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] "
+                "| - |")
+
     studies: dict[str, dict] = {}
     for r in rows:
         studies.setdefault(r["study"], r)
@@ -384,18 +479,15 @@ def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None,
         where = f"{first['suite']}, {first['test_steps']} steps"
         for r in rows:
             if r["study"] == study:
-                lines.append(f"| {study} | {r['variant']} | {where} | {r['env_steps'] / 1e6:.2f}M | {r['loss']:.3f} | "
-                             f"{r['q1']:.3f} | {r['q4']:.3f} | {r['mean']:.3f} | "
-                             f"{r['gain']:+.3f} [{r['gain_low']:+.3f}, {r['gain_high']:+.3f}] |")
+                lines.append(f"| {study} | {r['variant']} | {where} | {r['seeds']} | {r['env_steps'] / 1e6:.2f}M | "
+                             f"{r['loss']:.3f} | {r['q1']:.3f} | {r['q4']:.3f} [{r['q4_low']:.3f}, "
+                             f"{r['q4_high']:.3f}] | {r['mean']:.3f} | {r['gain']:+.3f} [{r['gain_low']:+.3f}, "
+                             f"{r['gain_high']:+.3f}] | {', '.join(f'{x:+.3f}' for x in r['gain_per_seed'])} |")
         ref = (tql or {}).get(study)
         if ref is not None:
-            g = ref["gain"]
-            lines.append(f"| {study} | TQL-UCB (c={ref['c']:g}), reference | {where} | - | - | {ref['q1'][0]:.3f} | "
-                         f"{ref['q4'][0]:.3f} | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |")
+            lines.append(reference(f"TQL-UCB (c={ref['c']:g})", ref))
         for label, ref in (models or {}).get(study, {}).items():
-            g = ref["gain"]
-            lines.append(f"| {study} | {label}, reference | {where} | - | - | {ref['q1'][0]:.3f} | "
-                         f"{ref['q4'][0]:.3f} | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |")
+            lines.append(reference(label, ref))
     lines += ["", "| study | the paper's finding |", "|---|---|"]
     lines += [f"| {s} | {r['paper'] or '-'} |" for s, r in studies.items()]
     return "\n".join(lines)
@@ -427,18 +519,28 @@ def _main(argv: Sequence[str]) -> int:
     ap.add_argument("--study", action="append", help="run only this study (repeatable); default: the file's run")
     ap.add_argument("--variant", help="with one --study: run only this variant (e.g. one per GPU)")
     ap.add_argument("--all", action="store_true", help="run every study of the file")
+    ap.add_argument("--seed", type=int, default=0, help="with --variant: the seed to run (0 .. seeds - 1)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a parameter of the file (repeatable), e.g. --set seeds=3 --set workers=1")
+    ap.add_argument("--results", metavar="DIR", help="keep every finished (variant, seed)'s small result files in "
+                    "DIR and reuse those found there (sets results_dir)")
+    ap.add_argument("--report", action="store_true", help="train nothing: the tables of the finished seeds")
     a = ap.parse_args(argv)
-    cfg = load_config(AblationConfig, a.config)
+    over = list(a.set) + ([f"results_dir={a.results}"] if a.results else [])
+    cfg = load_config(AblationConfig, a.config, overrides=over or None)
     if a.variant is not None:
         if not a.study or len(a.study) != 1 or a.variant not in cfg.studies.get(a.study[0], StudyConfig()).variants:
             ap.error("--variant needs exactly one --study that has this variant")
-        run_variant(cfg, a.study[0], a.variant, Path(a.out))
+        if not 0 <= a.seed < cfg.seeds:
+            ap.error(f"--seed {a.seed}: must be in 0 .. {cfg.seeds - 1} (seeds: {cfg.seeds})")
+        run_variant(cfg, a.study[0], a.variant, Path(a.out), seed=a.seed)
         return 0
-    studies = list(cfg.studies) if a.all else a.study
+    studies = list(cfg.studies) if a.all and not a.study else a.study
     for name in studies or []:
         if name not in cfg.studies:
             ap.error(f"unknown study {name!r}; the file has {', '.join(cfg.studies)}")
-    results = run_studies(cfg, Path(a.out), studies)
+    results = run_studies(cfg, Path(a.out), studies, reuse_only=a.report)
+    results = {name: variants for name, variants in results.items() if variants}
     tql = {name: tql_reference(cfg, name) for name in results} if cfg.tql else None
     print(markdown_summary(summary_rows(cfg, results), tql))
     if any(r.suites for variants in results.values() for r in variants):

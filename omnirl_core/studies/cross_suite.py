@@ -26,7 +26,7 @@ from ..evaluation.suites import PAPER_TABLE1, SUITE_NAMES
 from ..workbook.fields import Rule
 
 __all__ = ["ANY_SUITE", "eval_settings", "further_suites", "test_suite", "suite_fit", "score_on_suites",
-           "suite_rows", "suite_table", "VARIANT_LABELS"]
+           "saved_suites", "suites_to_measure", "suite_ident", "suite_rows", "suite_table", "VARIANT_LABELS"]
 
 ANY_SUITE = Rule(lambda s: s in SUITE_NAMES, "a suite of omnirl_core.evaluation.suites.SUITE_NAMES")
 
@@ -81,7 +81,7 @@ def _own_code() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
-def _ident(cfg: Any, study: str, name: str) -> dict:
+def suite_ident(cfg: Any, study: str, name: str) -> dict:
     """The settings a suite's result depends on beside the run (whose folder already names its data, training,
     test settings and the code up to evaluation): the suite, and this module's code."""
     ident = {"suite": name, "steps": eval_settings(cfg, study)[1], "seed": cfg.seed, "tasks": cfg.eval_tasks,
@@ -89,6 +89,25 @@ def _ident(cfg: Any, study: str, name: str) -> dict:
     if name.startswith("pendulum_"):
         ident["pendulum"] = [cfg.pendulum_samples, cfg.pendulum_reference_episodes]
     return ident
+
+
+def saved_suites(cfg: Any, study: str, folder: Path) -> dict[str, dict]:
+    """The further suites' results saved in ``folder/suites`` under today's settings (nothing is measured)."""
+    out: dict[str, dict] = {}
+    for name in further_suites(cfg, study):
+        path = folder / "suites" / f"{name}.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("test") == suite_ident(cfg, study, name):
+                out[name] = saved["result"]
+    return out
+
+
+def suites_to_measure(cfg: Any, study: str, folder: Path, model_cfg) -> list[str]:
+    """The further suites that :func:`score_on_suites` would have to run the model on (not saved, and fitting)."""
+    saved = saved_suites(cfg, study, folder)
+    return [n for n in further_suites(cfg, study)
+            if n not in saved and not suite_fit(test_suite(cfg, n), model_cfg.ns_max, model_cfg.na)]
 
 
 def score_on_suites(cfg: Any, study: str, label: str, folder: Path, model_cfg, get_model: Callable[[], Any],
@@ -107,7 +126,7 @@ def score_on_suites(cfg: Any, study: str, label: str, folder: Path, model_cfg, g
     steps = eval_settings(cfg, study)[1]
     for name in further_suites(cfg, study):
         path = folder / "suites" / f"{name}.json"
-        ident = _ident(cfg, study, name)
+        ident = suite_ident(cfg, study, name)
         if path.is_file():
             saved = json.loads(path.read_text())
             if saved.get("test") == ident:
@@ -127,8 +146,7 @@ def score_on_suites(cfg: Any, study: str, label: str, folder: Path, model_cfg, g
         if why:
             result = {"skipped": why}
             log(f"{label}: {name} skipped ({why})")
-        else:
-            gain.pop("per_task", None)
+        else:  # per-task scores kept: several seeds of a variant are pooled from them (.seeds)
             result = {"gain": gain}
             g = gain["gain"]
             log(f"{label}: {name} Q4 {gain['q4'][0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
