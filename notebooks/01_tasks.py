@@ -37,18 +37,17 @@ run_dir = "outputs/quick"
 import csv
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 from IPython.display import Image, Markdown, display
 
 from omnirl_core import views
 from omnirl_core.views.explorer import TaskExplorer
-from omnirl_core.workbook import load_config
-from omnirl_core.world import TasksConfig, anymdp, oracle, stats
+from omnirl_core.workbook import notebook_config, repo_path
+from omnirl_core.world import anymdp, oracle, stats
 
-cfg = load_config(TasksConfig, config_path)
-out_dir = Path(run_dir) / "01_tasks"
+cfg = notebook_config("01_tasks", globals())  # the file, then what papermill injected; saved in run_dir
+out_dir = repo_path(run_dir) / "01_tasks"
 out_dir.mkdir(parents=True, exist_ok=True)
 
 

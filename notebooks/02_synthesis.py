@@ -50,10 +50,10 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from omnirl_core import synthesis
-from omnirl_core.synthesis import SequenceDataset, SynthesisConfig
-from omnirl_core.workbook import describe, load_config, repo_path
+from omnirl_core.synthesis import SequenceDataset
+from omnirl_core.workbook import describe, notebook_config, repo_path
 
-cfg = load_config(SynthesisConfig, config_path)
+cfg = notebook_config("02_synthesis", globals())  # the file, then what papermill injected; saved in run_dir
 out_dir = repo_path(run_dir) / "02_synthesis"
 out_dir.mkdir(parents=True, exist_ok=True)
 data_root = Path(cfg.data_dir) if Path(cfg.data_dir).is_absolute() else repo_path(run_dir) / cfg.data_dir

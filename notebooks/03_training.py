@@ -47,10 +47,10 @@ from IPython.display import Image, Markdown, display
 from omnirl_core import training, views
 from omnirl_core.model import OmniRL, count_parameters, ramp_weights
 from omnirl_core.training import TrainConfig
-from omnirl_core.workbook import config_to_dict, load_config, repo_path, run_artefact
+from omnirl_core.workbook import config_to_dict, load_config, notebook_config, repo_path, run_artefact
 
 torch.set_flush_denormal(True)  # subnormal floats slow CPU backward passes a lot
-cfg = load_config(TrainConfig, config_path)
+cfg = notebook_config("03_training", globals())  # the file, then what papermill injected; saved in run_dir
 if cfg.data.path:  # a dataset that notebook 02 wrote into this run folder (or an absolute path)
     cfg.data.path = str(run_artefact(repo_path(run_dir), cfg.data.path, key="data.path", made_by="02_synthesis"))
 out_dir = repo_path(run_dir) / "03_training"
@@ -155,7 +155,8 @@ display(compare_chunking(OmniRL(cfg.model), cfg.chunk_len))
 # profile: 8, one process per GPU) the cell starts the same training under torchrun instead
 # (`training.train_or_launch`): its progress bar follows rank 0's metrics, a failing rank fails the cell with
 # that rank's own error (every rank's output is in `03_training/run/launch_logs/`), and the finished run is read
-# back from its checkpoint, so the rest of the notebook is the same.
+# back from its checkpoint, so the rest of the notebook is the same. The summary's last row says which kernels
+# each layer ran (fla's Triton ops or the PyTorch ones, and why), from `run/kernels.json` that training writes.
 
 # %%
 result = training.train_or_launch(cfg, out_dir / "run", resume=True, progress=True)
@@ -170,6 +171,10 @@ summary = {
     "iterations / s (median)": round(sorted(speed)[len(speed) // 2] / batch["obs"].numel(), 2),
     "wall time (s)": round(rows[-1]["elapsed_s"], 1),
 }
+# which kernels each layer ran (fla's Triton ops or the PyTorch ones, and why), as the training process recorded
+kernels_file = out_dir / "run" / training.loop.KERNELS_FILE
+kernels = json.loads(kernels_file.read_text()) if kernels_file.is_file() else {}
+summary["kernels"] = "; ".join(f"{layer}: {', '.join(ran)}" for layer, ran in kernels.items()) or "not recorded"
 (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
 display(Markdown("| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in summary.items())))
 

@@ -33,7 +33,8 @@ SHRINK = {
            "model.head_dim=16", "model.chunk_size=16", "data.batch_size=2", "data.seq_len=256", "eval.every=20",
            "eval.batches=1", "eval.position_bins=4", "checkpoint_every=2", "log_every=1", "bf16=false",
            "device=cpu", "torch_threads=1", "launch.nproc_per_node=2", "launch.poll_seconds=0.5",
-           "post_training.steps=2", "post_training.seq_len=512", "post_training.warmup_steps=1"],
+           "post_training.steps=2", "post_training.seq_len=512", "post_training.warmup_steps=1",
+           "model.backend=torch"],  # the profile asks for fla's Triton kernels, which need a GPU
     "04": ["suites=[anymdp_16]", "n_tasks=2", "n_episodes=8", "agents=[random, oracle, omnirl]",
            "demo_episodes=2", "device=cpu", "pendulum_samples=10", "pendulum_reference_episodes=2",
            "long_context.steps=256", "long_context.n_tasks=2", "long_context.loss_sequences=1",
@@ -43,8 +44,8 @@ SHRINK = {
            "training.steps=2", "training.chunk_len=128", "training.model.hidden_size=32",
            "training.model.num_layers=2", "training.model.intermediate_size=64", "training.model.head_dim=16",
            "training.data.batch_size=2", "training.data.seq_len=256", "training.bf16=false",
-           "training.device=cpu", "training.checkpoint_every=2", "also_suites=[frozenlake, pendulum_g9.8]",
-           "pendulum_samples=10", "pendulum_reference_episodes=2"],
+           "training.model.backend=torch", "training.device=cpu", "training.checkpoint_every=2",
+           "also_suites=[frozenlake, pendulum_g9.8]", "pendulum_samples=10", "pendulum_reference_episodes=2"],
 }
 
 

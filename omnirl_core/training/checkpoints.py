@@ -4,6 +4,7 @@ schedule position, RNG states, data position); and ``init_from``: starting a mod
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -146,6 +147,25 @@ def train_config_differences(stored: dict | str, cfg: TrainConfig) -> list[str]:
     return diffs
 
 
+def data_fingerprint(cfg: TrainConfig) -> str | None:
+    """sha256 of the dataset at ``data.path`` as its manifest describes it (seed, configuration, every shard
+    file's sha256): another synthesis into the same folder (another seed, other settings) changes it, and it costs
+    one small file read, not a pass over the data. None for stand-in data or a folder without a readable manifest
+    (the data stream reports that)."""
+    if not cfg.data.path:
+        return None
+    from ..workbook.config import repo_path
+
+    try:
+        man = json.loads((repo_path(cfg.data.path) / "manifest.json").read_text())
+        shards = [[rec.get("index"), {name: f.get("sha256") for name, f in sorted(rec.get("files", {}).items())}]
+                  for rec in man.get("shards", [])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    blob = json.dumps({"seed": man.get("seed"), "config": man.get("config"), "shards": shards}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def _rng_state() -> dict:
     version, internal, gauss = random.getstate()
     state = {"torch": torch.get_rng_state(), "python": {"version": version, "state": list(internal), "gauss": gauss}}
@@ -169,12 +189,16 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # name the file being written, not its temporary name
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except RuntimeError as exc:  # torch.save reports a failed write (a full disk) as a RuntimeError
+        raise OSError(errno.EIO, f"writing failed ({' '.join(str(exc).split())[:120]})", str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: list[dict], cfg: TrainConfig,
-                    counters: dict) -> Path:
+                    counters: dict, last_loss: float | None = None) -> Path:
     """Write ``checkpoint.pt`` (everything for an exact resume) and ``model.safetensors`` (weights), atomically.
 
     ``data_states`` holds each process's data position (``data.state_dict()``), in rank order."""
@@ -200,6 +224,8 @@ def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: 
         "counters": dict(counters),
         "model_config": config_to_dict(cfg.model),
         "train_config": json.dumps(config_to_dict(cfg)),
+        "data_fingerprint": data_fingerprint(cfg),
+        "last_loss": float("nan") if last_loss is None else float(last_loss),
     }
     path = Path(out_dir) / CHECKPOINT
     _atomic(path, lambda p: torch.save(ckpt, p))
@@ -244,6 +270,10 @@ def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None, *, 
                 + "\nUse the same model settings, or another output folder to start afresh."
             )
         changes = train_config_differences(ckpt.get("train_config") or "{}", cfg)
+        old_data, new_data = ckpt.get("data_fingerprint"), data_fingerprint(cfg)
+        if old_data and new_data and old_data != new_data:
+            changes.append(f"data: the dataset at {cfg.data.path} is not the one the checkpoint was trained on "
+                           f"(synthesised again since? manifest fingerprint {old_data[:12]}, now {new_data[:12]})")
         if changes and not allow_changes:
             raise CheckpointMismatchError(
                 f"{path} was written with other settings, and resuming with them would not continue the run "
@@ -264,6 +294,11 @@ def init_weights_from(model: torch.nn.Module, path: str | os.PathLike, *,
     from ..workbook import repo_path
 
     path = repo_path(path)
+    if path.is_dir():  # a model folder (models/<name>, a run folder), as the evaluation command line takes one
+        if not (path / WEIGHTS).is_file():
+            raise FileNotFoundError(f"init_from: {path} is a folder without {WEIGHTS}; name a weights file or a model "
+                                    "folder holding one")
+        path = path / WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"init_from: {path} does not exist")
     try:

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     args = _parser().parse_intermixed_args(argv)
     cfg = load_config(TrainConfig, args.config, overrides=args.overrides or None)
-    out = Path(args.out) if args.out else repo_path("outputs/train") / Path(args.config).stem
+    # --out is relative to the working directory (as for every command line); the default lies in the repository
+    out = Path(args.out).expanduser().resolve() if args.out else repo_path("outputs/train") / Path(args.config).stem
     if args.post:
         cfg = post_training_config(cfg, out.resolve() / WEIGHTS)
         out = out.parent / "post"
@@ -77,7 +78,10 @@ def _main(argv: list[str]) -> int:
         rank = torch.distributed.get_rank() if world > 1 else 0
         result = train(cfg, out, resume=args.resume, progress=not args.no_progress and rank == 0,
                        allow_changes=args.allow_changes, allow_unverified=args.allow_unverified)
-        if rank == 0:
+        if rank == 0 and result.start >= result.step:
+            print(f"nothing to do: the run in {out} has already done its {result.step} iterations (last loss "
+                  f"{result.last_loss:.4f}); raise steps to continue it")
+        elif rank == 0:
             print(f"done: {result.step} iterations, last loss {result.last_loss:.4f}, "
                   f"{result.bad_steps} skipped; checkpoint in {out}")
         return 0

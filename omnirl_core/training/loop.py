@@ -32,8 +32,11 @@ label_mask.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +45,13 @@ from pathlib import Path
 import torch
 
 from .. import model as M
+from ..model.layers.common import kernel_record
 from ..workbook.config import dump_config
-from ..workbook.errors import RunStopped
+from ..workbook.errors import InputError, RunStopped
+from ..workbook.locks import LOCK_FILE, folder_lock, remove_stale_temp_files
 from .checkpoints import (
     CHECKPOINT,
+    WEIGHTS,
     CheckpointMismatchError,
     _set_rng_state,
     init_weights_from,
@@ -93,6 +99,7 @@ class TrainResult:
     bad_steps: int
     last_loss: float
     history: list[dict] = field(default_factory=list)
+    start: int = 0  # the iteration it started at (> 0 for a resume; == step when there was nothing left to run)
 
 
 def _dist() -> tuple[int, int]:
@@ -104,6 +111,10 @@ def _dist() -> tuple[int, int]:
 def _device(cfg: TrainConfig) -> torch.device:
     if cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    if not torch.cuda.is_available():  # else torch's own AssertionError, deep in the first .to()
+        build = "a torch built without CUDA" if torch.version.cuda is None else "no CUDA device visible"
+        raise InputError(f"device: {cfg.device!r}, but this machine has {build} (torch {torch.__version__}); "
+                         "use device=cpu or device=auto")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
@@ -136,6 +147,49 @@ def _last_checkpoint(path: Path, step: int | None) -> str:
     return f"The last checkpoint ({path}, iteration {step}) is left as it was."
 
 
+class RunFolderBusy(InputError):
+    """Another training is writing the same run folder."""
+
+
+@contextlib.contextmanager
+def _run_folder(out: Path):
+    """Hold the run folder's lock (the one every writer of the package uses: one training per folder) and clear
+    temporary files of dead writers; a folder that this run created and left with nothing but its lock file (a
+    refused run) is removed again."""
+    created, had_lock = not out.exists(), (out / LOCK_FILE).exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(out, busy="another training is writing this run folder", error=RunFolderBusy):
+            try:
+                for tmp in remove_stale_temp_files(out):
+                    print(f"removed {tmp.name}, a temporary file left by a process that is gone", file=sys.stderr)
+                yield
+            except (InputError, OSError):  # refused (before writing), or the disk failed: no lock file left behind
+                if not had_lock:
+                    (out / LOCK_FILE).unlink(missing_ok=True)
+                raise
+    finally:
+        if created and [p.name for p in out.iterdir()] in ([], [LOCK_FILE]):
+            (out / LOCK_FILE).unlink(missing_ok=True)
+            out.rmdir()
+
+
+KERNELS_FILE = "kernels.json"
+
+
+def _write_kernels(path: Path, kernels: dict[str, list[str]]) -> None:
+    """``{layer: [kernels it ran (reason)]}`` of the run's first iteration, written atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(kernels, indent=2))
+    os.replace(tmp, path)
+
+
+def _refuse_weights_without_checkpoint(out: Path) -> None:
+    if not (out / CHECKPOINT).is_file() and (out / WEIGHTS).is_file():
+        raise FileExistsError(f"{out / WEIGHTS} exists without {CHECKPOINT} (a shipped model, or weights kept without "
+                              f"their checkpoint): training into {out} would overwrite it; use another folder")
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -150,7 +204,8 @@ def train(
 
     Works in one process or under ``torchrun`` (initialise ``torch.distributed`` first; :mod:`omnirl_core.training`
     does). ``hooks`` run on rank 0 every ``eval.every`` iterations and after the last one; their dicts go to
-    ``eval.jsonl`` (default: :func:`position_loss_hook`).
+    ``eval.jsonl`` (default: :func:`position_loss_hook`). After its first iteration, ``kernels.json`` records
+    which kernels each layer ran (fla's Triton ops or the PyTorch ones, and why: the ``[omnirl kernels]`` lines).
 
     Everything that can refuse the run (an existing checkpoint without ``resume``, a checkpoint of another
     configuration or one failing its checksum, ``init_from``, the data) is checked before anything is written, so
@@ -158,7 +213,24 @@ def train(
     :data:`~omnirl_core.training.checkpoints.RESUMABLE_CHANGES`; ``allow_changes`` accepts other changes (listed
     on stdout and in ``config.yaml``). ``allow_unverified`` accepts checkpoints and ``init_from`` files without a
     checksum (written before they were recorded), saying so on stderr.
+
+    One training per run folder: a second one while the first runs is refused (:class:`RunFolderBusy`), and a
+    folder holding ``model.safetensors`` without ``checkpoint.pt`` (a shipped model, or weights kept without their
+    checkpoint) is refused rather than overwritten. A run whose final checkpoint cannot be written (the weights of
+    its last iterations give non-finite outputs) raises :class:`NonFiniteLossError`: a returned result always has
+    its checkpoint on disk.
     """
+    kwargs = dict(resume=resume, hooks=hooks, progress=progress, allow_changes=allow_changes,
+                  allow_unverified=allow_unverified)
+    _refuse_weights_without_checkpoint(Path(out_dir))  # before the lock file: a model folder stays untouched
+    if _dist()[0] != 0:  # rank 0 holds the folder for every process
+        return _train(cfg, Path(out_dir), **kwargs)
+    with _run_folder(Path(out_dir)):
+        return _train(cfg, Path(out_dir), **kwargs)
+
+
+def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hook] | None, progress: bool,
+           allow_changes: bool, allow_unverified: bool) -> TrainResult:
     rank, world = _dist()
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
@@ -202,6 +274,7 @@ def train(
         _set_rng_state(ckpt["rng"])
         counters.update(ckpt["counters"])
         start = saved_step = int(ckpt["step"])
+        last_loss = float(ckpt.get("last_loss", float("nan")))
     if rank == 0:  # every check has passed: now the run folder may change
         out.mkdir(parents=True, exist_ok=True)
         header = "Configuration of this training run."
@@ -225,7 +298,7 @@ def train(
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="it")
 
     history: list[dict] = []
-    last_loss = float("nan")
+    last_loss = last_loss if ckpt is not None else float("nan")
     t_start = time.perf_counter()
     t_log, steps_since_log, window = t_start, 0, {}
     model.train()
@@ -237,7 +310,8 @@ def train(
         for g in optimizer.param_groups:
             g["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        terms = accumulate_gradients(net, batch, obs_in, cfg, scale=float(world), nan=step in cfg.inject_nan_steps)
+        with kernel_record() if step == start else contextlib.nullcontext({}) as kernels:
+            terms = accumulate_gradients(net, batch, obs_in, cfg, scale=float(world), nan=step in cfg.inject_nan_steps)
         if world > 1:  # each process holds its share of the loss (divided by the global normaliser): add them
             keys = [k for k in terms if k != "finite"]
             summed = _all_reduce_sum(torch.tensor([terms[k] for k in keys], dtype=torch.float64, device=device))
@@ -266,8 +340,11 @@ def train(
                     f"{counters['bad_steps_in_a_row']} consecutive iterations (up to {step}) had a non-finite loss or "
                     f"gradient; stopped. {_last_checkpoint(ckpt_path, saved_step)}"
                 )
-        last_loss = terms["loss"]
+        if ok.item() > 0:  # a skipped iteration's loss is not the run's
+            last_loss = terms["loss"]
         done = step + 1
+        if rank == 0 and step == start:  # the run's record of which kernels each layer ran (and why)
+            _write_kernels(out / KERNELS_FILE, kernels)
         steps_since_log += 1
         for k in ("loss", "policy", "state", "reward"):
             window[k] = window.get(k, 0.0) + terms.get(k, 0.0)
@@ -293,7 +370,9 @@ def train(
                 res = hook(ctx)
                 if res:
                     metrics.log_eval({"step": done, **res})
-        if (done % cfg.checkpoint_every == 0 or done == cfg.steps) and counters["bad_steps_in_a_row"] == 0:
+        # the last iteration always writes one (skipped iterations left the weights as they were): a finished run
+        # has the checkpoint of its final state
+        if (done % cfg.checkpoint_every == 0 and counters["bad_steps_in_a_row"] == 0) or done == cfg.steps:
             # the weights about to be written have not been run yet: they must give finite outputs
             finite = torch.tensor([float(_outputs_finite(model, batch, cfg.chunk_len))], device=device)
             if world > 1:
@@ -309,11 +388,14 @@ def train(
                 torch.distributed.all_gather_object(data_states, data.state_dict())
             if rank == 0:
                 save_checkpoint(out, step=done, model=model, optimizer=optimizer, data_states=data_states, cfg=cfg,
-                                counters=counters)
+                                counters=counters, last_loss=last_loss)
             saved_step = done
             if world > 1:
                 torch.distributed.barrier()
     if bar is not None:
         bar.close()
     metrics.close()
-    return TrainResult(cfg.steps, out, model, counters["bad_steps_total"], last_loss, history)
+    if rank == 0 and counters["bad_steps_in_a_row"] and start < cfg.steps:
+        print(f"warning: the last {counters['bad_steps_in_a_row']} iteration(s) had a non-finite loss or gradient "
+              "and were skipped; the checkpoint holds the weights of the last good iteration", file=sys.stderr)
+    return TrainResult(cfg.steps, out, model, counters["bad_steps_total"], last_loss, history, start=start)

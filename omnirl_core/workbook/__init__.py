@@ -5,6 +5,7 @@ with, and the papermill runner that executes the notebooks in order.
 - :mod:`.config` building and validating configs from YAML, dumping and describing them
 - :mod:`.registry` which config class validates which notebook
 - :mod:`.artefacts` what a notebook takes from the earlier notebooks of its run folder
+- :mod:`.notebook` a notebook's configuration: its parameter file, then the values papermill injects
 - :mod:`.runner`, :mod:`.cli` ``python -m omnirl_core.workbook run|check|describe``
 
 Only the config engine is imported here (it sits below every other subpackage); import the runner as
@@ -14,9 +15,10 @@ Only the config engine is imported here (it sits below every other subpackage); 
 from .artefacts import MissingArtefact, run_artefact
 from .config import config_to_dict, describe, dump_config, load_config, repo_path, repo_root, validate_config
 from .fields import STATE_COUNT, ConfigError, Rule, check, field_docs, param
+from .notebook import notebook_config
 
 __all__ = [
     "ConfigError", "Rule", "STATE_COUNT", "check", "field_docs", "param",
     "load_config", "validate_config", "config_to_dict", "dump_config", "describe", "repo_path", "repo_root",
-    "MissingArtefact", "run_artefact",
+    "MissingArtefact", "run_artefact", "notebook_config",
 ]

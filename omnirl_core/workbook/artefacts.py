@@ -17,6 +17,10 @@ from .config import repo_path
 class MissingArtefact(FileNotFoundError):
     """An input that an earlier notebook of the run should have written is not there."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython (a notebook cell, papermill's report) shows the message alone: it says what to run first.
+        return [f"{type(self).__name__}: {self}"]
+
 
 def run_artefact(run_dir: str | os.PathLike, path: str | os.PathLike, *, key: str, made_by: str) -> Path:
     """The absolute path of ``path``: relative to the run folder first, then to the repository (for paths such as
@@ -30,6 +34,7 @@ def run_artefact(run_dir: str | os.PathLike, path: str | os.PathLike, *, key: st
     missing = f"is not in the run folder {run_dir}" if not given.is_absolute() else "does not exist"
     raise MissingArtefact(
         f"{key}: {path} {missing}; notebook {made_by} writes it: run it first in the same run folder "
-        f"(python -m omnirl_core.workbook run PARAMS_DIR --only {made_by.split('_')[0]} --run-name NAME), "
+        f"(python -m omnirl_core.workbook run PARAMS_DIR --only {made_by.split('_')[0]} --run-name NAME, or "
+        f"papermill with the same -p run_dir), "
         f"or set {key} to an existing path"
     )

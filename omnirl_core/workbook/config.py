@@ -94,11 +94,7 @@ class _Builder:
         kwargs: dict[str, Any] = {}
         for key in data:
             if key not in names:
-                close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
-                hint = f" Did you mean '{_join(prefix, close[0])}'?" if close else ""
-                self.fail(
-                    _join(prefix, str(key)), f"unknown key '{{key}}'.{hint} Valid keys{_at(prefix)}: {', '.join(names)}"
-                )
+                self.fail(_join(prefix, str(key)), unknown_key_message(key, names, prefix))
         docs = field_docs(cls)
         ok = True
         for f, tp in fields:
@@ -243,6 +239,18 @@ class _Builder:
             self.fail(key, f"{_show(value)} is not allowed: must be {cons.rule.text}")
 
 
+def unknown_key_message(key: Any, names: list[str], prefix: str = "",
+                        extra: tuple[str, list[str]] | None = None) -> str:
+    """The message for a key that names no field (its ``{key}`` is filled in by :class:`ConfigError`): the closest
+    name as "did you mean", then the valid keys; ``extra`` is ``(label, names)`` of other names that are valid
+    here too (a notebook's own parameters), listed after the fields and searched for the closest name as well."""
+    label, others = extra if extra else ("", [])
+    close = difflib.get_close_matches(str(key), [*names, *others], n=1, cutoff=0.6)
+    hint = f" Did you mean '{_join(prefix, close[0])}'?" if close else ""
+    tail = f"; {label}: {', '.join(others)}" if others else ""
+    return f"unknown key '{{key}}'.{hint} Valid keys{_at(prefix)}: {', '.join(names)}{tail}"
+
+
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
@@ -319,7 +327,31 @@ def _resolve_config_path(path: str | os.PathLike) -> Path:
     return alt if alt.exists() else p
 
 
-def _apply_overrides(data: Any, overrides: Mapping[str, Any] | Iterable[str]) -> tuple[Any, list[str]]:
+def _check_override_path(cls: type | None, data: Mapping, key: str, source: str) -> None:
+    """A dotted override changes an entry of a name -> section mapping (``datasets.<name>``) that exists; it never
+    creates one, which would hold every other value at its default (a misspelt name would run a new dataset)."""
+    tp, node, parts = cls, data, str(key).split(".")
+    for depth, part in enumerate(parts[:-1]):
+        tp = _strip_optional(tp) if tp is not None else None
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            tp = {f.name: hint for f, hint in _fields(tp)}.get(part)
+        elif typing.get_origin(tp) is dict:
+            if isinstance(node, Mapping) and part not in node:
+                prefix = ".".join(parts[:depth])
+                names = [str(n) for n in node]
+                close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+                hint = f" Did you mean '{prefix}.{close[0]}'?" if close else ""
+                raise ConfigError([(key, f"override of '{prefix}.{part}', which the file does not have: an override "
+                                         f"changes an entry, it does not create one.{hint} Entries: "
+                                         f"{', '.join(names) or 'none'}")], source=source)
+            tp = typing.get_args(tp)[1] if len(typing.get_args(tp)) == 2 else None
+        else:
+            return
+        node = node.get(part) if isinstance(node, Mapping) else None
+
+
+def _apply_overrides(data: Any, overrides: Mapping[str, Any] | Iterable[str], cls: type | None = None,
+                     source: str = "overrides") -> tuple[Any, list[str]]:
     if isinstance(overrides, Mapping):
         items = list(overrides.items())
     else:
@@ -337,6 +369,7 @@ def _apply_overrides(data: Any, overrides: Mapping[str, Any] | Iterable[str]) ->
     merged = copy.deepcopy(dict(data))
     shown = []
     for key, value in items:
+        _check_override_path(cls, data, key, source)
         *parents, last = str(key).split(".")
         node = merged
         for part in parents:
@@ -377,7 +410,7 @@ def load_config(
         source = os.fspath(path_or_dict)
         data = _read_yaml(_resolve_config_path(path_or_dict), source)
     if overrides:
-        data, shown = _apply_overrides(data, overrides)
+        data, shown = _apply_overrides(data, overrides, cls, source)
         if shown:
             source = f"{source} (with overrides {', '.join(shown)})"
     return _build(cls, data, source)

@@ -5,7 +5,8 @@
   ``CheckpointMismatchError``, ``CheckpointConfigError``, ...). Exit code 2.
 - :class:`RunStopped`: a run that started and was stopped by a fault of the model or data (non-finite losses in
   training, non-finite model outputs in evaluation). Exit code 3.
-- ``FileNotFoundError``, ``FileExistsError`` and other ``OSError`` about a named path are bad input too (exit 2).
+- ``FileNotFoundError``, ``FileExistsError`` and other ``OSError`` about a named path are bad input too (exit 2),
+  and so is a folder that cannot be written (read-only, full disk, quota): one line naming the file.
 
 :func:`run_cli` runs a command line's ``main`` and turns these into ``PROG: error: <one line>`` (``PROG: stopped:
 ...`` for :class:`RunStopped`); anything else is a bug and keeps its traceback. ``--debug`` anywhere on the command
@@ -16,11 +17,13 @@ line, or ``OMNIRL_DEBUG=1`` in the environment, shows the traceback of every err
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 DEBUG_ENV = "OMNIRL_DEBUG"
+_STORAGE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 EXIT_BAD_INPUT = 2
 EXIT_STOPPED = 3
 
@@ -95,5 +98,11 @@ report) counts as 0.
         if debug:
             raise
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:  # a folder that cannot be written (read-only, full): the machine's, not a bug
+        if debug or exc.errno not in _STORAGE_ERRNOS:
+            raise
+        print(f"{prog}: error: {one_line(exc)} (what was written completely stays; run the same command again "
+              "once there is room or write access, or write elsewhere)", file=sys.stderr)
         return EXIT_BAD_INPUT
     return code if isinstance(code, int) and not isinstance(code, bool) else 0

@@ -55,6 +55,11 @@ class ConfigError(InputError):
             return f"{where}{what}: {lines[0]}"
         return f"{where}{what}: {len(lines)} problems:\n" + "\n".join(f"  - {line}" for line in lines)
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython (a notebook cell, papermill's report) shows this in place of the traceback: the message already
+        # names the file and the key, and the frames of the config engine would only bury it.
+        return [f"{type(self).__name__}: {line}" if i == 0 else line for i, line in enumerate(str(self).splitlines())]
+
 
 def _issue_text(key: str, message: str) -> str:
     # A message naming its key writes "{key}"; otherwise the key is put in front.

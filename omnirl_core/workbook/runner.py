@@ -194,6 +194,22 @@ def _split_overrides(entries: Sequence[str] | None, stems: Sequence[str]) -> dic
     return out
 
 
+def _cross_notebook(plan: _Plan, notebooks, params: Path, configs: Mapping[str, type]) -> list[str]:
+    """The rules between notebooks (:mod:`.crosscheck`); a notebook outside the selection that a selected one
+    relies on is read from its parameter file alone (its own problems are reported when it is selected)."""
+    from .crosscheck import cross_notebook_problems
+
+    loaded = {job.stem: job.config for job in plan.jobs}
+    for nb in notebooks:
+        path = params / f"{nb.stem}.yaml"
+        if nb.stem not in loaded and nb.stem in configs and path.is_file():
+            try:
+                loaded[nb.stem] = _config.load_config(configs[nb.stem], path)
+            except _config.ConfigError:
+                continue
+    return cross_notebook_problems(loaded, {job.stem for job in plan.jobs})
+
+
 def _plan(
     params_dir: str | os.PathLike,
     *,
@@ -235,6 +251,7 @@ def _plan(
             continue
         plan.jobs.append(NotebookJob(stem=nb.stem, notebook=nb.resolve(), params=yaml_path.resolve(), config=cfg,
                                      overridden=bool(sets[nb.stem])))
+    problems += _cross_notebook(plan, notebooks, params, configs)
     stems = {nb.stem for nb in notebooks}
     for extra in sorted(params.glob("*.yaml")):
         if extra.stem not in stems:

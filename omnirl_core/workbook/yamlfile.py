@@ -43,6 +43,10 @@ def _read_yaml(path: Path, shown: str) -> Any:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([("", "file not found")], source=shown) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError([("", f"not UTF-8 text (byte {exc.object[exc.start]:#04x} on line {line}); save the file "
+                                "as UTF-8")], source=shown) from None
     except OSError as exc:
         raise ConfigError([("", f"cannot read the file: {exc}")], source=shown) from None
     try:

@@ -324,6 +324,9 @@ def sample_anymdp(
     int seed always gives the same task.
     """
     _check_sizes(ns, na)
+    ns, na = int(ns), int(na)  # numpy integers (np.int8(16)) would overflow in the size arithmetic below
+    if isinstance(max_draws, (bool, np.bool_)) or not isinstance(max_draws, (int, np.integer)) or max_draws < 1:
+        raise ValueError(f"max_draws must be an int >= 1, got {max_draws!r}")
     if min_state_space is not None:
         if isinstance(min_state_space, (bool, np.bool_)) or not isinstance(min_state_space, (int, np.integer)):
             raise TypeError(f"min_state_space must be an int, got {type(min_state_space).__name__}")

@@ -30,7 +30,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from .anymdp import sample_anymdp
-from .task import Task
+from .task import Task, as_flags
 
 __all__ = [
     "ENV_ID",
@@ -305,6 +305,8 @@ class BatchedAnyMDPEnv(VectorEnv):
         self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Start new episodes. ``seed`` (an int, or a sequence of ints) re-seeds the batch's Generator."""
+        if hasattr(seed, "__len__") and len(seed) != self.num_envs:
+            raise ValueError(f"seed: an int or one seed per env ({self.num_envs}), got {len(seed)} seeds")
         if seed is not None:
             self._np_random = np.random.default_rng(seed)
             self._np_random_seed = int(seed) if isinstance(seed, (int, np.integer)) else -1
@@ -312,7 +314,7 @@ class BatchedAnyMDPEnv(VectorEnv):
         if mask is None:
             idx = self._rows
         else:
-            mask = np.asarray(mask, dtype=bool)
+            mask = as_flags(mask, "reset_mask")
             if mask.shape != (self.num_envs,):
                 raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
             if self._needs_reset and not mask.all():

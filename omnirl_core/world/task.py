@@ -35,6 +35,16 @@ class TaskFileError(ValueError):
     """A task file is missing, corrupt, or not a task file."""
 
 
+def as_flags(values, name: str) -> np.ndarray:
+    """``values`` as a bool array, refusing numbers other than 0 and 1 (a cast would make 0.5 or 2 True)."""
+    arr = np.asarray(values)
+    if arr.dtype != bool:
+        if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
+            bad = arr.ravel()[~np.isin(arr.ravel(), (0, 1))][:3].tolist() if arr.dtype.kind in "iuf" else arr.dtype
+            raise TaskValidationError(f"{name} must hold booleans (or 0/1), got {bad}")
+    return arr.astype(bool)
+
+
 def as_generator(seed: int | np.random.Generator | None) -> np.random.Generator:
     """An independent numpy Generator from an int seed, or the Generator itself.
 
@@ -73,11 +83,15 @@ class Task:
         object.__setattr__(self, "reward", f64(self.reward))
         object.__setattr__(self, "reward_noise", f64(self.reward_noise))
         object.__setattr__(self, "start_prob", f64(self.start_prob))
-        object.__setattr__(self, "terminal", np.array(self.terminal, dtype=bool, copy=True))
+        object.__setattr__(self, "terminal", as_flags(self.terminal, "terminal").copy())
         object.__setattr__(self, "state_mapping", np.array(self.state_mapping, dtype=np.int64, copy=True))
         object.__setattr__(self, "max_steps", float(self.max_steps))
         if self.n_obs == -1:
             object.__setattr__(self, "n_obs", int(self.transition.shape[0]) if self.transition.ndim else 0)
+        whole = isinstance(self.n_obs, (int, np.integer)) or (
+            isinstance(self.n_obs, (float, np.floating)) and float(self.n_obs).is_integer())
+        if isinstance(self.n_obs, (bool, np.bool_)) or not whole:
+            raise TaskValidationError(f"n_obs must be an int, got {self.n_obs!r}")
         object.__setattr__(self, "n_obs", int(self.n_obs))
         object.__setattr__(self, "meta", dict(self.meta))
         self._validate()
@@ -108,6 +122,9 @@ class Task:
         if transition.ndim != 3:
             raise TaskValidationError(f"transition must be [ns, na, ns], got shape {transition.shape}")
         ns, na, _ = transition.shape
+        if ns < 1 or na < 1:
+            raise TaskValidationError(f"transition must have shape [ns, na, ns] with ns, na >= 1, got "
+                                      f"{transition.shape}")
         reward = np.asarray(reward, dtype=np.float64)
         if reward.shape == (ns, na):
             reward = np.repeat(reward[:, :, None], ns, axis=2)
@@ -285,6 +302,8 @@ class Task:
                 if "header" not in data.files:
                     raise TaskFileError(f"{path} is not an OmniRL task file (no header; arrays: {data.files})")
                 header = json.loads(str(data["header"]))
+                if not isinstance(header, dict):
+                    raise TaskFileError(f"{path}: its header is a {type(header).__name__}, not a mapping")
                 if header.get("format") != TASK_FILE_FORMAT:
                     raise TaskFileError(f"{path} is not an OmniRL task file (format={header.get('format')!r})")
                 if header.get("version") != TASK_FILE_VERSION:
@@ -299,6 +318,9 @@ class Task:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
             raise TaskFileError(f"{path} is corrupt or not a task file: {type(exc).__name__}: {exc}") from exc
+        absent = [k for k in ("max_steps", "n_obs", "kind") if k not in header]
+        if absent:
+            raise TaskFileError(f"{path}: its header lacks {', '.join(absent)}")
         try:
             return cls(
                 max_steps=header["max_steps"],
@@ -307,5 +329,5 @@ class Task:
                 meta=header.get("meta", {}),
                 **arrays,
             )
-        except TaskValidationError as exc:
+        except (TaskValidationError, TypeError, ValueError) as exc:
             raise TaskFileError(f"{path} holds an invalid task: {exc}") from exc
