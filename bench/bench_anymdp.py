@@ -23,7 +23,8 @@ Rows of the table:
 Usage::
 
     python bench/bench_anymdp.py            # full run (a few minutes)
-    python bench/bench_anymdp.py --quick    # smoke run
+    python bench/bench_anymdp.py --quick    # short run (a minute or two)
+    python bench/bench_anymdp.py --smoke    # seconds, tiny sizes; without bench/.ref-venv: our side only
     python bench/bench_anymdp.py --markdown # table as Markdown
     python bench/bench_anymdp.py --setup    # create bench/.ref-venv first if it is missing
 """
@@ -66,30 +67,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Compare omnirl_core's AnyMDP sampler, planners and envs with Xenoverse 0.1.14.0.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="few repeats and small batches: a smoke run")
-    p.add_argument("--ns", type=int, nargs="+", default=[16, 32, 64, 128], help="state counts for task sampling")
-    p.add_argument("--repeats", type=int, default=None, help="seeds per ns for sampling, repeats for envs [7; quick 2]")
+    p.add_argument("--quick", action="store_true", help="few repeats and small batches: a short run")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds, tiny sizes (checks that the script runs, measures nothing useful); without the reference "
+        "venv our side runs alone and the reference column stays empty",
+    )
+    p.add_argument(
+        "--ns", type=int, nargs="+", default=None, help="state counts for task sampling [16 32 64 128; smoke 16 32]"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="seeds per ns for sampling, repeats for envs [7; quick 2; smoke 1]"
+    )
     p.add_argument(
         "--repeats-large",
         type=int,
         default=None,
         help="seeds for sampling at ns >= 128, where the reference is slow [3; quick 1]",
     )
-    p.add_argument("--vi-ns", type=int, default=128, help="state count of the value-iteration tasks")
-    p.add_argument("--vi-batch", type=int, default=None, help="tasks in our stacked batch [16; quick 4]")
+    p.add_argument("--vi-ns", type=int, default=None, help="state count of the value-iteration tasks [128; smoke 32]")
+    p.add_argument("--vi-batch", type=int, default=None, help="tasks in our stacked batch [16; quick 4; smoke 2]")
     p.add_argument(
         "--vi-tasks",
         type=int,
         default=None,
-        help="of those, how many both sides solve one by one [all of the batch; quick 2]",
+        help="of those, how many both sides solve one by one [all of the batch; quick 2; smoke 1]",
     )
-    p.add_argument("--env-ns", type=int, default=64, help="state count of the env tasks")
+    p.add_argument("--env-ns", type=int, default=None, help="state count of the env tasks [64; smoke 16]")
     p.add_argument(
-        "--env-steps", type=int, default=None, help="steps per repeat of the single envs [20000; quick 5000]"
+        "--env-steps", type=int, default=None, help="steps per repeat of the single envs [20000; quick 5000; smoke 500]"
     )
-    p.add_argument("--env-batch", type=int, default=256, help="envs in our BatchedAnyMDPEnv")
-    p.add_argument("--env-batch-steps", type=int, default=None, help="batched steps per repeat [1000; quick 200]")
-    p.add_argument("--env-tasks", type=int, default=16, help="distinct tasks spread over the batched envs")
+    p.add_argument("--env-batch", type=int, default=None, help="envs in our BatchedAnyMDPEnv [256; smoke 16]")
+    p.add_argument(
+        "--env-batch-steps", type=int, default=None, help="batched steps per repeat [1000; quick 200; smoke 50]"
+    )
+    p.add_argument(
+        "--env-tasks", type=int, default=None, help="distinct tasks spread over the batched envs [16; smoke 4]"
+    )
     p.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/numba threads, the same for both processes")
     p.add_argument("--markdown", action="store_true", help="print the report as Markdown")
     p.add_argument("--json-out", type=Path, help="also write every raw timing to this JSON file")
@@ -101,19 +116,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="python of the venv that holds xenoverse",
     )
     args = p.parse_args(argv)
-    quick = args.quick
+    quick, smoke = args.quick, args.smoke
 
-    def fill(name: str, full, small):
+    def fill(name: str, full, small, tiny=None):
         if getattr(args, name) is None:
-            setattr(args, name, small if quick else full)
+            setattr(args, name, tiny if smoke and tiny is not None else small if quick or smoke else full)
 
-    fill("repeats", 7, 2)
+    fill("ns", [16, 32, 64, 128], [16, 32, 64, 128], [16, 32])
+    fill("repeats", 7, 2, 1)
     fill("repeats_large", 3, 1)
-    fill("vi_batch", 16, 4)
-    fill("env_steps", 20_000, 5_000)
-    fill("env_batch_steps", 1_000, 200)
+    fill("vi_ns", 128, 128, 32)
+    fill("vi_batch", 16, 4, 2)
+    fill("env_ns", 64, 64, 16)
+    fill("env_steps", 20_000, 5_000, 500)
+    fill("env_batch", 256, 256, 16)
+    fill("env_batch_steps", 1_000, 200, 50)
+    fill("env_tasks", 16, 16, 4)
     if args.vi_tasks is None:
-        args.vi_tasks = min(2, args.vi_batch) if quick else args.vi_batch
+        args.vi_tasks = 1 if smoke else min(2, args.vi_batch) if quick else args.vi_batch
     args.vi_tasks = min(args.vi_tasks, args.vi_batch)
     for name in (
         "repeats",
@@ -140,9 +160,18 @@ def pin_threads(n: int) -> dict[str, str]:
     return {var: os.environ[var] for var in THREAD_VARS}
 
 
-def ensure_reference(args: argparse.Namespace) -> Path:
+def ensure_reference(args: argparse.Namespace) -> Path | None:
+    """The reference venv's python; None in a smoke run without it (CI has no reference venv)."""
     python = args.reference_python
     if not python.exists():
+        if args.smoke and not args.setup:
+            print(
+                f"reference venv not found ({python}): reference column skipped; make it with "
+                f"`bash {SETUP_SCRIPT.relative_to(ROOT)}` or rerun with --setup",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
         if not args.setup:
             sys.exit(
                 f"reference venv not found ({python}).\n"
@@ -270,7 +299,7 @@ def warm_up_ours() -> None:
     benv.step(np.zeros(2, dtype=np.int64))
 
 
-def bench_sampling(ref: ReferenceWorker, args, log) -> dict:
+def bench_sampling(ref: ReferenceWorker | None, args, log) -> dict:
     from omnirl_core.world import sample_anymdp, sample_anymdp_batch
 
     out = {}
@@ -282,21 +311,23 @@ def bench_sampling(ref: ReferenceWorker, args, log) -> dict:
             # Alternate which side goes first, so slow drifts of the machine hit both alike.
             for side in ("ref", "ours") if i % 2 == 0 else ("ours", "ref"):
                 if side == "ref":
-                    ref_s.append(ref("sample", ns=ns, na=NA, seed=seed)["seconds"])
+                    if ref is not None:
+                        ref_s.append(ref("sample", ns=ns, na=NA, seed=seed)["seconds"])
                 else:
                     ours_s.append(timed(sample_anymdp, ns, NA, seed=seed)[0])
         # Many tasks at once (what data synthesis uses): the linear algebra is shared across tasks.
         n_batch = max(4, 4 * reps)
         batch_s = timed(sample_anymdp_batch, n_batch, ns, NA, seed=7)[0] / n_batch
         out[ns] = {"ref": ref_s, "ours": ours_s, "ours_batch": batch_s, "n_batch": n_batch}
+        ref_text = f"{statistics.median(ref_s):.4g} s" if ref_s else "not run"
         log(
-            f"sampling ns={ns}: reference {statistics.median(ref_s):.4g} s, ours {statistics.median(ours_s):.4g} s, "
+            f"sampling ns={ns}: reference {ref_text}, ours {statistics.median(ours_s):.4g} s, "
             f"ours batched {batch_s:.4g} s/task"
         )
     return out
 
 
-def bench_value_iteration(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
+def bench_value_iteration(ref: ReferenceWorker | None, args, tmp: Path, log) -> dict:
     import numpy as np
 
     from omnirl_core.world import policy_iteration, sample_anymdp
@@ -305,7 +336,8 @@ def bench_value_iteration(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
     ns = args.vi_ns
     gamma = acceptance_gamma(ns)
     tasks = [sample_anymdp(ns, NA, seed=2000 + i) for i in range(args.vi_batch)]
-    ref("load", key="vi", path=str(export_tasks(tasks, tmp / "vi_tasks.npz")))
+    if ref is not None:
+        ref("load", key="vi", path=str(export_tasks(tasks, tmp / "vi_tasks.npz")))
     inner = 3  # our single-task solves are repeated, their median taken
     res = {
         "gamma": gamma,
@@ -322,34 +354,38 @@ def bench_value_iteration(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
     dv_ref, dv_pi, agree, gap, tols, dv_matched = [], [], [], [], [], []
     for i in range(args.vi_tasks):
         task = tasks[i]
-        r = ref("vi", key="vi", index=i, gamma=gamma)
-        res["ref"].append(r["seconds"])
+        r = ref("vi", key="vi", index=i, gamma=gamma) if ref is not None else None
         vi_t, pi_t, vim_t = [], [], []
         for _ in range(inner):
             t, (_, V) = timed(value_iteration, task, gamma)
             vi_t.append(t)
             t, (Q_pi, V_pi) = timed(policy_iteration, task, gamma)
             pi_t.append(t)
-        Q_ref = np.asarray(r["Q"])
-        live = ~task.terminal
-        dv_ref.append(float(np.abs(Q_ref.max(1) - V).max()))
-        # The same accuracy as the reference: tolerance = its error on this task, rounded down to a power of 10.
-        tol = 10.0 ** np.floor(np.log10(max(dv_ref[-1], 1e-8)))
-        for _ in range(inner):
-            t, (_, V_m) = timed(value_iteration, task, gamma, tol=tol)
-            vim_t.append(t)
         res["vi"].append(statistics.median(vi_t))
         res["pi"].append(statistics.median(pi_t))
-        res["vi_matched"].append(statistics.median(vim_t))
-        tols.append(float(tol))
-        dv_matched.append(float(np.abs(V_m - V).max()))
         dv_pi.append(float(np.abs(V_pi - V).max()))
-        pol_ref = Q_ref.argmax(1)
-        agree.append(float((pol_ref == Q_pi.argmax(1))[live].mean()))
-        gap.append(max(0.0, float((V_pi - policy_value(task, pol_ref, gamma)).max())))
+        text = ""
+        # Without the reference there is no error of its to match, so the "tol = ref's error" rows are left out.
+        if r is not None:
+            res["ref"].append(r["seconds"])
+            Q_ref = np.asarray(r["Q"])
+            live = ~task.terminal
+            dv_ref.append(float(np.abs(Q_ref.max(1) - V).max()))
+            # The same accuracy as the reference: tolerance = its error on this task, rounded down to a power of 10.
+            tol = 10.0 ** np.floor(np.log10(max(dv_ref[-1], 1e-8)))
+            for _ in range(inner):
+                t, (_, V_m) = timed(value_iteration, task, gamma, tol=tol)
+                vim_t.append(t)
+            res["vi_matched"].append(statistics.median(vim_t))
+            tols.append(float(tol))
+            dv_matched.append(float(np.abs(V_m - V).max()))
+            pol_ref = Q_ref.argmax(1)
+            agree.append(float((pol_ref == Q_pi.argmax(1))[live].mean()))
+            gap.append(max(0.0, float((V_pi - policy_value(task, pol_ref, gamma)).max())))
+            text = f"reference {r['seconds']:.3g} s, "
         log(
-            f"value iteration task {i}: reference {r['seconds']:.3g} s, ours VI {res['vi'][-1]:.3g} s, "
-            f"PI {res['pi'][-1]:.3g} s, max|dV| {dv_ref[-1]:.2g}"
+            f"value iteration task {i}: {text}ours VI {res['vi'][-1]:.3g} s, PI {res['pi'][-1]:.3g} s"
+            + (f", max|dV| {dv_ref[-1]:.2g}" if r is not None else "")
         )
     dv_batch = []
     for _ in range(max(1, min(args.repeats, 3))):
@@ -357,37 +393,43 @@ def bench_value_iteration(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
         res["vi_batch"].append(t / len(tasks))
         t, (_, Vpb) = timed(lambda: policy_iteration(stack_tasks(tasks), gamma))
         res["pi_batch"].append(t / len(tasks))
-        t, (_, Vmb) = timed(lambda: value_iteration(stack_tasks(tasks), gamma, tol=min(tols)))
-        res["vi_batch_matched"].append(t / len(tasks))
+        if tols:
+            t, (_, Vmb) = timed(lambda: value_iteration(stack_tasks(tasks), gamma, tol=min(tols)))
+            res["vi_batch_matched"].append(t / len(tasks))
     V_single = np.stack([value_iteration(t, gamma)[1] for t in tasks[: args.vi_tasks]])
     dv_batch.append(float(np.abs(Vb[: args.vi_tasks] - V_single).max()))
     dv_batch.append(float(np.abs(Vpb - Vb).max()))
-    dv_matched.append(float(np.abs(Vmb - Vb).max()))
+    if tols:
+        dv_matched.append(float(np.abs(Vmb - Vb).max()))
     log(
         f"value iteration batch of {len(tasks)}: VI {statistics.median(res['vi_batch']):.3g} s/task, "
         f"PI {statistics.median(res['pi_batch']):.3g} s/task"
     )
     res["checks"] = {
-        "max_abs_dV_ref_vs_ours": max(dv_ref),
         "max_abs_dV_vi_vs_pi": max(dv_pi),
         "max_abs_dV_batched_vs_single": max(dv_batch),
-        "matched_tol_range": [min(tols), max(tols)],
-        "max_abs_dV_matched_vs_exact": max(dv_matched),
-        "greedy_agreement_min": min(agree),
-        "ref_greedy_optimality_gap_max": max(gap),
         "value_scale": float(np.abs(V_single).max()),
     }
+    if ref is not None:
+        res["checks"] |= {
+            "max_abs_dV_ref_vs_ours": max(dv_ref),
+            "matched_tol_range": [min(tols), max(tols)],
+            "max_abs_dV_matched_vs_exact": max(dv_matched),
+            "greedy_agreement_min": min(agree),
+            "ref_greedy_optimality_gap_max": max(gap),
+        }
     return res
 
 
-def bench_envs(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
+def bench_envs(ref: ReferenceWorker | None, args, tmp: Path, log) -> dict:
     import numpy as np
 
     from omnirl_core.world import AnyMDPEnv, BatchedAnyMDPEnv, sample_anymdp
 
     ns, B = args.env_ns, args.env_batch
     tasks = [sample_anymdp(ns, NA, seed=3000 + i) for i in range(min(args.env_tasks, B))]
-    ref("load", key="env", path=str(export_tasks(tasks[:1], tmp / "env_task.npz")))
+    if ref is not None:
+        ref("load", key="env", path=str(export_tasks(tasks[:1], tmp / "env_task.npz")))
     batch_tasks = [tasks[i % len(tasks)] for i in range(B)]
 
     def ours_single(seed: int) -> float:
@@ -412,12 +454,14 @@ def bench_envs(ref: ReferenceWorker, args, tmp: Path, log) -> dict:
 
     res = {"ns": ns, "batch": B, "ref": [], "single": [], "batched": []}
     for i in range(args.repeats):
-        r = ref("env", key="env", index=0, steps=args.env_steps, seed=i)
-        res["ref"].append(r["steps"] / r["seconds"])
+        if ref is not None:
+            r = ref("env", key="env", index=0, steps=args.env_steps, seed=i)
+            res["ref"].append(r["steps"] / r["seconds"])
         res["single"].append(ours_single(i))
         res["batched"].append(ours_batched(i))
+    ref_text = f"{statistics.median(res['ref']):.4g} steps/s" if res["ref"] else "not run"
     log(
-        f"env ns={ns}: reference {statistics.median(res['ref']):.4g} steps/s, ours single "
+        f"env ns={ns}: reference {ref_text}, ours single "
         f"{statistics.median(res['single']):.4g}, batched {statistics.median(res['batched']):.4g}"
     )
     return res
@@ -441,17 +485,19 @@ def fmt_rate(r: float) -> str:
 
 
 def build_rows(results: dict, args) -> list[list[str]]:
+    """Table rows; without the reference (a smoke run) its column, the speed-ups and the results are "-"."""
     med, mean = statistics.median, statistics.fmean
     rows = []
 
-    def row(name: str, ref: str, ours: str, ratio: float, target: float | None) -> None:
-        status = "-" if target is None else ("PASS" if ratio >= target else "MISS")
+    def row(name: str, ref: float | None, ours: float, target: float | None, fmt, rate: bool = False) -> None:
+        ratio = None if ref is None else (ours / ref if rate else ref / ours)
+        status = "-" if target is None or ratio is None else ("PASS" if ratio >= target else "MISS")
         rows.append(
             [
                 name,
-                ref,
-                ours,
-                f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x",
+                "-" if ref is None else fmt(ref),
+                fmt(ours),
+                "-" if ratio is None else f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x",
                 "-" if target is None else f">= {target:g}x",
                 status,
             ]
@@ -459,52 +505,40 @@ def build_rows(results: dict, args) -> list[list[str]]:
 
     for ns, r in results["sampling"].items():
         target = {16: TARGETS["sample_16"], 128: TARGETS["sample_128"]}.get(ns)
-        rt, ot = med(r["ref"]), med(r["ours"])
+        rt = med(r["ref"]) if r["ref"] else None
         n = len(r["ours"])
         name = f"sample_anymdp ns={ns}, per task (median of {n} seed{'s' if n > 1 else ''})"
-        row(name, fmt_seconds(rt), fmt_seconds(ot), rt / ot, target)
+        row(name, rt, med(r["ours"]), target, fmt_seconds)
         if "ours_batch" in r:
-            bt = r["ours_batch"]
             name = f"sample_anymdp_batch ns={ns}, per task ({r['n_batch']} tasks in one call)"
-            row(name, fmt_seconds(rt), fmt_seconds(bt), rt / bt, None)
+            row(name, rt, r["ours_batch"], None, fmt_seconds)
     vi = results.get("vi")
     if vi:
-        ref_t = mean(vi["ref"])
-        k, b, ns = len(vi["ref"]), args.vi_batch, vi["ns"]
-        ref_s = fmt_seconds(ref_t)
+        ref_t = mean(vi["ref"]) if vi["ref"] else None
+        k, b, ns = len(vi["vi"]), args.vi_batch, vi["ns"]
         single = (
             ("vi", "value_iteration"),
             ("vi_matched", "value_iteration, tol = ref's error"),
             ("pi", "policy_iteration"),
         )
         for key, label in single:
-            t = mean(vi[key])
-            row(f"{label}, ns={ns}, one task (mean of {k})", ref_s, fmt_seconds(t), ref_t / t, TARGETS["vi"])
+            if vi[key]:
+                row(f"{label}, ns={ns}, one task (mean of {k})", ref_t, mean(vi[key]), TARGETS["vi"], fmt_seconds)
         batched = (
             ("vi_batch", "value_iteration"),
             ("vi_batch_matched", "value_iteration, tol = ref's error"),
             ("pi_batch", "policy_iteration"),
         )
         for key, label in batched:
-            t = med(vi[key])
-            row(f"{label}, ns={ns}, batch of {b} (per task)", ref_s, fmt_seconds(t), ref_t / t, TARGETS["vi"])
+            if vi[key]:
+                row(f"{label}, ns={ns}, batch of {b} (per task)", ref_t, med(vi[key]), TARGETS["vi"], fmt_seconds)
     env = results.get("env")
     if env:
-        rr = med(env["ref"])
-        row(
-            f"env steps ns={env['ns']}, AnyMDPEnv (median of {len(env['ref'])})",
-            fmt_rate(rr),
-            fmt_rate(med(env["single"])),
-            med(env["single"]) / rr,
-            None,
-        )
-        row(
-            f"env steps ns={env['ns']}, BatchedAnyMDPEnv B={env['batch']} (all envs)",
-            fmt_rate(rr),
-            fmt_rate(med(env["batched"])),
-            med(env["batched"]) / rr,
-            TARGETS["env_batched"],
-        )
+        rr = med(env["ref"]) if env["ref"] else None
+        name = f"env steps ns={env['ns']}, AnyMDPEnv (median of {len(env['single'])})"
+        row(name, rr, med(env["single"]), None, fmt_rate, rate=True)
+        name = f"env steps ns={env['ns']}, BatchedAnyMDPEnv B={env['batch']} (all envs)"
+        row(name, rr, med(env["batched"]), TARGETS["env_batched"], fmt_rate, rate=True)
     return rows
 
 
@@ -529,7 +563,7 @@ def render_table(rows: list[list[str]], markdown: bool) -> str:
 
 
 def render_report(results: dict, args) -> str:
-    m, ri = results["machine"], results["reference_info"]
+    m, ri = results["machine"], results.get("reference_info")
     threads = results["threads"]
     same = len(set(threads.values())) == 1
     thread_text = (
@@ -541,13 +575,19 @@ def render_report(results: dict, args) -> str:
         f"date: {m['date']}; load average at start {results['load_start']}, at end {results['load_end']}",
         f"machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable), {m['platform']}",
         f"ours: omnirl_core, python {m['python']}, numpy {m['numpy']}",
-        f"reference: xenoverse {ri['xenoverse']}, python {ri['python']}, numpy {ri['numpy']}, numba {ri['numba']}",
+        (
+            f"reference: xenoverse {ri['xenoverse']}, python {ri['python']}, numpy {ri['numpy']}, numba {ri['numba']}"
+            if ri
+            else f"reference: not run (no {args.reference_python}; bash {SETUP_SCRIPT.relative_to(ROOT)} makes it)"
+        ),
         f"threads (both processes): {thread_text}",
         f"run: {' '.join(results['argv']) or '(defaults)'}; wall time {results['wall_seconds']:.0f} s",
     ]
     notes = []
+    if args.smoke:
+        notes.append("smoke run: sizes too small for the targets; it checks that the benchmark runs, nothing more.")
     vi = results.get("vi")
-    if vi:
+    if vi and ri:
         c = vi["checks"]
         notes.append(
             f"value iteration: gamma = 2^(-1/{vi['ns']}) = {vi['gamma']:.6f}; the same {len(vi['ref'])} tasks "
@@ -567,6 +607,12 @@ def render_report(results: dict, args) -> str:
             f"{c['max_abs_dV_batched_vs_single']:.3g}, 'tol = ref's error' vs tol = 1e-8 "
             f"{c['max_abs_dV_matched_vs_exact']:.3g}."
         )
+    elif vi:
+        c = vi["checks"]
+        notes.append(
+            f"value check (ours only): VI vs PI max |dV| = {c['max_abs_dV_vi_vs_pi']:.3g}, batched vs single "
+            f"{c['max_abs_dV_batched_vs_single']:.3g} (|V| up to {c['value_scale']:.3g})."
+        )
     env = results.get("env")
     if env:
         notes.append(
@@ -575,7 +621,8 @@ def render_report(results: dict, args) -> str:
             f"batched {args.env_batch_steps} steps x {env['batch']} envs over {min(args.env_tasks, env['batch'])} "
             f"distinct tasks."
         )
-    notes.append("sampling: the same seeds (1000+) on both sides, alternating which side goes first.")
+    if ri:
+        notes.append("sampling: the same seeds (1000+) on both sides, alternating which side goes first.")
     table = render_table(build_rows(results, args), args.markdown)
     if args.markdown:
         return "\n".join(
@@ -615,18 +662,20 @@ def main(argv: list[str] | None = None) -> int:
 
     t_start = time.perf_counter()
     results: dict = {"argv": argv, "threads": threads, "load_start": loadavg(), "machine": machine_info()}
-    ref = ReferenceWorker(python)
+    ref = ReferenceWorker(python) if python is not None else None
     try:
-        results["reference_info"] = ref("info")
-        log(f"reference worker up (xenoverse {results['reference_info']['xenoverse']}); warming up")
-        ref("warmup")
+        if ref is not None:
+            results["reference_info"] = ref("info")
+            log(f"reference worker up (xenoverse {results['reference_info']['xenoverse']}); warming up")
+            ref("warmup")
         warm_up_ours()
         with tempfile.TemporaryDirectory(prefix="anymdp-bench-") as tmp:
             results["sampling"] = bench_sampling(ref, args, log)
             results["vi"] = bench_value_iteration(ref, args, Path(tmp), log)
             results["env"] = bench_envs(ref, args, Path(tmp), log)
     finally:
-        ref.close()
+        if ref is not None:
+            ref.close()
     results["load_end"] = loadavg()
     results["wall_seconds"] = time.perf_counter() - t_start
     if args.json_out:

@@ -9,18 +9,22 @@ alternately and the medians compared):
   ``naive_chunk_gated_delta_rule`` (chunk 64), target >= 1x;
 - for scale, the per-step naive references (on a shorter sequence, reported per token);
 - training throughput of the quick training config (``params/quick/03_training.yaml``) on this CPU, in
-  environment steps per second (``--train-steps`` iterations after one warm-up iteration).
+  environment steps per second (``--train-steps`` iterations after one warm-up iteration), on a small copy of
+  the dataset it trains on (``--train-sequences`` sequences of ``dpd_bandit`` as ``params/quick/02_synthesis.yaml``
+  defines it, synthesised into a temporary folder first, so a fresh clone needs no notebook output).
 
 Shape: one layer's recurrence with hidden 128 = 2 heads of 64, B = 4, T = 2048, fp32, forward + backward
 (gradients of every input), ``--threads`` torch threads (2). fla-core is loaded by file path (its package
 ``__init__`` imports triton, which a CPU machine lacks); install it with ``pip install fla-core==0.6.0``.
 
     .venv/bin/python bench/bench_model.py [--markdown] [--repeats 5]
+    .venv/bin/python bench/bench_model.py --smoke   # seconds: tiny shapes, one training iteration
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import os
 import platform
@@ -35,6 +39,8 @@ from omnirl_core.model.ops.dplr import rwkv7_chunked, rwkv7_naive
 from omnirl_core.model.ops.gated_delta import gated_delta_chunked, gated_delta_naive
 
 TARGETS = {"rwkv7": 2.0, "gdn": 1.0}
+TRAIN_CONFIG = "params/quick/03_training.yaml"
+DATA_CONFIG = "params/quick/02_synthesis.yaml"  # defines the dataset TRAIN_CONFIG trains on
 
 
 def load_fla(rel: str):
@@ -97,18 +103,36 @@ def compare(name: str, ours, ref, inputs, tokens: int, repeats: int) -> dict:
     return row
 
 
-def quick_training_rate(steps: int) -> float:
-    """Environment steps per second of the quick training config (timed after a 1-iteration warm-up)."""
+def quick_training_rate(steps: int, n_sequences: int, engine: str = "numba") -> float:
+    """Environment steps per second of the quick training config (timed after a 1-iteration warm-up).
+
+    Its dataset (notebook 02's output) is replaced by ``n_sequences`` sequences of the same dataset config,
+    synthesised into a temporary folder: the time of an iteration depends on the data's shape, not its amount.
+    """
     import tempfile
 
+    from omnirl_core.synthesis import DatasetConfig, SynthesisConfig, synthesize
     from omnirl_core.training import TrainConfig, train
     from omnirl_core.workbook import load_config, repo_path
 
-    cfg = load_config(TrainConfig, repo_path("params/quick/03_training.yaml"))
+    cfg = load_config(TrainConfig, repo_path(TRAIN_CONFIG))
+    name = Path(cfg.data.path).name
+    full = load_config(SynthesisConfig, repo_path(DATA_CONFIG)).datasets[name]
+    small = dataclasses.asdict(full) | {
+        "n_sequences": n_sequences,
+        "sequences_per_shard": n_sequences,
+        "batch_size": min(n_sequences, full.batch_size),
+        "engine": engine,
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        warm = load_config(TrainConfig, repo_path("params/quick/03_training.yaml"), overrides={"steps": 1})
-        train(warm, Path(tmp) / "warm", progress=False)
-        timed_cfg = load_config(TrainConfig, repo_path("params/quick/03_training.yaml"), overrides={"steps": steps})
+        data = Path(tmp) / "data" / name
+        synthesize(load_config(DatasetConfig, small), data, progress=False)
+
+        def config(n: int) -> TrainConfig:
+            return load_config(TrainConfig, repo_path(TRAIN_CONFIG), overrides={"steps": n, "data.path": str(data)})
+
+        train(config(1), Path(tmp) / "warm", progress=False)
+        timed_cfg = config(steps)
         t0 = time.perf_counter()
         train(timed_cfg, Path(tmp) / "run", progress=False)
         seconds = time.perf_counter() - t0
@@ -117,16 +141,27 @@ def quick_training_rate(steps: int) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--B", type=int, default=4)
-    parser.add_argument("--T", type=int, default=2048)
+    parser.add_argument("--B", type=int, default=None, help="batch [4; smoke 1]")
+    parser.add_argument("--T", type=int, default=None, help="sequence length [2048; smoke 128]")
     parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--head-dim", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--naive-T", type=int, default=256, help="sequence length for the per-step references")
-    parser.add_argument("--train-steps", type=int, default=40, help="iterations of the quick training config")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads [2; smoke 1]")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per side [5; smoke 1]")
+    parser.add_argument("--naive-T", type=int, default=None, help="sequence length for the per-step references [256; "
+                        "smoke 16]")
+    parser.add_argument("--train-steps", type=int, default=None, help="iterations of the quick training config [40; "
+                        "smoke 1]")
+    parser.add_argument("--train-sequences", type=int, default=None, help="sequences of the dataset synthesised for "
+                        "the training row [256, one shard; smoke 8]")
+    parser.add_argument("--smoke", action="store_true", help="seconds: tiny shapes, one training iteration (checks "
+                        "that the script runs; the numbers mean little)")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
+    sizes = {"B": (4, 1), "T": (2048, 128), "threads": (2, 1), "repeats": (5, 1), "naive_T": (256, 16),
+             "train_steps": (40, 1), "train_sequences": (256, 8)}
+    for name, (full, smoke) in sizes.items():
+        if getattr(args, name) is None:
+            setattr(args, name, smoke if args.smoke else full)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)  # long decays produce subnormal floats that slow CPU backward passes
     B, T, H, K = args.B, args.T, args.heads, args.head_dim
@@ -182,7 +217,8 @@ def main(argv=None) -> int:
     short = [t.detach()[:, : args.naive_T].clone().requires_grad_() for t in y]
     rows.append(compare("Gated DeltaNet per-step naive (ours)", gated_delta_naive, None, short, B * args.naive_T, 2))
 
-    train_rate = quick_training_rate(args.train_steps)
+    # The numpy engine needs no compilation, which on a cold numba cache would take longer than a smoke run.
+    train_rate = quick_training_rate(args.train_steps, args.train_sequences, "numpy" if args.smoke else "numba")
 
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
     print(
@@ -216,8 +252,9 @@ def main(argv=None) -> int:
         for line in [head, *lines]:
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)))
     print(
-        f"training, params/quick/03_training.yaml on CPU: {train_rate:,.0f} environment steps/s "
-        f"(batch x sequence length per iteration / seconds, {args.train_steps} iterations)"
+        f"training, {TRAIN_CONFIG} on CPU: {train_rate:,.0f} environment steps/s "
+        f"(batch x sequence length per iteration / seconds, {args.train_steps} iterations; data: "
+        f"{args.train_sequences} sequences of its dataset as {DATA_CONFIG} defines it, synthesised for this run)"
     )
     if dplr_ref is None or gdn_ref is None:
         print("fla-core is not installed: reference columns are empty (pip install fla-core==0.6.0)")

@@ -13,6 +13,7 @@ sides are measured alternately, ``--repeats`` times each, and the best rate of e
 machine slows both alike). Under the table: the projection of core-hours and disk for D_Large (6B steps).
 
     python bench/bench_synthesis.py [--quick] [--markdown] [--json-out PATH]
+    python bench/bench_synthesis.py --smoke     # seconds: tiny sizes, checks that it runs
 """
 
 from __future__ import annotations
@@ -41,11 +42,15 @@ def _args(argv=None):
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
+    ap.add_argument("--smoke", action="store_true", help="tiny runs (seconds): checks that the script runs; the "
+                    "numbers mean little")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json-out", default=None)
     a = ap.parse_args(argv)
     if a.quick:
         a.batch, a.seq_len, a.ref_steps, a.repeats = 64, 2048, 8000, 1
+    if a.smoke:
+        a.batch, a.seq_len, a.ref_steps, a.repeats, a.ns_large = 8, 256, 400, 1, 32
     return a
 
 
@@ -147,6 +152,8 @@ def main(argv=None) -> int:
     print(f"D_Large (6B steps, ns 16..128): about {report['d_large_core_hours']:,.0f} core-hours at "
           f"{d_large_rate:,.0f} steps/s per core; disk {report['d_large_disk_gb']:.0f} GB "
           f"({bytes_per_step} bytes per step)")
+    if a.smoke:
+        print("smoke run: sizes too small for the target and the projection; it checks that the benchmark runs")
     if a.json_out:
         Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json_out).write_text(json.dumps(report, indent=1))

@@ -59,7 +59,12 @@ def _import_reference():
     return xenoverse, AnyMDPTaskSampler, AnyMDPEnv, update_value_matrix
 
 
-XENOVERSE, AnyMDPTaskSampler, AnyMDPEnv, update_value_matrix = _import_reference()
+try:
+    XENOVERSE, AnyMDPTaskSampler, AnyMDPEnv, update_value_matrix = _import_reference()
+    MISSING: ImportError | None = None
+except ImportError as exc:  # not the reference venv: main() says so in one line, after --help has had its say
+    XENOVERSE = AnyMDPTaskSampler = AnyMDPEnv = update_value_matrix = None
+    MISSING = exc
 
 
 def info() -> dict:
@@ -233,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gamma", type=float, help="discount for value iteration on --tasks")
     p.add_argument("--env-steps", type=int, default=0, help="env steps per repeat on the first of --tasks")
     args = p.parse_args(argv)
+    if MISSING is not None:
+        sys.exit(
+            f"reference_anymdp.py: cannot import xenoverse ({MISSING}); it runs in the reference venv: "
+            "bash bench/setup_reference.sh, then bench/.ref-venv/bin/python bench/reference_anymdp.py"
+        )
     if args.serve:
         serve()
         return 0

@@ -19,10 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
-from xenoverse.anymdp import AnyMDPEnv, AnyMDPSolverMBRL, AnyMDPSolverOpt, AnyMDPSolverQ, AnyMDPTaskSampler
+
+try:
+    from xenoverse.anymdp import AnyMDPEnv, AnyMDPSolverMBRL, AnyMDPSolverOpt, AnyMDPSolverQ, AnyMDPTaskSampler
+
+    MISSING: ImportError | None = None
+except ImportError as exc:  # not the reference venv: main() says so in one line, after --help has had its say
+    MISSING = exc
 
 # behaviour: (kind, tag); kinds: q, mb, opt0.5, opt0.93, opt0.994, noisy0.93, noisy0.994, random
 MIXTURE = [("random", 6, 0.1), ("mb", 4, 0.1), ("q", 5, 0.1), ("mb_opt", 4, 0.4), ("noisy0.93", 2, 0.1),
@@ -75,12 +82,17 @@ def run_sequence(ns: int, na: int, T: int, seed: int, rng: np.random.Generator) 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20000)
     ap.add_argument("--seq-len", type=int, default=4000)
     ap.add_argument("--ns", type=int, default=16)
     ap.add_argument("--na", type=int, default=5)
     args = ap.parse_args()
+    if MISSING is not None:
+        sys.exit(
+            f"reference_synthesis.py: cannot import xenoverse ({MISSING}); it runs in the reference venv: "
+            "bash bench/setup_reference.sh, then bench/.ref-venv/bin/python bench/reference_synthesis.py"
+        )
     rng = np.random.default_rng(0)
     run_sequence(args.ns, args.na, 200, 999, rng)  # warm-up: numba compilation of the solvers, first imports
     total, secs, setup, seed = 0, 0.0, 0.0, 1000

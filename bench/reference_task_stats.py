@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from xenoverse.anymdp import AnyMDPTaskSampler  # noqa: E402
+try:
+    from xenoverse.anymdp import AnyMDPTaskSampler
+
+    MISSING: ImportError | None = None
+except ImportError as exc:  # not the reference venv: main() says so in one line, after --help has had its say
+    MISSING = exc
 
 from omnirl_core.world import Task, task_statistics  # noqa: E402
 from omnirl_core.world.stats import DISTRIBUTION_LEVELS, reward_scale_statistics, summarise  # noqa: E402
@@ -64,14 +69,19 @@ def parse_sizes(text: str) -> dict[int, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import xenoverse
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out")
     ap.add_argument("--sizes", type=parse_sizes, default=SIZES)
     ap.add_argument("--only", type=lambda s: [int(v) for v in s.split(",")], default=None)
     ap.add_argument("--jobs", type=int, default=1)
     args = ap.parse_args(argv)
+    if MISSING is not None:
+        sys.exit(
+            f"reference_task_stats.py: cannot import xenoverse ({MISSING}); it runs in the reference venv: "
+            "bash bench/setup_reference.sh, then bench/.ref-venv/bin/python bench/reference_task_stats.py OUT"
+        )
+    import xenoverse
+
     out_path = Path(args.out)
     version = getattr(xenoverse, "__version__", "0.1.14.0")
     out = json.loads(out_path.read_text()) if args.only and out_path.exists() else {}

@@ -3,6 +3,7 @@ executed action is the label (the oracle's action), for each synthesis process s
 
     python bench/synthesis_shares.py                       # dpd mixture, AnyMDP(16, 5), 256 x 4,096 steps
     python bench/synthesis_shares.py --ns 32 --seq-len 8192 --n 128 --engine numpy
+    python bench/synthesis_shares.py --smoke             # seconds: 8 x 256 steps, numpy engine
 
 Prints one table per quantity with a column per process (``DatasetConfig.process``); the numbers are shares of the
 non-boundary steps of one shard, seed 0.
@@ -38,11 +39,16 @@ def shares(process: str | None, args) -> dict[str, dict[str, float]]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ns", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=4096)
-    p.add_argument("--n", type=int, default=256)
-    p.add_argument("--engine", default="numba", choices=("numba", "numpy"))
+    p.add_argument("--seq-len", type=int, default=None, help="steps per sequence [4096; smoke 256]")
+    p.add_argument("--n", type=int, default=None, help="sequences [256; smoke 8]")
+    p.add_argument("--engine", default=None, choices=("numba", "numpy"), help="[numba; smoke numpy]")
     p.add_argument("--process", nargs="*", default=None, help="processes to compare (default: all)")
+    p.add_argument("--smoke", action="store_true", help="seconds: a tiny shard (checks that the script runs)")
     args = p.parse_args()
+    # The numpy engine needs no compilation, which on a cold numba cache would take longer than a smoke run.
+    for name, full, smoke in (("seq_len", 4096, 256), ("n", 256, 8), ("engine", "numba", "numpy")):
+        if getattr(args, name) is None:
+            setattr(args, name, smoke if args.smoke else full)
     field = DatasetConfig.__dataclass_fields__.get("process")
     processes = args.process or ([None] if field is None else ["reference", "workbench_v1"])
     cols = {str(pr): shares(pr, args) for pr in processes}

@@ -35,7 +35,7 @@ SHRINK = {
            "device=cpu", "torch_threads=1", "launch.nproc_per_node=2", "launch.poll_seconds=0.5",
            "post_training.steps=2", "post_training.seq_len=512", "post_training.warmup_steps=1",
            "model.backend=torch"],  # the profile asks for fla's Triton kernels, which need a GPU
-    "04": ["suites=[anymdp_16]", "n_tasks=2", "n_episodes=8", "agents=[random, oracle, omnirl]",
+    "04": ["suites=[anymdp_16]", "n_tasks=2", "n_episodes=8", "tql_eval_every=4", "agents=[random, oracle, omnirl]",
            "demo_episodes=2", "device=cpu", "pendulum_samples=10", "pendulum_reference_episodes=2",
            "long_context.steps=256", "long_context.n_tasks=2", "long_context.loss_sequences=1",
            "long_context.bins=4", "long_context.chunk_len=128"],

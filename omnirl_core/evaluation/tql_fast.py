@@ -37,6 +37,8 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 try:
     from numba import njit
 
+    from ..synthesis.numba_learners import q_observe
+
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - numba is a dependency; this keeps the numpy path usable without it
     HAVE_NUMBA = False
@@ -117,18 +119,9 @@ def _ucb_act(Q, n_sa, s, total, c, key, ctr):
 
 @njit(cache=True)
 def _ucb_observe(Q, n_sa, n_s, learned_terminal, total, s, a, r, o2, term, gamma, H):
-    """QLearner.observe (rule "ucb") for one run; returns the new step count."""
-    boot = 0.0
-    if not term:
-        boot = Q[o2, 0]
-        for j in range(1, Q.shape[1]):
-            boot = max(boot, Q[o2, j])
-    target = r + gamma * boot
-    n_sa[s, a] += 1
-    n_s[s] += 1
-    learned_terminal[s] = False
-    lr = (H + 1.0) / (H + n_sa[s, a])
-    Q[s, a] += lr * (target - Q[s, a])
+    """QLearner.observe (rule "ucb") for one run, the update the compiled synthesis learners make; returns the new
+    step count."""
+    q_observe(Q, n_sa, n_s, learned_terminal, s, a, r, o2, term, gamma, 1.0, H, True)
     if term and n_s[o2] == 0 and not learned_terminal[o2]:
         learned_terminal[o2] = True
         Q[o2, :] = 0.0
