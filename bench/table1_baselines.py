@@ -82,8 +82,8 @@ def main(argv=None) -> int:
     p.add_argument("--suites", nargs="+", default=TABULAR)
     p.add_argument("--n-tasks", type=int, default=8, help="tasks (or parallel runs) per suite (quick profile: 8)")
     p.add_argument("--episodes", type=int, default=10_000, help="training episodes per task (the paper: 10,000)")
-    p.add_argument("--c-grid", type=float, nargs="+", default=[0.1, 1.0])
-    p.add_argument("--H-grid", type=float, nargs="+", default=[200.0, 4000.0])
+    p.add_argument("--c-grid", type=float, nargs="+", default=[0.1, 1.0, 10.0], help="as the quick profile")
+    p.add_argument("--H-grid", type=float, nargs="+", default=[50.0, 200.0, 4000.0], help="as the quick profile")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--smooth", type=int, default=1000,

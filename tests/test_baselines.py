@@ -19,7 +19,9 @@ from omnirl_core.evaluation import (
     tune_tql,
     write_report,
 )
+from omnirl_core.evaluation.agents import OmniRLAgent
 from omnirl_core.evaluation.baselines import run_tql
+from omnirl_core.evaluation.models import load_shipped
 from omnirl_core.evaluation.offline import CQL_MISSING, collect_demonstrations, have_d3rlpy, run_cql
 from omnirl_core.evaluation.tested import play_policy, run_tested
 from omnirl_core.workbook import ConfigError, load_config
@@ -177,3 +179,42 @@ def test_evaluate_skips_cql_with_the_install_line_when_d3rlpy_is_missing(monkeyp
     logs: list[str] = []
     assert evaluate(cfg, log=logs.append) == []
     assert f"frozenlake: CQL skipped ({CQL_MISSING})" in logs
+
+
+# -------------------------------------------------------------------------------- demonstrations in context
+DEMO_BANDITS, DEMO_EPISODES, EARLY_EPISODES = 32, 20, 8
+
+
+class _ForgetsDemonstrations(OmniRLAgent):
+    """Broken on purpose: empties its memory when its own episodes start (every bandit demonstration is one step, so
+    all runs leave the demonstration at the same step), so the demonstrations never reach the context."""
+
+    def act(self, obs):
+        self._calls = getattr(self, "_calls", 0) + 1
+        if self._calls == DEMO_EPISODES + 1:
+            self.state = None
+        return super().act(obs)
+
+
+def _demonstration_gain(agent_cls, demo) -> tuple[float, float]:
+    """Paired over the bandits (same seeds): mean score of the first EARLY_EPISODES own episodes after
+    DEMO_EPISODES demonstrations minus that with an empty context (online); (mean, standard error)."""
+    model, info = load_shipped("models/omnirl-tiny-bandit")
+    suite = build_suite("anymdp_1", DEMO_BANDITS)
+    online = run_agent(suite, agent_cls(model, info.temperature), EARLY_EPISODES, seed=0)
+    shown = run_agent(suite, agent_cls(model, info.temperature), EARLY_EPISODES, seed=0, demo=demo,
+                      demo_episodes=DEMO_EPISODES)
+    d = shown.scores.mean(axis=1) - online.scores.mean(axis=1)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(d.size))
+
+
+@pytest.mark.parametrize("mode", ["offline", "imitation"])
+def test_demonstrations_in_context_raise_the_shipped_bandit_models_early_score(mode):
+    demo = NoisyOracleAgent(0.3) if mode == "offline" else OracleAgent()  # the protocol's demonstrators
+    gain, se = _demonstration_gain(OmniRLAgent, demo)
+    assert gain - 3 * se > 0.3, (mode, gain, se)
+
+
+def test_demonstration_gain_check_rejects_a_model_that_forgets_the_demonstrations():
+    gain, se = _demonstration_gain(_ForgetsDemonstrations, OracleAgent())
+    assert not gain - 3 * se > 0.3, (gain, se)

@@ -1,5 +1,7 @@
 """The Task container and the samplers' contracts (sizes, seeding, structure of every draw)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,66 @@ def test_batch_sampler_is_deterministic_and_valid():
     bandits = sample_anymdp_batch(3, 1, 4, seed=0)
     assert all(t.is_bandit and t.na == 4 for t in bandits)
     assert sample_anymdp_batch(0, 16, seed=0) == []
+
+
+# ---------------------------------------------------------------- Garnet: the law of the draw, not only its shape
+GARNET_NS, GARNET_NA, GARNET_B, GARNET_DRAWS = 16, 5, 3, 120
+
+
+def _garnet_draws(sampler) -> np.ndarray:
+    """Transitions of GARNET_DRAWS seeded draws of ``sampler(ns, na, b, seed)`` -> [draws, ns, na, ns]."""
+    return np.stack([sampler(GARNET_NS, GARNET_NA, GARNET_B, seed).transition for seed in range(GARNET_DRAWS)])
+
+
+def _check_garnet_law(P: np.ndarray) -> None:
+    """Successors: b distinct states per (s, a), every state as often as the others (chi-square over the pooled
+    counts), and the successor sets of two (s, a) pairs overlap as independent uniform b-subsets do (mean
+    |S1 & S2| = b^2 / ns). Split: b - 1 uniform cut points of [0, 1], so the largest share has mean H_b / b and the
+    share of any one successor (here the lowest-numbered) is Beta(1, b - 1)."""
+    from scipy import stats
+
+    ns, b = GARNET_NS, GARNET_B
+    rows = P.reshape(-1, ns)
+    assert ((rows > 0).sum(1) == b).all()
+    counts = (rows > 0).sum(0)
+    assert stats.chisquare(counts).pvalue > 1e-3, counts
+    succ = (P > 0).reshape(P.shape[0], -1, ns).astype(float)  # [draws, ns * na, ns]
+    overlap = np.einsum("dik,djk->dij", succ, succ)
+    pairs = overlap[:, ~np.eye(succ.shape[1], dtype=bool)]  # distinct (s, a) pairs of the same task
+    var = b * (b / ns) * (1 - b / ns) * (ns - b) / (ns - 1)  # hypergeometric variance of one overlap
+    assert abs(pairs.mean() - b * b / ns) < 4 * math.sqrt(var / rows.shape[0]), pairs.mean()  # pairs correlate
+    shares = np.sort(rows, axis=1)[:, ::-1][:, :b]
+    harmonic = sum(1.0 / k for k in range(1, b + 1))
+    largest = shares[:, 0]
+    assert abs(largest.mean() - harmonic / b) < 4 * largest.std() / math.sqrt(largest.size), largest.mean()
+    first = rows[np.arange(rows.shape[0]), (rows > 0).argmax(1)]
+    ks = stats.kstest(first, lambda x: 1 - (1 - np.clip(x, 0, 1)) ** (b - 1))
+    assert ks.pvalue > 1e-3, (ks.statistic, ks.pvalue)
+
+
+def test_garnet_successors_are_uniform_independent_and_the_split_is_uniform_cuts():
+    _check_garnet_law(_garnet_draws(sample_garnet))
+
+
+def _fixed_successors(ns, na, b, seed):  # always states 0 .. b-1, with the right split
+    task = sample_garnet(ns, na, b, seed)
+    P = np.zeros_like(task.transition)
+    P[..., :b] = np.sort(task.transition, axis=-1)[..., ::-1][..., :b]
+    return Task.from_arrays(P, np.zeros((ns, na)), max_steps=10)
+
+
+def _even_split(ns, na, b, seed):  # the right successors, each with probability 1 / b
+    task = sample_garnet(ns, na, b, seed)
+    return Task.from_arrays((task.transition > 0) / b, np.zeros((ns, na)), max_steps=10)
+
+
+def _shared_successors(ns, na, b, seed):  # one successor set drawn per task, reused by every (s, a)
+    task = sample_garnet(ns, na, b, seed)
+    P = np.broadcast_to(task.transition[0, 0], task.transition.shape).copy()
+    return Task.from_arrays(P, np.zeros((ns, na)), max_steps=10)
+
+
+@pytest.mark.parametrize("broken", [_fixed_successors, _even_split, _shared_successors])
+def test_garnet_law_check_rejects_broken_samplers(broken):
+    with pytest.raises(AssertionError):
+        _check_garnet_law(_garnet_draws(broken))
