@@ -172,7 +172,7 @@ def test_evaluate_adds_expected_reward_rows_on_bandits_and_the_table_says_which(
                      ("frozenlake", "random", "sampled"), ("frozenlake", "oracle", "sampled")]
     md = rp.write_report(results, tmp_path, smooth=5)["md"].read_text()
     assert "only where the window is full" in md and "| reward |" in md and "pseudo-reward" in md
-    assert "| anymdp_1 | oracle | expected | 1.000 [+1.00, +1.00] |" in md
+    assert "| anymdp_1 | oracle | expected | 30 | 1.000 [+1.00, +1.00] |" in md  # 30: the episodes per run
 
 
 # ---------------------------------------------------------------------------------------------- long contexts

@@ -133,6 +133,11 @@ def reward_kind(result: RunResult) -> str:
     return str(result.info.get("reward", "sampled"))
 
 
+def episode_budget(result: RunResult) -> int:
+    """Training episodes per run of ``result`` (the baselines run the paper's budget, OmniRL its own)."""
+    return int(result.info.get("n_episodes", result.returns.shape[1]))
+
+
 def table_rows(results: Sequence[RunResult], smooth: int = 5, smooth_tested: int | None = None) -> list[dict]:
     """One row per (suite, agent): our metrics and the paper's numbers for that method where it has them.
     ``smooth_tested``: the window (training episodes) of curves of test points (default ``smooth``)."""
@@ -143,7 +148,8 @@ def table_rows(results: Sequence[RunResult], smooth: int = 5, smooth_tested: int
         base = r.agent.split(" ")[0]
         paper = PAPER_TABLE1.get(r.suite, {}).get(paper_name.get(base, ""), (math.nan, None))
         rows.append({
-            "suite": r.suite, "agent": r.agent, "reward": reward_kind(r), "best_score": m["best"],
+            "suite": r.suite, "agent": r.agent, "reward": reward_kind(r), "episodes": episode_budget(r),
+            "best_score": m["best"],
             "best_low": m["best_ci"][0], "best_high": m["best_ci"][1], "episodes_to_99": m["episodes_99"],
             "steps_to_99": m["steps_99"], "final_score": m["final"], "final_low": m["final_ci"][0],
             "final_high": m["final_ci"][1], "runs": m["n_runs"], "skipped": m["n_skipped"],
@@ -179,7 +185,7 @@ def _fmt_ci(row: dict, key: str) -> str:
 
 def markdown_table(rows: Sequence[dict]) -> str:
     """The rows as Markdown; best and final score each with its 95% interval over tasks."""
-    cols = ["suite", "agent", "reward", "best_score [95% CI]", "final_score [95% CI]", "episodes_to_99",
+    cols = ["suite", "agent", "reward", "episodes", "best_score [95% CI]", "final_score [95% CI]", "episodes_to_99",
             "steps_to_99", "paper_best_score", "paper_steps_to_99", "runs", "skipped"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for row in rows:
@@ -188,7 +194,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
             if c.endswith("[95% CI]"):
                 cells.append(_fmt_ci(row, c.split("_")[0]))
             else:
-                cells.append(_fmt_steps(row[c]) if "steps" in c or "episodes" in c else _fmt(row[c]))
+                cells.append(_fmt_steps(row[c]) if "steps" in c or "episodes_" in c else _fmt(row[c]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -205,7 +211,8 @@ def caption(smooth: int, smooth_tested: int | None = None) -> str:
             "calibration rows (random ~0, oracle ~1) show by how much. Reward column: `sampled` scores the rewards "
             "the agent received; `expected` (bandits) the same runs scored by the expected reward of each arm pulled "
             "(the pseudo-reward), which is free of the reward noise. Paper columns: the paper's Table 1 for the "
-            "same method (10,000 episodes).")
+            "same method (10,000 episodes). Episodes: the training episodes per run of that row (the quick profile "
+            "gives OmniRL fewer than the baselines).")
 
 
 def write_report(results: Sequence[RunResult], out_dir: str | os.PathLike, smooth: int = 5,
