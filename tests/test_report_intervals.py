@@ -198,3 +198,19 @@ def test_long_context_figure_names_its_reward_and_says_when_its_intervals_are_to
     assert lcx.score_half_width(wide["models"]["a"]["score"]) == pytest.approx(2.0)
     assert "too wide" not in texts(narrow) and "expected reward" in texts(narrow)
     assert "too wide to read" in texts(wide)
+
+
+def test_a_run_shorter_than_the_window_is_scored_over_its_whole_length():
+    """Pendulum's baselines run fewer training episodes (200) than the test-point window (1,000): their row takes
+    the whole run as one window instead of reading '-' (no full window)."""
+    from omnirl_core.evaluation.runs import RunResult
+
+    rng = np.random.default_rng(0)
+    returns = rng.normal(0.5, 0.1, size=(6, 2))  # 2 test points, one per 100 of 200 training episodes
+    res = RunResult("pendulum_g9.8", "TQL-UCB (c=1, H=4000)", returns, np.cumsum(np.full((6, 2), 200.0), axis=1),
+                    np.ones(6), np.zeros(6), np.ones(6, bool),
+                    {"eval_every": 100, "n_episodes": 200, "episode_index": [100, 200]})
+    row = rp.table_rows([res], smooth=20, smooth_tested=1000)[0]
+    assert row["episodes"] == 200
+    assert row["best_score"] == pytest.approx(returns.mean())  # the one window: both points of every run
+    assert np.isnan(rp.table_metrics(res, 1000)["best"])  # the window alone would find none full

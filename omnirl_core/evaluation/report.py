@@ -144,7 +144,8 @@ def table_rows(results: Sequence[RunResult], smooth: int = 5, smooth_tested: int
     paper_name = {"TQL-UCB": "TQL-UCB", "PPO": "PPO", "OmniRL": "OmniRL"}
     rows = []
     for r in results:
-        m = table_metrics(r, smooth_tested if smooth_tested and "eval_every" in r.info else smooth)
+        window = smooth_tested if smooth_tested and "eval_every" in r.info else smooth
+        m = table_metrics(r, min(window, episode_budget(r)))  # a run shorter than the window: its whole length
         base = r.agent.split(" ")[0]
         paper = PAPER_TABLE1.get(r.suite, {}).get(paper_name.get(base, ""), (math.nan, None))
         rows.append({
@@ -212,7 +213,8 @@ def caption(smooth: int, smooth_tested: int | None = None) -> str:
             "the agent received; `expected` (bandits) the same runs scored by the expected reward of each arm pulled "
             "(the pseudo-reward), which is free of the reward noise. Paper columns: the paper's Table 1 for the "
             "same method (10,000 episodes). Episodes: the training episodes per run of that row (the quick profile "
-            "gives OmniRL fewer than the baselines).")
+            "gives OmniRL fewer than the baselines); a row with fewer episodes than the window takes them all as "
+            "one window.")
 
 
 def write_report(results: Sequence[RunResult], out_dir: str | os.PathLike, smooth: int = 5,
