@@ -48,6 +48,7 @@ from omnirl_core import evaluation as ev
 from omnirl_core import views
 from omnirl_core.evaluation import suites as su
 from omnirl_core.workbook import notebook_config, repo_path, run_artefact
+from omnirl_core.workbook.devices import slots, spreads
 
 cfg = notebook_config("04_evaluation", globals())  # the file, then what papermill injected; saved in run_dir
 out_dir = repo_path(run_dir) / "04_evaluation"
@@ -101,7 +102,8 @@ if cfg.checkpoint and cfg.checkpoint != ev.SHIPPED and "omnirl" in cfg.agents:
     print(f"OmniRL loaded from {ckpt}: {model.cfg.backbone}, {model.cfg.num_layers} x {model.cfg.hidden_size}")
 
 t0 = time.time()
-if cfg.devices:  # the 8-GPU node: one suite per GPU at a time, in parallel processes that load the checkpoint
+spread = spreads(cfg.devices, cfg.cpu_processes)  # the GPUs of the node, or each core of a small machine
+if spread:  # one suite per GPU (or core) at a time, in parallel processes that load the checkpoint
     if model is not None:
         cfg.checkpoint = str(ckpt)
     results = ev.evaluate_on_devices(cfg, out_dir)
@@ -198,18 +200,24 @@ from omnirl_core.workbook import MissingArtefact  # noqa: E402
 
 lc = cfg.long_context
 if lc.enabled:
-    lc_models = {}
+    lc_paths = {}
     for path in lc.checkpoints:
         try:
-            found = run_artefact(repo_path(run_dir), path, key="long_context.checkpoints", made_by="03_training")
+            lc_paths[path] = run_artefact(repo_path(run_dir), path, key="long_context.checkpoints",
+                                          made_by="03_training")
         except MissingArtefact as exc:
             print(f"skipped: {exc}")
-            continue
-        lc_models[path] = ev.load_model(found, device=cfg.device)
-    lc_suite = su.build_suite(lc.suite, lc.n_tasks)
     t0 = time.time()
-    lc_report = lcx.long_context_report(lc, lc_models, lc_suite, temperature=cfg.temperature, seed=cfg.seed,
-                                        device=cfg.device, progress=cfg.progress)
+    if spread and len(lc_paths) > 1:  # one model per GPU (or core), as the suites above
+        lc_report = lcx.long_context_spread(lc, lc_paths, out_dir / "long_context", temperature=cfg.temperature,
+                                            seed=cfg.seed, device=cfg.device,
+                                            slots=slots(cfg.devices, cfg.cpu_processes),
+                                            torch_threads=cfg.torch_threads)
+    else:
+        lc_models = {path: ev.load_model(found, device=cfg.device) for path, found in lc_paths.items()}
+        lc_report = lcx.long_context_report(lc, lc_models, su.build_suite(lc.suite, lc.n_tasks),
+                                            temperature=cfg.temperature, seed=cfg.seed, device=cfg.device,
+                                            progress=cfg.progress)
     print(f"long contexts measured in {time.time() - t0:.1f} s")
     (out_dir / "long_context.json").write_text(json.dumps(lc_report, indent=1))
     lines = [f"| model | loss, first bin -> last | score ({lc_report['reward']} reward), first bin -> last "

@@ -52,6 +52,7 @@ from omnirl_core.evaluation import load_model
 from omnirl_core.studies import ablations as ab
 from omnirl_core.studies import cross_suite as xs
 from omnirl_core.workbook import notebook_config, repo_path, run_artefact
+from omnirl_core.workbook.devices import spreads
 
 cfg = notebook_config("05_ablations", globals())  # the file, then what papermill injected; saved in run_dir
 out_dir = repo_path(run_dir) / "05_ablations"
@@ -83,7 +84,8 @@ display(Markdown("\n".join(lines)))
 #
 # Finished work is reused: a variant whose `gain.json` matches its configuration is read back, an interrupted
 # training run resumes from its last checkpoint, and a dataset shared by several variants is built once. With
-# `devices` set (the paper profile: the node's 8 GPUs) the variants run in parallel processes, one per GPU.
+# `devices` set (the paper profile: the node's 8 GPUs) the variants run in parallel processes, one per GPU; on a
+# small machine `cpu_processes` (the quick profile: 2) runs them one per core.
 # With `seeds: N` every variant is trained N times (seed s adds s to its training and dataset seeds; seed 0 is
 # the single run) and its row pools the seeds: means with 95% intervals over seeds and tasks, each seed's own
 # gain listed beside them. `results_dir` keeps each finished (variant, seed) as small files that outlive the run
@@ -91,7 +93,7 @@ display(Markdown("\n".join(lines)))
 
 # %%
 t0 = time.time()
-if cfg.devices:  # the 8-GPU node: one variant per GPU at a time, in parallel processes
+if spreads(cfg.devices, cfg.cpu_processes):  # one variant per GPU (the 8-GPU node) or per core at a time
     ab.spread_variants(cfg, repo_path(run_dir) / "05_ablations.config.yaml", out_dir, chosen)  # what runs here
 results = ab.run_studies(cfg, out_dir, chosen)  # after spreading: every variant is read back from its folder
 tql = {name: ab.tql_reference(cfg, name) for name in results} if cfg.tql else {}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from omnirl_core.studies import ablations as ab
+from omnirl_core.studies import cli as studies_cli
 from omnirl_core.studies import cross_suite as xs
 from omnirl_core.workbook import ConfigError, load_config, repo_path
 
@@ -150,32 +151,37 @@ def test_command_line_runs_one_variant(tmp_path, capsys):
     cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}})
     path = tmp_path / "abl.yaml"
     dump_config(cfg, path)
-    assert ab.main([str(path), "--study", "tags", "--variant", "no_tags", "--out", str(tmp_path / "run")]) == 0
+    assert studies_cli.main([str(path), "--study", "tags", "--variant", "no_tags", "--out", str(tmp_path / "run")]) == 0
     assert (tmp_path / "run" / "tags" / "no_tags.json").is_file()
     assert not (tmp_path / "run" / "tags" / "dpd.json").exists()
     with pytest.raises(SystemExit):
-        ab.main([str(path), "--study", "tags", "--variant", "nope"])
-    assert ab.main([str(path), "--out", str(tmp_path / "run")]) == 0
+        studies_cli.main([str(path), "--study", "tags", "--variant", "nope"])
+    assert studies_cli.main([str(path), "--out", str(tmp_path / "run")]) == 0
     assert "| tags | dpd |" in capsys.readouterr().out
 
 
-def test_variants_spread_over_devices_run_in_parallel_and_are_read_back(tmp_path):
+@pytest.mark.parametrize("where,started", [({"devices": [0, 1]}, ["device 0", "device 1"]),
+                                           ({"cpu_processes": 2}, ["a CPU process"] * 2)])
+def test_variants_spread_over_devices_run_in_parallel_and_are_read_back(tmp_path, where, started):
     from omnirl_core.workbook import dump_config
 
     cfg = tiny_config(tags={"dpd": {}, "no_tags": {"dataset.preset": "no_tags"}})
-    cfg.devices = [0, 1]
+    for key, value in where.items():
+        setattr(cfg, key, value)
     path = dump_config(cfg, tmp_path / "05.yaml")
     logs: list[str] = []
-    ab.spread_variants(cfg, path, tmp_path / "run", ["tags"], log=logs.append)
-    assert sorted(line for line in logs if "started" in line) == ["tags/dpd: started on device 0",
-                                                                  "tags/no_tags: started on device 1"]
+    given = None if "cpu_processes" in where else path  # None: the command line's way, cfg written to the run
+    ab.spread_variants(cfg, given, tmp_path / "run", ["tags"], log=logs.append)
+    assert given or (tmp_path / "run" / "ablations.config.yaml").is_file()
+    assert sorted(line for line in logs if "started" in line) == [f"tags/dpd: started on {started[0]}",
+                                                                  f"tags/no_tags: started on {started[1]}"]
     logs.clear()
     results = ab.run_studies(cfg, tmp_path / "run", ["tags"], log=logs.append)
     assert all("reusing" in line for line in logs) and len(results["tags"]) == 2
     # a variant that fails stops the spread with its own error
     cfg.studies["tags"].variants["broken"] = {"training.init_from": str(tmp_path / "nonexistent.pt")}
     path = dump_config(cfg, tmp_path / "05b.yaml")
-    with pytest.raises(RuntimeError, match=r"(?s)tags/broken failed on device .*nonexistent\.pt does not exist"):
+    with pytest.raises(RuntimeError, match=r"(?s)tags/broken failed on .*nonexistent\.pt does not exist"):
         ab.spread_variants(cfg, path, tmp_path / "run", ["tags"], log=None)
 
 
@@ -348,15 +354,15 @@ def test_command_line_runs_a_seed_keeps_it_and_reports_without_training(tmp_path
 
     path = dump_config(tiny_config(tags={"dpd": {}}), tmp_path / "abl.yaml")
     kept, out = tmp_path / "kept", str(tmp_path / "run")
-    assert ab.main([str(path), "--study", "tags", "--variant", "dpd", "--seed", "1", "--set", "seeds=2",
+    assert studies_cli.main([str(path), "--study", "tags", "--variant", "dpd", "--seed", "1", "--set", "seeds=2",
                     "--results", str(kept), "--out", out]) == 0
     assert (tmp_path / "run" / "tags" / "dpd.seed1.json").is_file() and (kept / "tags" / "dpd.seed1.json").is_file()
     assert not (tmp_path / "run" / "tags" / "dpd.json").exists()  # seed 0 not run
     with pytest.raises(SystemExit):
-        ab.main([str(path), "--study", "tags", "--variant", "dpd", "--seed", "2", "--set", "seeds=2"])
+        studies_cli.main([str(path), "--study", "tags", "--variant", "dpd", "--seed", "2", "--set", "seeds=2"])
     capsys.readouterr()
-    assert ab.main([str(path), "--all", "--set", "seeds=2", "--results", str(kept), "--out", str(tmp_path / "new"),
-                    "--report"]) == 0
+    assert studies_cli.main([str(path), "--all", "--set", "seeds=2", "--results", str(kept),
+                             "--out", str(tmp_path / "new"), "--report"]) == 0
     assert "| tags | dpd | anymdp_1, 40 steps | 1 |" in capsys.readouterr().out  # the one finished seed
     assert not (tmp_path / "new" / "data").exists()
 

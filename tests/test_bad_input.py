@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from omnirl_core.evaluation import incontext
-from omnirl_core.studies import ablations
+from omnirl_core.studies import cli as studies_cli
 from omnirl_core.synthesis import SynthesisConfig
 from omnirl_core.synthesis import cli as synthesis_cli
 from omnirl_core.training import WEIGHTS, train
@@ -210,9 +210,9 @@ def test_evaluation_cli_refuses_a_damaged_checkpoint_before_scoring(tmp_path, ca
 # ---------------------------------------------------------------------------------------------- studies and workbook
 def test_studies_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     bad = _yaml(tmp_path / "05.yaml", {"eval_suite": "anymdp_4"})
-    assert ablations.main([str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert studies_cli.main([str(bad), "--out", str(tmp_path / "o")]) == 2
     _one_error_line(capsys, "05.yaml", "eval_suite")
-    assert ablations.main([str(tmp_path / "missing.yaml")]) == 2
+    assert studies_cli.main([str(tmp_path / "missing.yaml")]) == 2
     _one_error_line(capsys, "missing.yaml: file not found")
 
 

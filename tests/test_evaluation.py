@@ -253,17 +253,21 @@ def test_evaluate_runs_omnirl_online_offline_and_by_imitation_with_the_right_con
     assert tags_off == {3, 6} and tags_im == {3}
 
 
-def test_suites_spread_over_devices_give_the_results_of_one_process(tmp_path):
+@pytest.mark.parametrize("where,started", [({"devices": [0, 1]}, ["device 1", "device 0"]),
+                                           ({"cpu_processes": 2}, ["a CPU process"] * 2)])
+def test_suites_spread_over_devices_give_the_results_of_one_process(tmp_path, where, started):
     from omnirl_core.evaluation import evaluate_on_devices
 
     cfg = load_config(EvaluationConfig, {"suites": ["frozenlake", "darkroom_6"], "n_tasks": 2, "n_episodes": 4,
                                          "agents": ["random", "oracle"], "checkpoint": None, "progress": False,
-                                         "tql_eval_every": 2, "devices": [0, 1]})
+                                         "tql_eval_every": 2, **where})
     logs: list[str] = []
+    (tmp_path / "devices" / "frozenlake").mkdir(parents=True)
+    (tmp_path / "devices" / "frozenlake" / "999.npz").write_bytes(b"")  # an earlier run's file: not read back
     spread = evaluate_on_devices(cfg, tmp_path, log=logs.append)
     here = evaluate(cfg, log=None)
-    assert sorted(line for line in logs if "started" in line) == ["darkroom_6: started on device 1",
-                                                                  "frozenlake: started on device 0"]
+    assert sorted(line for line in logs if "started" in line) == [f"darkroom_6: started on {started[0]}",
+                                                                  f"frozenlake: started on {started[1]}"]
     assert [(r.suite, r.agent) for r in spread] == [(r.suite, r.agent) for r in here]
     for a, b in zip(spread, here):
         assert np.array_equal(a.returns, b.returns, equal_nan=True) and np.array_equal(a.valid, b.valid)

@@ -3,6 +3,8 @@ score per bin from episode ends, and a shipped model whose score rises along a l
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -81,3 +83,27 @@ def test_the_shipped_bandit_model_scores_higher_late_in_a_long_run_than_early():
     assert ent["entropy"][0] > 1.2 and ent["entropy"][-1] < ent["entropy"][0] - 0.4, ent
     fig = views.plot_long_context(rep)
     assert [ax.get_xscale() for ax in fig.axes] == ["log"] * 3
+
+
+def test_models_measured_in_processes_of_their_own_give_the_report_of_one_process(tmp_path):
+    from omnirl_core.evaluation import load_model
+    from omnirl_core.evaluation.long_context import long_context_spread
+
+    cfg = load_config(LongContextConfig, {"enabled": True, "steps": 96, "suite": "anymdp_1", "n_tasks": 3,
+                                          "loss_sequences": 1, "bins": 4, "chunk_len": 32})
+    # two different models, so that a mix-up of names and results shows
+    paths = {"bandit": "models/omnirl-tiny-bandit/model.safetensors",
+             "anymdp16": "models/omnirl-tiny-anymdp16/model.safetensors"}
+    logs: list[str] = []
+    spread = long_context_spread(cfg, paths, tmp_path, temperature=0.7, seed=3, slots=[None, None],
+                                 log=logs.append)
+    here = long_context_report(cfg, {k: load_model(p) for k, p in paths.items()}, build_suite("anymdp_1", 3),
+                               temperature=0.7, seed=3)
+    assert sorted(line for line in logs if "started" in line) == ["long context anymdp16: started on a CPU process",
+                                                                  "long context bandit: started on a CPU process"]
+    assert list(spread["models"]) == list(paths)
+    def plain(report):  # JSON as the notebook writes it, NaN (a bin without labels) as None
+        return json.loads(json.dumps(report).replace("NaN", "null"))
+
+    assert plain(spread) == plain(here)  # the same numbers, model for model
+    assert spread["models"]["bandit"] != spread["models"]["anymdp16"]

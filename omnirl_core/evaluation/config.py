@@ -113,7 +113,10 @@ class EvaluationConfig:
     device: str = "cpu"
     "Torch device of the OmniRL model."
     devices: list[int] = field(default_factory=list)
-    "GPUs to spread the suites over (one process per device at a time, needs a checkpoint path); empty: this process."
+    "GPUs to spread the suites over (one process per device at a time, needs a checkpoint path); empty: the CPU."
+    cpu_processes: int = 1
+    ("Without devices: processes on this machine's CPU to spread the suites and the long-context models over, one "
+     "core each (2 on a 2-core machine: the evaluation runs on one thread and would leave the second core idle).")
     torch_threads: int | None = 1
     "Torch CPU threads while OmniRL acts (single-token steps run fastest on one thread); null keeps torch's."
     progress: bool = True
@@ -175,6 +178,7 @@ class EvaluationConfig:
               ">= 1 or null")
         check(self.torch_threads is None or self.torch_threads >= 1, "torch_threads", self.torch_threads,
               ">= 1 or null")
+        check(self.cpu_processes >= 1, "cpu_processes", self.cpu_processes, ">= 1")
         check(self.pendulum_samples >= 1, "pendulum_samples", self.pendulum_samples, ">= 1")
         check(self.pendulum_reference_episodes >= 2, "pendulum_reference_episodes",
               self.pendulum_reference_episodes, ">= 2")

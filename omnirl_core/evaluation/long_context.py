@@ -14,10 +14,17 @@ compares the model of notebook 03 before and after its post-training stage):
   bin (the paper's "explore, then exploit": high early in a new task, falling as the model settles).
 
 Bins: :func:`log_edges` splits 1..T into log-spaced bins (the first ones merged until each holds a step).
+:func:`long_context_spread` measures each model in a process of its own (a GPU each, or a CPU core each): the
+report is the one :func:`long_context_report` gives in one process, model for model.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -126,6 +133,54 @@ def long_context_report(cfg: LongContextConfig, models: dict[str, Any], suite: S
                                   "score": score_along_context(result, edges),
                                   "entropy": entropy_along_context(entropy, edges)}
     return report
+
+
+def long_context_spread(cfg: LongContextConfig, checkpoints: dict[str, str | Path], out_dir: str | Path, *,
+                        temperature: float, seed: int = 0, device: str = "cpu", slots: Sequence[int | None] = (None,),
+                        torch_threads: int | None = 1, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """:func:`long_context_report` for the models in ``checkpoints`` (name -> model file), each model in a process
+    of its own on one slot of ``slots`` (:func:`~omnirl_core.workbook.devices.slots`: GPUs, or CPU cores), on the
+    suite's first ``cfg.n_tasks`` tasks, torch on ``torch_threads`` threads in each (None: torch's default). Job
+    files and logs in ``out_dir``; the models keep the order given."""
+    from ..workbook.devices import run_on_devices
+
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    code = "import sys; from omnirl_core.evaluation.long_context import _report_file; _report_file(sys.argv[1])"
+    jobs = []
+    for i, (name, path) in enumerate(checkpoints.items()):
+        job, result = folder / f"model{i}.job.json", folder / f"model{i}.json"
+        result.unlink(missing_ok=True)
+        job.write_text(json.dumps({"config": asdict(cfg), "name": name, "checkpoint": str(path), "result": str(result),
+                                   "temperature": float(temperature), "seed": int(seed), "device": device,
+                                   "threads": torch_threads}))
+        jobs.append((f"long context {name}", [sys.executable, "-c", code, str(job)], folder / f"model{i}.log"))
+    run_on_devices(jobs, list(slots) or [None], log=log)
+    parts = [json.loads((folder / f"model{i}.json").read_text()) for i in range(len(jobs))]
+    report = {**parts[0], "models": {}}
+    for part in parts:
+        report["models"].update(part["models"])
+    return report
+
+
+def _report_file(job_path: str) -> None:
+    """The work of one process of :func:`long_context_spread`: one model's report, written to the job's result."""
+    import torch
+
+    from ..workbook import load_config
+    from .models import load_model
+    from .suites import build_suite
+
+    job = json.loads(Path(job_path).read_text())
+    cfg = load_config(LongContextConfig, job["config"])
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    model = load_model(job["checkpoint"], device=job["device"])
+    report = long_context_report(cfg, {job["name"]: model}, build_suite(cfg.suite, cfg.n_tasks),
+                                 temperature=job["temperature"], seed=job["seed"], device=job["device"])
+    tmp = Path(job["result"] + ".tmp")
+    tmp.write_text(json.dumps(report))
+    tmp.replace(job["result"])
 
 
 def score_half_width(score: dict[str, Any]) -> float:

@@ -1,5 +1,6 @@
 """The evaluation protocol of notebook 04: every configured agent (and OmniRL mode) on every configured suite, in
-this process (:func:`evaluate`) or spread over the node's GPUs, one suite per process (:func:`evaluate_on_devices`).
+this process (:func:`evaluate`) or spread over the node's GPUs or this machine's cores, one suite per process
+(:func:`evaluate_on_devices`).
 
 Rows: random and oracle (every episode); TQL-UCB with the best bonus of the grid and PPO, scored on test
 episodes (:mod:`.baselines`; TQL-UCB on its training episodes with ``tql_scoring: training``, then the row says
@@ -161,22 +162,26 @@ def _run_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool,
 
 def evaluate_on_devices(cfg: EvaluationConfig, out_dir: str | os.PathLike,
                         log: Callable[[str], None] | None = print) -> list[RunResult]:
-    """:func:`evaluate`, one suite per process on each device of ``cfg.devices`` in turn
-    (:func:`~omnirl_core.workbook.devices.run_on_devices`), the results read back in the order of ``cfg.suites``.
-    ``cfg.checkpoint`` must be a path the processes can load (or ``shipped``); logs in ``OUT/devices/``."""
+    """:func:`evaluate`, one suite per process on each device of ``cfg.devices`` in turn, or without devices in
+    ``cfg.cpu_processes`` processes on the CPU (:func:`~omnirl_core.workbook.devices.run_on_devices`), the results
+    read back in the order of ``cfg.suites`` (each suite's results do not depend on where it ran). ``cfg.checkpoint``
+    must be a path the processes can load (or ``shipped``); logs in ``OUT/devices/``."""
     import sys
 
     from ..workbook import dump_config
-    from ..workbook.devices import run_on_devices
+    from ..workbook.devices import run_on_devices, slots
 
     folder = Path(out_dir) / "devices"
     folder.mkdir(parents=True, exist_ok=True)
     code = "import sys; from omnirl_core.evaluation.protocol import _evaluate_file; _evaluate_file(*sys.argv[1:])"
     jobs = []
     for suite in cfg.suites:
-        path = dump_config(replace(cfg, suites=[suite], devices=[], progress=False), folder / f"{suite}.yaml")
+        for stale in (folder / suite).glob("*.npz"):  # an earlier run's results, perhaps of other agents
+            stale.unlink()
+        one = replace(cfg, suites=[suite], devices=[], cpu_processes=1, progress=False)
+        path = dump_config(one, folder / f"{suite}.yaml")
         jobs.append((suite, [sys.executable, "-c", code, str(path), str(folder / suite)], folder / f"{suite}.log"))
-    run_on_devices(jobs, cfg.devices, log=log)
+    run_on_devices(jobs, slots(cfg.devices, cfg.cpu_processes), log=log)
     return [RunResult.load(p) for suite in cfg.suites for p in sorted((folder / suite).glob("*.npz"))]
 
 

@@ -1,8 +1,8 @@
-"""``python -m omnirl_core.studies``: the ablation studies (see :func:`omnirl_core.studies.ablations.main`)."""
+"""``python -m omnirl_core.studies``: the ablation studies (see :func:`omnirl_core.studies.cli.main`)."""
 
 import sys
 
-from .ablations import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,15 +37,14 @@ from ..synthesis.config import DatasetConfig
 from ..synthesis.format import SCHEMA_VERSION
 from ..training.config import TrainConfig
 from ..workbook.config import config_to_dict, load_config
-from ..workbook.errors import CliParser, run_cli
 from ..workbook.fields import ConfigError, Rule, _issue_text, check, param
 from . import cross_suite as xs
 from .archive import find_archived, restore_archived, result_key, save_archived
-from .cross_suite import ANY_SUITE, eval_settings, score_on_suites, suite_table, test_suite
+from .cross_suite import ANY_SUITE, eval_settings, score_on_suites, test_suite
 from .seeds import pool_seeds, pool_suites, seeded_configs
 
 __all__ = ["StudyConfig", "AblationConfig", "VariantResult", "variant_configs", "run_variant", "pool_results",
-           "run_studies", "summary_rows", "markdown_summary", "plot_study", "main"]
+           "run_studies", "summary_rows", "markdown_summary", "plot_study"]
 
 PREFIXES = ("dataset.", "training.")
 TASK_SUITE = Rule(lambda s: s in SUITE_NAMES and s.startswith(("anymdp_", "garnet_")),
@@ -113,7 +112,10 @@ class AblationConfig:
     workers: int = param(2, ge=1)
     "Synthesis worker processes."
     devices: list[int] = param([], ge=0)
-    "GPUs (CUDA indices) to spread variants over, one variant per device at a time; empty: one after another here."
+    "GPUs (CUDA indices) to spread variants over, one variant per device at a time; empty: the CPU (cpu_processes)."
+    cpu_processes: int = param(1, ge=1)
+    ("Without devices: processes on this machine's CPU to spread the variants over, one core each (each trains on "
+     "torch_threads threads); 1: one variant after another in this process.")
     torch_threads: int = param(1, ge=1)
     "Torch CPU threads for training and evaluation."
     progress: bool = param(True)
@@ -410,21 +412,27 @@ def run_studies(cfg: AblationConfig, root: str | Path, studies: Sequence[str] | 
     return out
 
 
-def spread_variants(cfg: AblationConfig, config_path: str | Path, root: str | Path,
+def spread_variants(cfg: AblationConfig, config_path: str | Path | None, root: str | Path,
                     studies: Sequence[str] | None = None, log: Callable[[str], None] | None = print) -> None:
-    """Train and measure the variants of ``studies`` in parallel processes, one per device of ``cfg.devices``
-    (:func:`~omnirl_core.workbook.devices.run_on_devices`), each ``python -m omnirl_core.studies CONFIG --study S
-    --variant V`` with its output in ``ROOT/logs/``.
+    """Train and measure the variants of ``studies`` in parallel processes, one per device of ``cfg.devices`` or,
+    without devices, one per CPU slot of ``cfg.cpu_processes`` (:func:`~omnirl_core.workbook.devices.run_on_devices`),
+    each ``python -m omnirl_core.studies CONFIG --study S --variant V`` with its output in ``ROOT/logs/``; CONFIG is
+    ``config_path``, or None: ``cfg`` written to ``ROOT/ablations.config.yaml``.
 
     Datasets are synthesised here first (variants share them), and variants with equal runs go once; the results
     land in the cache that :func:`run_studies` then reads back. A failing variant raises with the end of its log."""
     import sys
 
     from ..synthesis import synthesize
-    from ..workbook.devices import run_on_devices
+    from ..workbook.devices import run_on_devices, slots
 
     log = log or (lambda _m: None)
     root = Path(root)
+    if config_path is None:
+        from ..workbook import dump_config
+
+        root.mkdir(parents=True, exist_ok=True)
+        config_path = dump_config(cfg, root / "ablations.config.yaml")
     jobs: dict[str, tuple[str, str, int]] = {}
     for name in studies or cfg.studies_to_run:
         for seed in range(cfg.seeds):
@@ -439,7 +447,7 @@ def spread_variants(cfg: AblationConfig, config_path: str | Path, root: str | Pa
                   "--seed", str(seed), "--out", str(root), *extra],
                  root / "logs" / (f"{name}.{variant}.log" if seed == 0 else f"{name}.{variant}.seed{seed}.log"))
                 for name, variant, seed in jobs.values()]
-    run_on_devices(commands, cfg.devices, log=log)
+    run_on_devices(commands, slots(cfg.devices, cfg.cpu_processes), log=log)
 
 
 # ---------------------------------------------------------------------------------------------- reports
@@ -504,45 +512,3 @@ def plot_study(study: str, variants: Sequence[VariantResult], tql: dict | None =
         summaries[f"TQL-UCB c={tql['c']:g}"] = tql
     summaries.update(models or {})
     return plot_gain(summaries, title=study, ax=ax)
-
-
-# ---------------------------------------------------------------------------------------------- command line
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m omnirl_core.studies``: exit 0 done, 2 bad input (one line on stderr), 3 a run stopped."""
-    return run_cli(_main, argv, prog="python -m omnirl_core.studies")
-
-
-def _main(argv: Sequence[str]) -> int:
-    ap = CliParser(prog="python -m omnirl_core.studies", description=__doc__.split("\n\n")[0])
-    ap.add_argument("config", help="an ablation parameter file, e.g. params/quick/05_ablations.yaml")
-    ap.add_argument("--out", default="outputs/ablations", help="run folder (data and models go below it)")
-    ap.add_argument("--study", action="append", help="run only this study (repeatable); default: the file's run")
-    ap.add_argument("--variant", help="with one --study: run only this variant (e.g. one per GPU)")
-    ap.add_argument("--all", action="store_true", help="run every study of the file")
-    ap.add_argument("--seed", type=int, default=0, help="with --variant: the seed to run (0 .. seeds - 1)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a parameter of the file (repeatable), e.g. --set seeds=3 --set workers=1")
-    ap.add_argument("--results", metavar="DIR", help="keep every finished (variant, seed)'s small result files in "
-                    "DIR and reuse those found there (sets results_dir)")
-    ap.add_argument("--report", action="store_true", help="train nothing: the tables of the finished seeds")
-    a = ap.parse_args(argv)
-    over = list(a.set) + ([f"results_dir={a.results}"] if a.results else [])
-    cfg = load_config(AblationConfig, a.config, overrides=over or None)
-    if a.variant is not None:
-        if not a.study or len(a.study) != 1 or a.variant not in cfg.studies.get(a.study[0], StudyConfig()).variants:
-            ap.error("--variant needs exactly one --study that has this variant")
-        if not 0 <= a.seed < cfg.seeds:
-            ap.error(f"--seed {a.seed}: must be in 0 .. {cfg.seeds - 1} (seeds: {cfg.seeds})")
-        run_variant(cfg, a.study[0], a.variant, Path(a.out), seed=a.seed)
-        return 0
-    studies = list(cfg.studies) if a.all and not a.study else a.study
-    for name in studies or []:
-        if name not in cfg.studies:
-            ap.error(f"unknown study {name!r}; the file has {', '.join(cfg.studies)}")
-    results = run_studies(cfg, Path(a.out), studies, reuse_only=a.report)
-    results = {name: variants for name, variants in results.items() if variants}
-    tql = {name: tql_reference(cfg, name) for name in results} if cfg.tql else None
-    print(markdown_summary(summary_rows(cfg, results), tql))
-    if any(r.suites for variants in results.values() for r in variants):
-        print("\n" + suite_table(cfg, results, list(results)))
-    return 0
