@@ -126,6 +126,14 @@ def test_synthesis_shares_smoke():
             assert sum(float(r[col]) for r in rows) == pytest.approx(1.0, abs=0.01), rows
 
 
+def test_mb_sweep_smoke():
+    out = ok(run("mb_sweep.py", "--smoke"))
+    rows = one_table(out, ["sweep", "Q1", "Q2", "Q3", "Q4"])
+    assert [r[0] for r in rows] == ["Jacobi (ours)", "Gauss-Seidel", "Gauss-Seidel + reward prior 0.01 (reference)"]
+    gap = float(re.search(r"largest \|Q_GS - Q_Jacobi\| / max \|Q\| = (\S+)", out).group(1))
+    assert gap < 1e-8  # both sweeps iterated to convergence reach the same Q
+
+
 @pytest.mark.slow
 def test_table1_baselines_smoke():
     out = ok(run("table1_baselines.py", "--smoke"))
