@@ -120,7 +120,8 @@ def main() -> None:
     for _ in range(3000):
         gs.end_episode(every)
     gap = float(np.abs(gs.Q - q_jacobi).max() / max(np.abs(q_jacobi).max(), 1e-12))
-    print(f"\nFixed point check (3,000 sweeps of each from the same Q): largest |Q_GS - Q_Jacobi| / max |Q| = {gap:.1e}")
+    print("\nFixed point check (3,000 sweeps of each from the same Q): "
+          f"largest |Q_GS - Q_Jacobi| / max |Q| = {gap:.1e}")
     base = scores["Jacobi (ours)"][:, 3]
     print("\n| against Jacobi, last quarter | difference per task [95% CI] |\n|---|---|")
     for name, s in list(scores.items())[1:]:
