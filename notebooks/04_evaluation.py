@@ -91,7 +91,8 @@ print(f"suites built in {time.time() - t0:.1f} s")
 # (`03_training/run/model.safetensors`, both profiles); `shipped` is the model shipped in `models/` that covers
 # the suite (OmniRL-tiny: the bandit model on `anymdp_1`, the AnyMDP model on suites with up to 16 observation
 # ids), at the temperature chosen for it on validation tasks; `also_shipped: true` runs the shipped models beside
-# the checkpoint.
+# the checkpoint. With `devices` (the paper profile: 8 GPUs) or `cpu_processes` above 1 (the quick profile: 2, one
+# per core) the suites run in parallel processes, one per GPU or core; the results are those of one process.
 
 # %%
 model = None  # checkpoint "shipped": evaluate() picks, per suite, the shipped model covering it
