@@ -84,6 +84,8 @@ def _main(argv: list[str]) -> int:
         elif rank == 0:
             print(f"done: {result.step} iterations, last loss {result.last_loss:.4f}, "
                   f"{result.bad_steps} skipped; checkpoint in {out}")
+        if world > 1:  # every rank done before any tears gloo down (a peer gone mid-teardown once aborted a rank)
+            torch.distributed.barrier()
         return 0
     finally:
         if world > 1 and torch.distributed.is_initialized():
