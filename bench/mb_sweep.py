@@ -25,18 +25,14 @@ from omnirl_core.world.oracle import oracle_return, random_return
 
 
 class GaussSeidelLearner(ModelBasedLearner):
-    """Our learner with the reference's sweep: states in order, each using the values already updated in it.
+    """Our learner with the reference's sweep (``_sweep``): states in order, each using the values already updated.
     ``reward_prior``: the reward estimate starts at 0 with this pseudo-count (reference: 0.01; 0: plain mean)."""
 
     def __init__(self, *args, reward_prior: float = 0.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.reward_prior = float(reward_prior)
 
-    def end_episode(self, mask) -> None:
-        mask = np.asarray(mask, dtype=bool)
-        idx = np.flatnonzero(mask)
-        if idx.size == 0:
-            return
+    def _sweep(self, idx: np.ndarray) -> np.ndarray:
         P = self._model(idx)  # [k, ns, na, ns]
         n = self.counts[idx]
         r = self.r_mean[idx] * n / (n + self.reward_prior) if self.reward_prior else self.r_mean[idx]
@@ -50,11 +46,7 @@ class GaussSeidelLearner(ModelBasedLearner):
             Q[:, s] = expected_r[:, s] + gamma * np.einsum("kan,kn->ka", P[:, s], stay * V)
             Q[terminal[:, s], s] = 0.0
             V[:, s] = np.where(terminal[:, s], 0.0, Q[:, s].max(axis=-1))
-        self.Q[idx] = Q
-        k = idx.size
-        r_scale = np.maximum(self.r_mean[idx].reshape(k, -1).std(axis=-1), 0.01)
-        self.bonus[idx] = (self._scale[idx] * r_scale)[:, None, None] / np.sqrt(self.n_sa[idx] + 1.0)
-        self.planned_episodes[idx] += 1
+        return Q
 
 
 def quarter_scores(returns: list[list[float]], ends: list[list[int]], steps: int, r_orc, r_rnd) -> np.ndarray:
@@ -112,13 +104,13 @@ def main() -> None:
     for name, s in scores.items():
         print(f"| {name} | " + " | ".join(mean_ci(s[:, k]) for k in range(4)) + " |")
     # the two sweeps must share their fixed point: iterate each from the same Q on the model the run ended with
-    gs, every = learners["Gauss-Seidel"], np.ones(n_tasks, bool)
+    gs, every = learners["Gauss-Seidel"], np.arange(n_tasks)
     q0 = gs.Q.copy()
     for _ in range(3000):  # gamma 0.99: 0.99^3000 ~ 1e-13
-        ModelBasedLearner.end_episode(gs, every)
+        gs.Q[every] = ModelBasedLearner._sweep(gs, every)
     q_jacobi, gs.Q = gs.Q.copy(), q0
     for _ in range(3000):
-        gs.end_episode(every)
+        gs.Q[every] = gs._sweep(every)
     gap = float(np.abs(gs.Q - q_jacobi).max() / max(np.abs(q_jacobi).max(), 1e-12))
     print("\nFixed point check (3,000 sweeps of each from the same Q): "
           f"largest |Q_GS - Q_Jacobi| / max |Q| = {gap:.1e}")

@@ -155,7 +155,7 @@ def long_context_spread(cfg: LongContextConfig, checkpoints: dict[str, str | Pat
                                    "temperature": float(temperature), "seed": int(seed), "device": device,
                                    "threads": torch_threads}))
         jobs.append((f"long context {name}", [sys.executable, "-c", code, str(job)], folder / f"model{i}.log"))
-    run_on_devices(jobs, list(slots) or [None], log=log)
+    run_on_devices(jobs, slots, log=log)
     parts = [json.loads((folder / f"model{i}.json").read_text()) for i in range(len(jobs))]
     report = {**parts[0], "models": {}}
     for part in parts:

@@ -22,7 +22,7 @@ from .expected import expected_reward_suite, is_bandit
 from .models import load_model
 from .offline import CQL_MISSING, have_d3rlpy, run_cql
 from .runs import RunResult, run_agent
-from .suites import Suite, build_suite
+from .suites import Suite, build_suite, is_simulated
 
 # ---------------------------------------------------------------------------------------------- driver
 SHIPPED = "shipped"
@@ -175,9 +175,9 @@ def evaluate_on_devices(cfg: EvaluationConfig, out_dir: str | os.PathLike,
     folder.mkdir(parents=True, exist_ok=True)
     code = "import sys; from omnirl_core.evaluation.protocol import _evaluate_file; _evaluate_file(*sys.argv[1:])"
     jobs = []
-    # Pendulum first: simulated, its baselines take the numpy path and are the longest job; started last, it ran
-    # alone for a minute at the end of the quick profile's two CPU slots (the results keep cfg.suites' order)
-    for suite in sorted(cfg.suites, key=lambda name: not name.startswith("pendulum")):
+    # simulated suites first: their baselines take the numpy path, the longest jobs; Pendulum started last ran alone
+    # for a minute at the end of the quick profile's two CPU slots (the results keep cfg.suites' order)
+    for suite in sorted(cfg.suites, key=lambda name: not is_simulated(name)):
         for stale in (folder / suite).glob("*.npz"):  # an earlier run's results, perhaps of other agents
             stale.unlink()
         one = replace(cfg, suites=[suite], devices=[], cpu_processes=1, progress=False)

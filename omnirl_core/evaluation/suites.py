@@ -319,6 +319,11 @@ def gym_suite(name: str, make_env: Callable[[], gym.Env], num_envs: int, *, shap
                  make_single=lambda b: DiscreteWrapper(make_env(), na, shaping))
 
 
+def is_simulated(name: str) -> bool:
+    """Whether suite ``name`` is simulated (Pendulum): no tabular tasks, so its baselines take the numpy path."""
+    return name.startswith("pendulum_g")
+
+
 def build_suite(name: str, n_tasks: int = 64, *, na: int = NA, pendulum_samples: int = 200,
                 pendulum_reference_episodes: int = 64) -> Suite:
     """One of :data:`SUITE_NAMES`. ``n_tasks``: tasks for AnyMDP / Garnet, parallel copies for the single
@@ -340,7 +345,7 @@ def build_suite(name: str, n_tasks: int = 64, *, na: int = NA, pendulum_samples:
         size = int(name.split("_")[1])
         corners = [darkroom_task(size, c, na=na) for c in range(4)]
         return task_suite(name, [corners[i % 4] for i in range(max(4, n_tasks - n_tasks % 4))])
-    if name.startswith("pendulum_g"):
+    if is_simulated(name):
         return pendulum_suite(float(name[len("pendulum_g"):]), n_tasks, samples=pendulum_samples,
                               reference_episodes=pendulum_reference_episodes, name=name)
     raise InputError(f"unknown suite {name!r}; choose one of {', '.join(SUITE_NAMES)} (or anymdp_<ns>, garnet_<ns>)")

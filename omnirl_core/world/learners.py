@@ -266,6 +266,14 @@ class ModelBasedLearner(_TabularLearner):
         idx = np.flatnonzero(mask)
         if idx.size == 0:
             return
+        self.Q[idx] = self._sweep(idx)
+        k = idx.size
+        r_scale = np.maximum(self.r_mean[idx].reshape(k, -1).std(axis=-1), 0.01)
+        self.bonus[idx] = (self._scale[idx] * r_scale)[:, None, None] / np.sqrt(self.n_sa[idx] + 1.0)
+        self.planned_episodes[idx] += 1
+
+    def _sweep(self, idx: np.ndarray) -> np.ndarray:
+        """One Jacobi value-iteration sweep for tasks ``idx``: the new Q [k, ns, na], every entry from the old Q."""
         P = self._model(idx)  # [k, ns, na, ns]
         terminal = self.terminal[idx]
         V = np.where(terminal, 0.0, self.Q[idx].max(axis=-1))
@@ -273,11 +281,7 @@ class ModelBasedLearner(_TabularLearner):
         gamma = self._gamma[idx, None, None]
         Q = np.einsum("ksan,ksan->ksa", P, self.r_mean[idx]) + gamma * np.einsum("ksan,kn->ksa", P, cont)
         Q[terminal] = 0.0
-        self.Q[idx] = Q
-        k = idx.size
-        r_scale = np.maximum(self.r_mean[idx].reshape(k, -1).std(axis=-1), 0.01)
-        self.bonus[idx] = (self._scale[idx] * r_scale)[:, None, None] / np.sqrt(self.n_sa[idx] + 1.0)
-        self.planned_episodes[idx] += 1
+        return Q
 
 
 # ---------------------------------------------------------------------------------------------- runner
