@@ -7,8 +7,11 @@
 #   [interpret] too (triton for Triton's interpreter) when torch did not bring a triton of its own (CUDA
 #   builds do), then d3rlpy without its dependencies (it pins gymnasium==1.0.0; it runs on ours).
 # - Registers the Jupyter kernel "omnirl" inside the venv.
+# - Makes the venv's JupyterLab open Python files as notebooks on double-click (jupytext's "Jupytext Notebook"
+#   viewer): a settings override in .venv/share/jupyter/lab/settings/overrides.d/. A researcher's own settings
+#   still win; "Open With -> Editor" opens a file as text.
 # Idempotent: a stamp in .venv holds a hash of pyproject.toml and this script; when it matches
-# (and the package imports), nothing is installed.
+# (and the package imports), nothing is installed (the JupyterLab override is rewritten, identically).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -44,6 +47,22 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     "$PY" -m venv "$VENV"
 fi
 
+LAB_OVERRIDES="$VENV/share/jupyter/lab/settings/overrides.d/omnirl-workbench.json"
+install_lab_settings() {
+    # JupyterLab reads {sys.prefix}/share/jupyter/lab/settings/overrides.d/*.json as defaults of its settings.
+    mkdir -p "$(dirname "$LAB_OVERRIDES")"
+    cat >"$LAB_OVERRIDES.tmp" <<'JSON'
+{
+  "@jupyterlab/docmanager-extension:plugin": {
+    "defaultViewers": {
+      "python": "Jupytext Notebook"
+    }
+  }
+}
+JSON
+    mv "$LAB_OVERRIDES.tmp" "$LAB_OVERRIDES"
+}
+
 installed() {
     [[ -f "$VENV/share/jupyter/kernels/omnirl/kernel.json" ]] && "$VENV/bin/python" -c '
 import importlib.util, sys
@@ -52,6 +71,7 @@ sys.exit(not all(importlib.util.find_spec(m) for m in ("omnirl_core", "papermill
 }
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_value)" ]] && installed; then
+    install_lab_settings
     exit 0  # up to date
 fi
 
@@ -71,5 +91,7 @@ say "installing d3rlpy without its dependencies (the CQL baseline)"
 "${PIP[@]}" install --no-deps "d3rlpy==2.8.1"
 say "registering the Jupyter kernel 'omnirl'"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name omnirl --display-name "OmniRL (.venv)" >/dev/null
+say "JupyterLab: Python files open as notebooks ($LAB_OVERRIDES)"
+install_lab_settings
 stamp_value > "$STAMP"
 say "done: $VENV"

@@ -79,7 +79,7 @@ def test_variants_train_measure_and_are_reused(tmp_path):
             saved = json.loads((tmp_path / r.study / f"{r.variant}.json").read_text())
             assert saved["gain"]["n_tasks"] + saved["gain"]["n_dropped"] == 4
             g = r.gain  # the gain is the per-task mean of Q4 - Q1, inside its own interval
-            assert g["gain"][0] == pytest.approx(g["q4"][0] - g["q1"][0], abs=1e-9)
+            assert g["gain"][0] == pytest.approx(g["late"][0] - g["early"][0], abs=1e-9)
             assert g["gain"][1] <= g["gain"][0] <= g["gain"][2] and r.env_steps_trained == 4 * 4 * 64
             assert (r.folder / "model.safetensors").is_file()
     assert results["backbone"][1].gain != results["backbone"][0].gain  # another backbone, another model
@@ -213,7 +213,7 @@ def test_variants_are_scored_on_further_suites_and_skip_what_does_not_fit(tmp_pa
     assert list(res.suites) == ["frozenlake", "pendulum_g9.8"]  # anymdp_1 is the test suite: measured once
     fl = res.suites["frozenlake"]["gain"]
     assert fl["steps"] == 80 and fl["n_tasks"] + fl["n_dropped"] == 4
-    assert fl["gain"][0] == pytest.approx(fl["q4"][0] - fl["q1"][0], abs=1e-9)
+    assert fl["gain"][0] == pytest.approx(fl["late"][0] - fl["early"][0], abs=1e-9)
     why = res.suites["pendulum_g9.8"]["skipped"]
     assert why == "the model takes at most 16 observation ids, the suite has 60"
     assert any("pendulum_g9.8 skipped" in line for line in logs)
@@ -229,7 +229,7 @@ def test_variants_are_scored_on_further_suites_and_skip_what_does_not_fit(tmp_pa
     with torch.no_grad():
         direct = online_gain(xs.test_suite(cfg, "frozenlake"), OmniRLAgent(load_model(
             res.folder / "model.safetensors"), temperature=cfg.temperature), 80, seed=cfg.seed)
-    assert direct["q4"] == fl["q4"] and direct["gain"] == fl["gain"]
+    assert direct["late"] == fl["late"] and direct["gain"] == fl["gain"]
 
 
 def test_a_changed_suite_list_measures_the_new_suites_and_reuses_the_training(tmp_path):
@@ -244,7 +244,7 @@ def test_a_changed_suite_list_measures_the_new_suites_and_reuses_the_training(tm
     assert (ckpt.stat().st_mtime_ns, kept.stat().st_mtime_ns) == stamps  # no training, frozenlake read back
     assert list(again.suites) == ["frozenlake_slippery", "frozenlake"]
     assert again.suites["frozenlake"] == first.suites["frozenlake"] and "gain" in again.suites["frozenlake_slippery"]
-    assert any("frozenlake_slippery Q4" in line for line in logs)
+    assert any("frozenlake_slippery last bin" in line for line in logs)
     assert json.loads((tmp_path / "tags" / "dpd.json").read_text())["suites"] == again.suites
     # a result measured under other settings is not reused; a dropped suite is not reported
     record = json.loads(kept.read_text())
@@ -299,7 +299,7 @@ def test_seeds_multiply_trainings_and_seed_0_is_the_single_seed_run(tmp_path):
     assert single.folder.name == ab.run_key(cfg, "tags", ds, tr) and single.seed == 0  # the key of before
     row = ab.summary_rows(cfg, {"tags": [single]})[0]  # one seed: the run's own numbers, interval over tasks
     assert (row["seeds"], row["q4"], row["gain_low"], row["gain_per_seed"]) == (
-        1, single.gain["q4"][0], single.gain["gain"][1], [single.gain["gain"][0]])
+        1, single.gain["late"][0], single.gain["gain"][1], [single.gain["gain"][0]])
     cfg.seeds = 2
     logs: list[str] = []
     pooled = ab.run_studies(cfg, tmp_path, log=logs.append)["tags"][0]

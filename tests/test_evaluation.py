@@ -345,7 +345,7 @@ def test_shipped_checkpoint_runs_where_a_shipped_model_covers_the_suite():
 def test_score_curves_use_a_log_steps_axis_from_the_first_step(tmp_path):
     from omnirl_core.views import plot_curves
 
-    cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 6,
+    cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 12,
                                          "agents": ["random", "oracle"], "checkpoint": None, "progress": False,
                                          "tql_eval_every": 3})
     figs = plot_curves(evaluate(cfg, log=None), tmp_path)
@@ -354,3 +354,11 @@ def test_score_curves_use_a_log_steps_axis_from_the_first_step(tmp_path):
     assert all(tick >= 1 for tick in ax.get_xticks() if ax.get_xlim()[0] <= tick <= ax.get_xlim()[1])
     assert (tmp_path / "curves_frozenlake.png").is_file()
 
+    assert figs["frozenlake"].axes[0].get_xscale() == "log"  # episodes too: budgets differ a hundredfold
+    # one colour per agent, the same in every figure; a panel of two points is not drawn, and says why
+    from omnirl_core.views.evaluation import agent_colour
+
+    assert agent_colour("TQL-UCB (c=10, H=50)") == agent_colour("TQL-UCB (c=0.1, H=4000)") != agent_colour("oracle")
+    assert agent_colour("OmniRL-tiny (shipped)") != agent_colour("OmniRL")
+    short = plot_curves(evaluate(load_config(EvaluationConfig, {**cfg.__dict__, "n_episodes": 6}), log=None))
+    assert "at most 2 point(s)" in short["frozenlake"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from omnirl_core.evaluation import RandomAgent, RunResult, TQLAgent, build_suite
+from omnirl_core.evaluation import OracleAgent, RandomAgent, RunResult, TQLAgent, build_suite
 from omnirl_core.evaluation import incontext as ic
 from omnirl_core.evaluation.models import shipped_model_for, shipped_models
 
@@ -52,7 +52,7 @@ def test_summary_intervals_and_dropped_runs():
     half = stats.t.ppf(0.975, 38) * d.std(ddof=1) / np.sqrt(39)
     np.testing.assert_allclose(s["gain"], [d.mean(), d.mean() - half, d.mean() + half])
     np.testing.assert_allclose(s["q2"][0], keep[:, 1].mean())
-    with pytest.raises(ValueError, match="every segment"):
+    with pytest.raises(ValueError, match="every bin"):
         ic.segment_summary(np.full((3, 4), np.nan))
     with pytest.raises(ValueError, match="budget"):
         ic.segment_scores(_result(np.ones((1, 2)), np.ones((1, 2))), budget=3, n_segments=4)
@@ -159,3 +159,21 @@ def test_label_loss_by_behaviour_runs_a_real_model_and_the_command_line(oracle_a
     assert "| oracle_0.994 |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="8 states.*ns_max 1"):  # the shipped bandit model cannot read 8 states
         ic.run_command(["models/omnirl-tiny-bandit", "--loss-by-behaviour", str(oracle_and_random_data)])
+
+
+def test_log_edges_are_octaves_whose_first_bin_is_a_32nd_of_the_run():
+    np.testing.assert_array_equal(ic.log_edges(400, 6), [0, 12, 25, 50, 100, 200, 400])
+    e = ic.log_edges(16384, 12)
+    assert e[1] == 8 and np.allclose(e[2:] / e[1:-1], 2.0)  # doubling widths from 8 steps
+    np.testing.assert_array_equal(ic.log_edges(4, 6), [0, 1, 2, 3, 4])  # narrower than a step: merged
+
+
+def test_online_gain_scores_bandits_by_the_expected_reward_of_the_pulled_arm():
+    """The oracle always pulls the best arm: by expected reward every bin scores exactly 1; a measure that kept the
+    sampled rewards (as noisy as the gap between the arms) would not."""
+    suite = build_suite("anymdp_1", 8)
+    out = ic.online_gain(suite, OracleAgent(), 64, seed=0, bins=4)
+    assert out["reward"] == "expected" and out["edges"] == [0.0, 8.0, 16.0, 32.0, 64.0]
+    for k in range(1, 5):
+        assert out[f"q{k}"][0] == pytest.approx(1.0, abs=1e-9)
+    assert out["early"] == out["q1"] and out["late"] == out["q4"] and out["gain"][0] == pytest.approx(0.0, abs=1e-9)

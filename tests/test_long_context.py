@@ -72,11 +72,11 @@ def test_loss_per_log_bin_equals_per_step_losses_averaged_by_hand():
 def test_the_shipped_bandit_model_scores_higher_late_in_a_long_run_than_early():
     model, info = load_shipped("models/omnirl-tiny-bandit")
     cfg = load_config(LongContextConfig, {"enabled": True, "steps": 1024, "suite": "anymdp_1", "n_tasks": 16,
-                                          "loss_sequences": 1, "bins": 5, "chunk_len": 256})
+                                          "loss_sequences": 1, "bins": 11, "chunk_len": 256})
     suite = build_suite("anymdp_1", cfg.n_tasks)
     rep = long_context_report(cfg, {"bandit": model}, suite, temperature=info.temperature)
     score, loss, ent = (rep["models"]["bandit"][k] for k in ("score", "loss", "entropy"))
-    assert len(score["score"]) == len(loss["loss"]) == len(ent["entropy"]) == len(log_edges(1024, 5)) - 1
+    assert len(score["score"]) == len(loss["loss"]) == len(ent["entropy"]) == len(log_edges(1024, 11)) - 1
     assert score["score"][-1] > score["score"][0] + 0.2, score  # it learns the arms within the run
     assert loss["loss"][-1] < loss["loss"][0], loss
     # explore, then exploit: near-uniform at first (log 5 = 1.61 nats), far more decided late in the run

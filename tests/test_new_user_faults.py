@@ -206,7 +206,7 @@ def test_a_quarter_without_an_ended_episode_is_scored_by_the_episode_in_progress
 def test_evaluation_says_how_runs_were_scored_and_refuses_what_it_cannot_score(tmp_path, capsys):
     code = incontext.main(["--suite", "anymdp_16", "--n-tasks", "2", "--steps", "8", "--tql"])
     out = capsys.readouterr().out
-    assert code == 0 and "note: tql_ucb_c0.1: 1 of 2 runs had a quarter in which no episode ended" in out
+    assert code == 0 and "note: tql_ucb_c0.1: 1 of 2 runs had a bin in which no episode ended" in out
     assert "1 left out" in out  # its first episode lasts longer than 16 steps
     code = incontext.main(["--suite", "garnet_16", "--n-tasks", "2", "--steps", "8", "--tql"])
     _refused(capsys, code, "garnet_16, 8 steps: no run finished an episode within 16 steps", "use more steps")

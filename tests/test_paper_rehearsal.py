@@ -37,6 +37,7 @@ SHRINK = {
            "model.backend=torch"],  # the profile asks for fla's Triton kernels, which need a GPU
     "04": ["suites=[anymdp_16]", "n_tasks=2", "n_episodes=8", "tql_eval_every=4", "agents=[random, oracle, omnirl]",
            "demo_episodes=2", "device=cpu", "pendulum_samples=10", "pendulum_reference_episodes=2",
+           "incontext.suites=[anymdp_16]", "incontext.n_tasks=2", "incontext.steps=64", "incontext.bins=3",
            "long_context.steps=256", "long_context.n_tasks=2", "long_context.loss_sequences=1",
            "long_context.bins=4", "long_context.chunk_len=128"],
     "05": ["run=[tags]", "eval_tasks=2", "eval_steps=400", "tql=false", "workers=1", "torch_threads=1",
@@ -47,6 +48,7 @@ SHRINK = {
            "training.model.backend=torch", "training.device=cpu", "training.checkpoint_every=2",
            "also_suites=[frozenlake, pendulum_g9.8]", "pendulum_samples=10", "pendulum_reference_episodes=2"],
 }
+SHRINK_STEMS = ("01_tasks", "02_synthesis", "03_training", "04_evaluation", "05_ablations")
 
 
 def workbook(out: Path, *only: str, wait: bool = True):
@@ -124,7 +126,15 @@ def test_paper_profile_runs_end_to_end_on_cpu_with_two_gloo_processes(tmp_path):
     assert long["steps"] == 256 and all(len(m["loss"]["loss"]) == 4 for m in long["models"].values())
     summary = (run / "05_ablations" / "summary.md").read_text()
     assert "| tags | dpd |" in summary and "| tags | no_tags |" in summary
-    assert "notebook 03's model, reference" in summary
+    assert "OmniRL (notebook 03's model), reference" in summary
     variants = (run / "05_ablations" / "table1_variants.md").read_text()
     assert "| model | anymdp_16 | frozenlake | pendulum_g9.8 |" in variants and "| OmniRL without tags |" in variants
     assert "- pendulum_g9.8, DPD (OmniRL), OmniRL without tags: the model takes at most 16 observation ids" in variants
+
+    # how the five executed notebooks read: every figure shown once, nothing stray, claims decided by the run
+    from omnirl_core.workbook.audit import audit_run
+
+    audits = audit_run(run)
+    assert sorted(audits) == [f"{stem}.ipynb" for stem in SHRINK_STEMS]
+    assert not any(audits.values()), audits
+    assert json.loads((run / "04_evaluation" / "claims.json").read_text())

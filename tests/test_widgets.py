@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from omnirl_core.views import explorer as widgets
-from omnirl_core.views.explorer import POLICIES, TaskExplorer
+from omnirl_core.views.explorer import POLICIES, PlayResult, TaskExplorer
 from omnirl_core.world import Task
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -116,8 +116,9 @@ def test_summary_tab_renders_lazily(explorer):
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_play_returns_a_trajectory_of_the_requested_length(explorer, policy):
-    if policy == "omnirl" and widgets._default_policy(explorer.task.ns) != "omnirl":
+    if policy not in explorer.offered_policies():
         explorer.ns.value = 1  # the shipped models cover bandits at least
+    assert policy in explorer.offered_policies()
     res = explorer.play(policy, steps=120, seed=0)
     assert res.steps == 120
     for arr in (res.states, res.actions, res.rewards, res.dones):
@@ -213,8 +214,126 @@ def test_shipped_model_plays_by_default_where_it_covers_the_task():
     best = ex.oracle_actions[0]
     assert (res.actions[-100:] == best).mean() > (res.actions[:100] == best).mean()
     beyond = [n for n in widgets.NS_CHOICES if n > max(m.ns_max for m in shipped_models())]
-    if beyond:
+    if beyond:  # the control was left at its default: the new task's default plays, the shipped model is not offered
         ex.ns.value = beyond[0]
-        assert ex.policy.value == "omnirl"
+        assert ex.policy.value == "oracle" and "omnirl" not in ex.offered_policies()
+        assert "no shipped model covers" in ex.policy_note.value
         with pytest.raises(LookupError, match="no shipped model covers"):
-            ex.play()
+            ex.play("omnirl")
+
+
+# ---------------------------------------------------------------------------------------------- every offered policy
+def play_problems(ex: TaskExplorer) -> list[str]:
+    """Press Play with each policy the control offers for the current task, as a user does; what went wrong.
+
+    A policy must play the requested number of steps without an error in the status line, with a finite return,
+    and report its finished episodes as a finite mean or, when none finished, say so in words (never 'nan')."""
+    problems = []
+    ns = ex.task.ns
+    for policy in ex.offered_policies():
+        ex.policy.value = policy
+        ex.last_play = None
+        ex.play_button.click()  # ipywidgets logs a callback's exception and carries on, as in a browser
+        res, where = ex.last_play, f"ns={ns}, {policy}"
+        if "error" in ex.status.value or res is None or res.policy != policy:
+            problems.append(f"{where}: Play failed: {ex.status.value[:300]}")
+            continue
+        if res.steps != int(ex.steps.value) or not np.isfinite(res.total_return):
+            problems.append(f"{where}: {res.steps} steps, return {res.total_return}")
+        text = ex.play_info.value
+        if "nan" in text.lower():
+            problems.append(f"{where}: reports nan: {text}")
+        if res.n_episodes == 0 and f"no episode finished in {res.steps} steps" not in text:
+            problems.append(f"{where}: no finished episode, and the report does not say so: {text}")
+        if res.n_episodes and not np.isfinite(res.mean_episode_return):
+            problems.append(f"{where}: mean episode return {res.mean_episode_return}")
+    return problems
+
+
+def walk_through_ns(ex: TaskExplorer, sequence=(16, 32, 1)) -> tuple[list[str], dict[int, list[str]]]:
+    """Change the ns control through ``sequence`` (the explorer starts at the first) and Play every offered policy
+    at each; (problems, policies offered per ns)."""
+    problems, offered = [], {}
+    for ns in sequence:
+        ex.ns.value = ns
+        assert ex.task.ns == ns
+        offered[ns] = ex.offered_policies()
+        problems += play_problems(ex)
+    return problems, offered
+
+
+@pytest.fixture()
+def walker() -> TaskExplorer:
+    return TaskExplorer(ns=16, na=5, seed=0, play_steps=200, dpi=30)
+
+
+def test_every_offered_policy_plays_at_ns_1_16_and_32(walker):
+    problems, offered = walk_through_ns(walker)
+    assert problems == []
+    assert offered[1] == offered[16] == list(POLICIES)  # the shipped models cover 1 and 16 states with 5 actions
+    assert offered[32] == list(widgets.LEARNERS)  # none covers 32: it is not offered there
+    assert walker.last_play.n_episodes >= 0
+
+
+def test_the_policy_follows_the_task_and_a_picked_one_stays_while_it_can_play():
+    ex = TaskExplorer(ns=16, na=5, seed=0, play_steps=50, dpi=30)
+    # at 16 states the shipped model is offered with its measured standing; the oracle is the default
+    assert ex.policy.value == "oracle" and "omnirl" in ex.offered_policies()
+    note = ex.policy_note.value
+    assert "of the way from the random policy (0) to the oracle (1)" in note and "oracle is the default" in note
+    ex.ns.value = 1  # the bandit model's recorded standing makes it the default there
+    assert ex.policy.value == "omnirl"
+    assert widgets.shipped_standing(widgets.shipped_model_covering(1, 5))["mean"] >= widgets.SHIPPED_DEFAULT_MIN_SCORE
+    ex.ns.value = 16  # left at its default: the default follows the task
+    assert ex.policy.value == "oracle"
+    ex.policy.value = "q_ucb"
+    ex.ns.value = 32
+    assert ex.policy.value == "q_ucb"  # picked, and it can play any task
+    ex.ns.value = 16
+    ex.policy.value = "omnirl"
+    ex.ns.value = 32  # picked, but no shipped model covers 32 states: the default plays, and the note says why
+    assert ex.policy.value == "oracle" and "omnirl" not in ex.offered_policies()
+    assert "cannot play this task" in ex.policy_note.value and "no shipped model covers" in ex.policy_note.value
+    ex.play_button.click()
+    assert ex.last_play.policy == "oracle" and "error" not in ex.status.value
+    ex.ns.value, ex.na.value = 16, 4  # trained with 5 actions: not offered for 4
+    assert "omnirl" not in ex.offered_policies() and "4 actions" in ex.policy_note.value
+
+
+def test_a_run_without_a_finished_episode_says_so():
+    res = PlayResult(policy="oracle", states=np.zeros(5, int), actions=np.zeros(5, int), rewards=np.ones(5),
+                     dones=np.zeros(5, bool), oracle_return=1.0, random_return=0.0, horizon=210)
+    assert res.n_episodes == 0 and np.isnan(res.mean_episode_return)
+    assert res.episodes_text() == "no episode finished in 5 steps (an episode of this task lasts up to 210 steps)"
+    res = PlayResult(policy="oracle", states=np.zeros(4, int), actions=np.zeros(4, int), rewards=np.ones(4),
+                     dones=np.array([False, True, False, True]), oracle_return=1.0, random_return=0.0)
+    assert res.episodes_text() == "2 finished episodes, mean episode return 2.000"
+
+
+class KeepsTheFirstPolicies(TaskExplorer):
+    """Broken on purpose: the policies and the default are chosen once, for the task the explorer opens with."""
+
+    def _update_policies(self, task):
+        if self.n_samples <= 1:
+            super()._update_policies(task)
+
+
+def test_the_walk_fails_an_explorer_that_keeps_the_shipped_model_after_ns_changes():
+    ex = KeepsTheFirstPolicies(ns=16, na=5, seed=0, play_steps=50, dpi=30)
+    problems, offered = walk_through_ns(ex, sequence=(16, 32))
+    assert offered[32] == list(POLICIES)
+    assert any(p.startswith("ns=32, omnirl: Play failed") and "no shipped model covers" in p for p in problems), \
+        problems
+
+
+def test_the_walk_fails_an_explorer_that_reports_nan(monkeypatch):
+    def old_text(self):
+        return f"{self.n_episodes} finished episodes, mean episode return {self.mean_episode_return:.3f}"
+
+    monkeypatch.setattr(PlayResult, "episodes_text", old_text)
+    ex = TaskExplorer(ns=32, na=5, seed=0, play_steps=200, dpi=30)
+    ex.policy.value = "oracle"
+    ex.play_button.click()
+    assert ex.last_play.n_episodes == 0  # this task's oracle finishes no episode in 200 steps
+    problems = play_problems(ex)
+    assert any("ns=32, oracle: reports nan" in p for p in problems), problems

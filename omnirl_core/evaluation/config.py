@@ -46,6 +46,33 @@ class LongContextConfig:
 
 
 @dataclass
+class IncontextConfig:
+    """Notebook 04, section 5: the in-context measure (:func:`omnirl_core.evaluation.incontext.online_gain`) of
+    every OmniRL model beside TQL-UCB, on unseen tasks, from an empty memory."""
+
+    enabled: bool = True
+    "Measure the in-context gain (section 5)."
+    suites: list[str] = field(default_factory=lambda: ["anymdp_1"])
+    "Suites measured; a model that cannot read a suite is skipped there with a note."
+    n_tasks: int = 64
+    "Unseen tasks per suite (64 gives a half-width of about 0.1 on bandits)."
+    steps: int = 400
+    "Environment steps per task, from an empty memory."
+    bins: int = 6
+    "Log-spaced bins of the run (octaves; the gain is the last bin minus the first)."
+
+    def validate(self) -> None:
+        from ..workbook import check
+        from .suites import SUITE_NAMES
+
+        for name in self.suites:
+            check(name in SUITE_NAMES, "suites", name, "one of " + ", ".join(SUITE_NAMES))
+        check(self.n_tasks >= 2, "n_tasks", self.n_tasks, ">= 2 (an interval over tasks)")
+        check(self.bins >= 2, "bins", self.bins, ">= 2")
+        check(self.steps >= self.bins, "steps", self.steps, f">= bins ({self.bins})")
+
+
+@dataclass
 class EvaluationConfig:
     """Notebook 04: evaluate OmniRL and the baselines on the test suites; Table-1 style report."""
 
@@ -121,6 +148,8 @@ class EvaluationConfig:
     "Torch CPU threads while OmniRL acts (single-token steps run fastest on one thread); null keeps torch's."
     progress: bool = True
     "Show progress bars."
+    incontext: IncontextConfig = field(default_factory=IncontextConfig)
+    "The in-context measure on unseen tasks, section 5: score along the run in log-spaced bins, the gain."
     long_context: LongContextConfig = field(default_factory=LongContextConfig)
     "Label loss, online score and policy entropy against log(context length), section 6 (off unless enabled)."
 

@@ -2,10 +2,12 @@
 
 A model that learns in context scores better late in a run than early in it, on tasks it never saw, with an
 empty memory at the start and no gradient step. :func:`online_gain` measures exactly that: it runs an agent
-for a fixed number of environment steps per task, assigns every finished episode to the segment of the run
-(by default a quarter) in which it ended, averages the normalised scores per task and segment, and reports the
-mean over tasks of every segment and of the difference last - first, each with a t-based 95% confidence
-interval over tasks (:func:`segment_summary`).
+for a fixed number of environment steps per task, assigns every finished episode to the log-spaced bin of the
+run in which it ended (:func:`log_edges`: octaves, the first 1/32 of the run alone by default), averages the
+normalised scores per task and bin, and reports the mean over tasks of every bin and of the gain, last bin -
+first bin, each with a t-based 95% confidence interval over tasks (:func:`segment_summary`). Bandits are scored
+by the expected reward of each pulled arm. This is the workbook's one in-context measure: notebook 04's gain,
+notebook 05's ablations, the long-context curves and the README all read it.
 
 The models shipped in ``models/`` are found through their ``config.json`` (:func:`shipped_models`,
 :func:`shipped_model_for`), so notebooks and the task explorer can load one by default
@@ -38,11 +40,32 @@ TQL_C_GRID = (0.1, 0.5, 1.0, 2.0)
 
 
 # ---------------------------------------------------------------------------------------------- the gain
-def segment_scores(result: RunResult, budget: int, n_segments: int = 4) -> np.ndarray:
-    """[n_valid, n_segments] mean normalised score per valid run and segment of its first ``budget`` steps.
+DEFAULT_BINS = 6
+"""Bins of :func:`online_gain`: octaves of the run, the first 1/32 of it alone (12 of 400 bandit pulls)."""
+MEASURE = f"log-spaced bins ({DEFAULT_BINS}), gain last - first, bandits by expected reward"
+"""What :func:`online_gain` measures, part of the identity of a stored result (a result measured another way,
+such as the equal quarters of earlier versions, is measured again rather than reused)."""
 
-    An episode belongs to the segment in which it ended (steps 1..budget split into equal parts); episodes
-    ending after ``budget`` are ignored. A run with no episode ending in some segment gets NaN there."""
+
+def log_edges(T: int, bins: int) -> np.ndarray:
+    """Integer edges 0 = e_0 < e_1 < ... < e_k = T of at most ``bins`` log-spaced bins of steps 0..T-1 (bin i holds
+    steps e_i .. e_{i+1} - 1): each bin twice as wide as the one before when T allows it, the first holding the
+    first T / 2**(bins - 1) steps (at least one); bins narrower than a step are merged.
+
+    The one binning of the in-context measure: :func:`online_gain`, the long-context curves and the loss along
+    the context all use it."""
+    if T < 2 or bins < 1:
+        raise ValueError(f"need T >= 2 and bins >= 1, got T={T}, bins={bins}")
+    if bins < 2:
+        return np.array([0, T])
+    first = max(1.0, T / 2 ** (bins - 1))
+    edges = np.unique(np.round(np.geomspace(first, T, bins)).astype(int))
+    return np.concatenate([[0], edges[edges > 0]])
+
+
+def segment_scores(result: RunResult, budget: int, n_segments: int = 4) -> np.ndarray:
+    """[n_valid, n_segments] mean normalised score per valid run and equal segment of its first ``budget`` steps
+    (:func:`binned_scores` with equal bins; the workbook's measure bins by :func:`log_edges`)."""
     if budget < n_segments:
         raise ValueError(f"budget ({budget}) must be at least n_segments ({n_segments})")
     return binned_scores(result, np.arange(n_segments + 1) * budget / n_segments)  # k * budget exact, then /
@@ -62,19 +85,18 @@ def binned_scores(result: RunResult, edges: np.ndarray) -> np.ndarray:
     return out
 
 
-def fill_open_segments(result: RunResult, budget: int, seg: np.ndarray) -> tuple[np.ndarray, int]:
-    """(``seg`` with every NaN segment filled, number of runs filled): a segment in which no episode of a run
-    ended is scored by the episode that run was playing throughout it, the first to end after the segment (a
-    later segment's, or one ending after ``budget`` when the run went on past it, :func:`online_gain`).
+def fill_open_bins(result: RunResult, edges: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, int]:
+    """(``seg`` with every NaN bin filled, number of runs filled): a bin in which no episode of a run ended is
+    scored by the episode that run was playing throughout it, the first to end after the bin (a later bin's, or
+    one ending after the last edge when the run went on past it, :func:`online_gain`).
 
     Why: leaving such runs out (as :func:`segment_summary` does with NaN) drops exactly the runs with long
-    episodes, and their early quarters score low, so the mean gain over the runs kept is biased; the episode in
-    progress is what the agent did in that segment. A segment whose spanning episode never ended stays NaN."""
+    episodes, and their early bins score low, so the mean gain over the runs kept is biased; the episode in
+    progress is what the agent did in that bin. A bin whose spanning episode never ended stays NaN."""
     scores, ends = result.scores[result.valid], result.steps[result.valid]
-    n_seg = seg.shape[1]
-    upper = np.arange(1, n_seg + 1) * budget / n_seg  # segment k holds ends with e - 1 < upper[k]
-    after = (ends[:, :, None] - 1) >= upper[None, None, :]  # [runs, episodes, segments]; NaN ends are False
-    first = after.argmax(axis=1)  # first episode ending after each segment
+    upper = np.asarray(edges[1:], dtype=float)  # bin k holds ends with e - 1 < upper[k]
+    after = (ends[:, :, None] - 1) >= upper[None, None, :]  # [runs, episodes, bins]; NaN ends are False
+    first = after.argmax(axis=1)  # first episode ending after each bin
     spanning = np.take_along_axis(scores, first, axis=1)
     spanning = np.where(after.any(axis=1), spanning, np.nan)
     gaps = np.isnan(seg)
@@ -82,57 +104,97 @@ def fill_open_segments(result: RunResult, budget: int, seg: np.ndarray) -> tuple
     return filled, int((gaps & np.isfinite(filled)).any(axis=1).sum())
 
 
-def result_gain(result: RunResult, n_segments: int = 4) -> dict[str, Any]:
-    """:func:`segment_summary` of an existing run, over the first B steps of every run, where B is the step
-    count that every valid run reached (a run's last finished episode bounds what can be scored)."""
+def fill_open_segments(result: RunResult, budget: int, seg: np.ndarray) -> tuple[np.ndarray, int]:
+    """:func:`fill_open_bins` for ``seg.shape[1]`` equal segments of ``budget`` steps."""
+    n_seg = seg.shape[1]
+    return fill_open_bins(result, np.arange(n_seg + 1) * budget / n_seg, seg)
+
+
+def result_gain(result: RunResult, bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """:func:`segment_summary` of an existing run in :func:`log_edges` bins of the first B steps of every run, where
+    B is the step count that every valid run reached (a run's last finished episode bounds what can be scored)."""
     ends = result.steps[result.valid]
     reached = np.nanmax(np.where(np.isnan(ends), -np.inf, ends), axis=1)
     budget = int(reached.min())
-    return {**segment_summary(segment_scores(result, budget, n_segments)), "steps": budget}
+    edges = log_edges(budget, bins)
+    return {**segment_summary(binned_scores(result, edges), edges), "steps": budget}
 
 
-def _mean_ci(x: np.ndarray) -> list[float]:
-    """[mean, low, high]: t-based 95% interval of the mean of ``x``."""
+def mean_ci(x: np.ndarray) -> list[float]:
+    """[mean, low, high]: t-based 95% interval of the mean of ``x`` (NaN ends for fewer than two values)."""
     from scipy import stats
 
+    x = np.asarray(x, dtype=float)
     n = x.size
-    m = float(x.mean())
+    m = float(x.mean()) if n else float("nan")
     if n < 2:
         return [m, float("nan"), float("nan")]
     half = float(stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n))
     return [m, m - half, m + half]
 
 
-def segment_summary(seg: np.ndarray) -> dict[str, Any]:
-    """Mean over runs of every segment and of last - first, each as [mean, 95% low, 95% high].
+_mean_ci = mean_ci  # the name the long-context module and older callers use
 
-    Runs with a NaN segment (no episode ended there) are left out and counted in ``n_dropped``."""
+
+def segment_summary(seg: np.ndarray, edges: np.ndarray | Sequence[float] | None = None) -> dict[str, Any]:
+    """Mean over runs of every bin (``q1`` .. ``qK``, bin k from the start) and of ``gain`` = last - first, each
+    as [mean, 95% low, 95% high]; ``early`` and ``late`` repeat the first and last bins; ``edges`` the bins' step
+    edges when given.
+
+    Runs with a NaN bin (no episode ended there) are left out and counted in ``n_dropped``."""
     keep = np.isfinite(seg).all(axis=1)
     s = seg[keep]
     if s.shape[0] == 0:
-        raise InputError("no run finished an episode in every segment; use a larger budget (--steps) or fewer "
-                         "segments")
+        raise InputError("no run finished an episode in every bin; use a larger budget (--steps) or fewer bins")
     out: dict[str, Any] = {"n_tasks": int(s.shape[0]), "n_dropped": int((~keep).sum()), "mean": float(s.mean())}
     for k in range(s.shape[1]):
-        out[f"q{k + 1}"] = _mean_ci(s[:, k])
-    out["gain"] = _mean_ci(s[:, -1] - s[:, 0])
+        out[f"q{k + 1}"] = mean_ci(s[:, k])
+    out["early"], out["late"] = out["q1"], out[f"q{s.shape[1]}"]
+    out["gain"] = mean_ci(s[:, -1] - s[:, 0])
+    if edges is not None:
+        out["edges"] = [float(e) for e in edges]
     return out
 
 
-def online_gain(suite: Suite, agent, steps: int, *, seed: int = 0, n_segments: int = 4,
+def late(summary: dict[str, Any]) -> list[float]:
+    """The last bin of a summary ([mean, low, high]); summaries written before ``late`` existed end in ``qK``."""
+    if "late" in summary:
+        return summary["late"]
+    return summary[max((k for k in summary if k[0] == "q" and k[1:].isdigit()), key=lambda k: int(k[1:]))]
+
+
+def bin_label(summary: dict[str, Any], which: str) -> str:
+    """'steps 1-12' for the first (``which`` = 'early') or last bin of a summary with ``edges``."""
+    edges = summary.get("edges")
+    if not edges:
+        return "first quarter" if which == "early" else "last quarter"
+    lo, hi = (edges[0], edges[1]) if which == "early" else (edges[-2], edges[-1])
+    return f"steps {int(lo) + 1}-{int(hi)}"
+
+
+def online_gain(suite: Suite, agent, steps: int, *, seed: int = 0, bins: int = DEFAULT_BINS,
                 progress: bool = False) -> dict[str, Any]:
-    """Run ``agent`` for ``steps`` environment steps on every task of ``suite`` and summarise the gain."""
+    """Run ``agent`` for ``steps`` environment steps on every task of ``suite`` from an empty memory and summarise
+    its score along the run in :func:`log_edges` bins, with the gain last bin - first bin (:func:`segment_summary`).
+
+    Bandits are scored by the expected reward of each pulled arm (:mod:`.expected`): the same runs, without the
+    reward noise, which on AnyMDP bandits is as wide as the gap between the arms."""
+    from .expected import expected_reward_suite, is_bandit
+
     t0 = time.perf_counter()
-    last = (n_segments - 1) * steps / n_segments  # a run with no episode ending after this plays on to finish it
-    result = run_agent(suite, agent, n_episodes=steps, max_steps=steps, seed=seed, progress=progress,
+    edges = log_edges(steps, bins)
+    scored = expected_reward_suite(suite) if is_bandit(suite) else suite
+    last = float(edges[-2])  # a run with no episode ending after this plays on to finish it
+    result = run_agent(scored, agent, n_episodes=steps, max_steps=steps, seed=seed, progress=progress,
                        finish_after=last)
-    seg, n_filled = fill_open_segments(result, steps, segment_scores(result, steps, n_segments))
+    seg, n_filled = fill_open_bins(result, edges, binned_scores(result, edges))
     if not np.isfinite(seg).all(axis=1).any():
         longest = max((t.horizon for t in suite.tasks or []), default=None)
         raise InputError(f"{suite.name}, {steps} steps: no run finished an episode within {2 * steps} steps, so no "
-                         "quarter can be scored; use more steps"
+                         "bin can be scored; use more steps"
                          + (f" (its episodes last up to {longest} steps)" if longest else ""))
-    return {**segment_summary(seg), "n_filled": n_filled, "steps": int(steps),
+    return {**segment_summary(seg, edges), "n_filled": n_filled, "steps": int(steps),
+            "reward": "expected" if scored is not suite else "sampled",
             "seconds": time.perf_counter() - t0, "per_task": seg.tolist()}
 
 
@@ -194,7 +256,7 @@ def _load_for_cli(which: str | os.PathLike | None, allow_unverified: bool = Fals
 
 def gain_report(checkpoint: str | os.PathLike | None, suite_name: str, steps: int, *, n_tasks: int = 64,
                 temperature: float | None = None, tql: bool = False, val: bool = False, seed: int = 0,
-                progress: bool = False, allow_unverified: bool = False) -> dict[str, Any]:
+                bins: int = DEFAULT_BINS, progress: bool = False, allow_unverified: bool = False) -> dict[str, Any]:
     """The command line's work: OmniRL (checkpoint file or shipped-model folder) and optionally TQL-UCB."""
     import torch
 
@@ -209,17 +271,18 @@ def gain_report(checkpoint: str | os.PathLike | None, suite_name: str, steps: in
         temperature = shipped_temperature if temperature is None else temperature
         temperature = 1.0 if temperature is None else float(temperature)
         with torch.no_grad():
-            summ = online_gain(suite, OmniRLAgent(model, temperature=temperature), steps, seed=seed,
+            summ = online_gain(suite, OmniRLAgent(model, temperature=temperature), steps, seed=seed, bins=bins,
                                progress=progress)
         report["omnirl"] = {**summ, "checkpoint": str(checkpoint), "temperature": temperature}
     if tql:
         for c in TQL_C_GRID:
-            report[f"tql_ucb_c{c:g}"] = online_gain(suite, TQLAgent(c=c), steps, seed=seed)
+            report[f"tql_ucb_c{c:g}"] = online_gain(suite, TQLAgent(c=c), steps, seed=seed, bins=bins)
     return report
 
 
 def _row(name: str, s: dict) -> str:
-    q = " | ".join(f"{s[f'q{i}'][0]:.3f}" for i in range(1, 5))
+    k = sum(1 for key in s if key[0] == "q" and key[1:].isdigit())
+    q = " | ".join(f"{s[f'q{i}'][0]:.3f}" for i in range(1, k + 1))
     g = s["gain"]
     return f"| {name} | {s['n_tasks']} | {s['mean']:.3f} | {q} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] |"
 
@@ -285,8 +348,10 @@ def _parser() -> CliParser:
     ap = CliParser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", nargs="?", help="checkpoint.pt, model.safetensors or a models/<name> folder")
     ap.add_argument("--suite", default="anymdp_1", help="anymdp_<ns> (or any suite name without --val)")
-    ap.add_argument("--steps", type=int, default=400, help="environment steps per task (>= 4: four quarters)")
+    ap.add_argument("--steps", type=int, default=400, help="environment steps per task (>= --bins)")
     ap.add_argument("--n-tasks", type=int, default=64, help="tasks (>= 1)")
+    ap.add_argument("--bins", type=int, default=DEFAULT_BINS,
+                    help=f"log-spaced bins of the run (>= 2; default {DEFAULT_BINS}: octaves, the first 1/32 alone)")
     ap.add_argument("--temperature", type=float, default=None, help="> 0; default: the shipped model's, else 1.0")
     ap.add_argument("--tql", action="store_true", help=f"also TQL-UCB with c in {TQL_C_GRID}")
     ap.add_argument("--val", action="store_true", help="validation tasks (test-seed indices 50,000+)")
@@ -303,8 +368,10 @@ def _parser() -> CliParser:
 def _check_args(a) -> None:
     if a.temperature is not None and not (math.isfinite(a.temperature) and a.temperature > 0):
         raise InputError(f"--temperature {a.temperature:g}: must be a finite number > 0")
-    if a.steps < 4:
-        raise InputError(f"--steps {a.steps}: must be >= 4 (the run is scored in four quarters)")
+    if a.bins < 2:
+        raise InputError(f"--bins {a.bins}: must be >= 2 (the gain is the last bin minus the first)")
+    if a.steps < a.bins:
+        raise InputError(f"--steps {a.steps}: must be >= --bins ({a.bins}): every bin holds a step at least")
     if a.n_tasks < 1:
         raise InputError(f"--n-tasks {a.n_tasks}: must be >= 1")
     if a.seed < 0:
@@ -342,15 +409,18 @@ def run_command(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   f"| {r['agreement']:.2f} |")
         return {"loss_by_behaviour": rows}
     report = gain_report(a.checkpoint, a.suite, a.steps, n_tasks=a.n_tasks, temperature=a.temperature,
-                         tql=a.tql, val=a.val, seed=a.seed, allow_unverified=a.allow_unverified)
-    print(f"{report['suite']}, {a.steps} steps per task, seed {a.seed}: mean score per quarter (95% CI of Q4 - Q1)")
-    print("| agent | tasks | mean | Q1 | Q2 | Q3 | Q4 | Q4 - Q1 |\n|---|---|---|---|---|---|---|---|")
+                         tql=a.tql, val=a.val, seed=a.seed, bins=a.bins, allow_unverified=a.allow_unverified)
+    edges = log_edges(a.steps, a.bins)
+    heads = [f"{int(lo) + 1}-{int(hi)}" for lo, hi in zip(edges[:-1], edges[1:])]
+    print(f"{report['suite']}, {a.steps} steps per task, seed {a.seed}: mean score per bin of steps (95% CI of the "
+          "gain, last bin - first)")
+    print(f"| agent | tasks | mean | {' | '.join(heads)} | gain |\n|" + "---|" * (len(heads) + 4))
     for key, val in report.items():
         if isinstance(val, dict):
             print(_row(key, val))
     for key, val in report.items():
         if isinstance(val, dict) and (val.get("n_filled") or val.get("n_dropped")):
-            print(f"note: {key}: {val.get('n_filled', 0)} of {a.n_tasks} runs had a quarter in which no episode "
+            print(f"note: {key}: {val.get('n_filled', 0)} of {a.n_tasks} runs had a bin in which no episode "
                   f"ended, scored by the episode in progress then; {val['n_dropped']} left out (that episode never "
                   "ended)")
     if a.out:

@@ -13,7 +13,7 @@ compares the model of notebook 03 before and after its post-training stage):
 - :func:`entropy_along_context`: the entropy of the model's action distribution at every step of those runs, per
   bin (the paper's "explore, then exploit": high early in a new task, falling as the model settles).
 
-Bins: :func:`log_edges` splits 1..T into log-spaced bins (the first ones merged until each holds a step).
+Bins: :func:`~omnirl_core.evaluation.incontext.log_edges`, the in-context measure's octaves of 1..T.
 :func:`long_context_spread` measures each model in a process of its own (a GPU each, or a CPU core each): the
 report is the one :func:`long_context_report` gives in one process, model for model.
 """
@@ -36,7 +36,7 @@ from ..workbook.config import load_config
 from .agents import OmniRLAgent
 from .config import LongContextConfig
 from .expected import expected_reward_suite, is_bandit
-from .incontext import _mean_ci, binned_scores
+from .incontext import _mean_ci, binned_scores, log_edges
 from .runs import RunResult, run_agent
 from .suites import Suite
 
@@ -44,17 +44,6 @@ LOSS_SEED = 9_000_001
 """Seed of the synthesised loss sequences: apart from every training dataset's seed in params/."""
 READABLE_HALF_WIDTH = 0.25
 """Widest mean half-interval (normalised score) at which the score curve still tells models apart."""
-
-
-def log_edges(T: int, bins: int) -> np.ndarray:
-    """Integer edges 0 = e_0 < e_1 < ... < e_k = T of at most ``bins`` log-spaced bins of positions 0..T-1 (bin i
-    holds positions e_i .. e_{i+1} - 1); bins narrower than a step are merged."""
-    if T < 2 or bins < 1:
-        raise ValueError(f"need T >= 2 and bins >= 1, got T={T}, bins={bins}")
-    if bins < 2:
-        return np.array([0, T])
-    edges = np.unique(np.round(np.geomspace(1, T, bins)).astype(int))  # the first bin is position 0 alone
-    return np.concatenate([[0], edges])
 
 
 def loss_sequences(cfg: LongContextConfig, ns: int, na: int) -> list[dict]:
@@ -82,15 +71,18 @@ def loss_along_context(model, batches: list[dict], chunk_len: int, edges: np.nda
 
 def score_along_context(result: RunResult, edges: np.ndarray) -> dict[str, Any]:
     """Per log bin of the run's steps: mean normalised score of the episodes that ended in it, averaged per task
-    then over tasks, with a 95% interval (tasks without an episode ending in a bin are left out of that bin)."""
+    then over tasks, with a 95% interval (tasks without an episode ending in a bin are left out of that bin), and
+    the in-context gain, last bin - first, over the tasks scored in both (:mod:`.incontext`'s measure)."""
     per_task = binned_scores(result, edges)  # [tasks, bins]
     rows = []
     for column in per_task.T:
         kept = column[np.isfinite(column)]
         rows.append(_mean_ci(kept) + [int(kept.size)] if kept.size else [np.nan, np.nan, np.nan, 0])
     arr = np.array(rows, dtype=float)
+    both = np.isfinite(per_task[:, 0]) & np.isfinite(per_task[:, -1])
     return {"position": _centres(edges), "score": arr[:, 0].tolist(), "low": arr[:, 1].tolist(),
-            "high": arr[:, 2].tolist(), "n_tasks": arr[:, 3].astype(int).tolist(), "edges": edges.tolist()}
+            "high": arr[:, 2].tolist(), "n_tasks": arr[:, 3].astype(int).tolist(), "edges": edges.tolist(),
+            "gain": _mean_ci(per_task[both, -1] - per_task[both, 0]), "last_per_task": per_task[:, -1].tolist()}
 
 
 class _EntropyRecorder(OmniRLAgent):
@@ -129,8 +121,9 @@ def long_context_report(cfg: LongContextConfig, models: dict[str, Any], suite: S
         agent = _EntropyRecorder(model, temperature, "constant", device)
         result = run_agent(scored, agent, n_episodes=cfg.steps, max_steps=cfg.steps, seed=seed, progress=progress)
         entropy = np.stack(agent.entropy, axis=1)[:, : cfg.steps]  # [B, T]: one value per acting step
+        score = score_along_context(result, edges)
         report["models"][name] = {"loss": loss_along_context(model, batches, cfg.chunk_len, edges),
-                                  "score": score_along_context(result, edges),
+                                  "score": score, "gain": score["gain"],
                                   "entropy": entropy_along_context(entropy, edges)}
     return report
 

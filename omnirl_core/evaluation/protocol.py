@@ -1,6 +1,6 @@
 """The evaluation protocol of notebook 04: every configured agent (and OmniRL mode) on every configured suite, in
 this process (:func:`evaluate`) or spread over the node's GPUs or this machine's cores, one suite per process
-(:func:`evaluate_on_devices`).
+(:func:`evaluate_on_devices`); and the in-context measure of section 5 (:func:`incontext_panel`).
 
 Rows: random and oracle (every episode); TQL-UCB with the best bonus of the grid and PPO, scored on test
 episodes (:mod:`.baselines`; TQL-UCB on its training episodes with ``tql_scoring: training``, then the row says
@@ -10,7 +10,7 @@ so); OmniRL per mode; CQL trained on the offline mode's demonstrations (:mod:`.o
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -195,3 +195,41 @@ def _evaluate_file(config_path: str, out: str) -> None:
     Path(out).mkdir(parents=True, exist_ok=True)
     for i, res in enumerate(evaluate(cfg)):
         res.save(Path(out) / f"{i:03d}.npz")
+
+
+# ---------------------------------------------------------------------------------------------- in-context measure
+def incontext_panel(cfg: EvaluationConfig, model=None, results: Sequence[RunResult] = (),
+                    log: Callable[[str], None] | None = print) -> dict[str, dict[str, dict]]:
+    """Suite -> agent -> :func:`~omnirl_core.evaluation.incontext.online_gain` summary, for every suite of
+    ``cfg.incontext``: each OmniRL model of this configuration (``model``, and the shipped one with
+    ``also_shipped``) and TQL-UCB at the (c, H) that Table 1 chose for the suite in ``results`` (else c = 1,
+    H = 4000), all on the same unseen tasks from an empty memory."""
+    import torch
+
+    from .agents import OmniRLAgent, TQLAgent
+    from .incontext import online_gain
+
+    ic = cfg.incontext
+    shipped = model is None and cfg.checkpoint == SHIPPED
+    out: dict[str, dict[str, dict]] = {}
+    for name in ic.suites:
+        suite = build_suite(name, ic.n_tasks, pendulum_samples=cfg.pendulum_samples,
+                            pendulum_reference_episodes=cfg.pendulum_reference_episodes)
+        rows: dict[str, dict] = {}
+        if "omnirl" in cfg.agents:
+            for label, is_shipped in _omnirl_rows(cfg, model, shipped):
+                m, temperature, why = _model_for_suite(cfg, suite, model, is_shipped)
+                if m is None:
+                    if log:
+                        log(f"{name}: {label} not measured ({why})")
+                    continue
+                with torch.no_grad():
+                    rows[label] = online_gain(suite, OmniRLAgent(m, temperature, cfg.temperature_schedule,
+                                                                 cfg.device), ic.steps, seed=cfg.seed, bins=ic.bins)
+                rows[label]["temperature"] = temperature
+        chosen = [r.info for r in results if r.suite == name and "c" in r.info and "H" in r.info]
+        c, H = (chosen[0]["c"], chosen[0]["H"]) if chosen else (1.0, 4000.0)
+        rows[f"TQL-UCB (c={c:g}, H={H:g})"] = online_gain(suite, TQLAgent(c=c, gamma=cfg.tql_gamma, H=H), ic.steps,
+                                                           seed=cfg.seed, bins=ic.bins)
+        out[name] = rows
+    return out

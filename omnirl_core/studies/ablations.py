@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.incontext import MEASURE, late
 from ..evaluation.suites import SUITE_NAMES
 from ..synthesis.config import DatasetConfig
 from ..synthesis.format import SCHEMA_VERSION
@@ -213,6 +214,7 @@ def _run_ident(cfg: AblationConfig, study: str, dataset: DatasetConfig, training
     train_dict.pop("torch_threads", None)  # speed only, not the result
     test = {k: getattr(cfg, k) for k in ("seed", "eval_tasks", "temperature")}
     test["eval_suite"], test["eval_steps"] = eval_settings(cfg, study)
+    test["measure"] = MEASURE
     return {"dataset": config_to_dict(dataset), "training": train_dict, "test": test, "schema": SCHEMA_VERSION,
             "code": code_version(*RUN_CODE)}
 
@@ -339,8 +341,8 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
               "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     write_json_atomic(gain_path, record)
     g = gain["gain"]
-    log(f"{name}: trained {train_seconds:.0f} s, loss {final_loss:.3f}; online Q1 {gain['q1'][0]:.3f} "
-        f"-> Q4 {gain['q4'][0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
+    log(f"{name}: trained {train_seconds:.0f} s, loss {final_loss:.3f}; online first bin {gain['q1'][0]:.3f} "
+        f"-> last bin {late(gain)[0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
     out.suites = further(lambda: result.model)
     finish(record, out.suites)
     return out
@@ -459,8 +461,8 @@ def summary_rows(cfg: AblationConfig, results: dict[str, list[VariantResult]]) -
             g = r.gain
             per_seed = g.get("per_seed", {}).get("gain", [g["gain"][0]])
             rows.append({"study": study, "variant": r.variant, "suite": suite, "test_steps": steps,
-                         "env_steps": r.env_steps_trained, "loss": r.final_loss, "q1": g["q1"][0], "q4": g["q4"][0],
-                         "q4_low": g["q4"][1], "q4_high": g["q4"][2], "mean": g["mean"], "gain": g["gain"][0],
+                         "env_steps": r.env_steps_trained, "loss": r.final_loss, "q1": g["q1"][0], "q4": late(g)[0],
+                         "q4_low": late(g)[1], "q4_high": late(g)[2], "mean": g["mean"], "gain": g["gain"][0],
                          "gain_low": g["gain"][1], "gain_high": g["gain"][2], "seeds": g.get("n_seeds", 1),
                          "gain_per_seed": per_seed, "paper": cfg.studies[study].finding})
     return rows
@@ -471,11 +473,12 @@ def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None,
     """The results table (one row per variant, then per study TQL-UCB and other reference models, e.g. notebook
     03's, when given: ``models[study][label]``) and the paper's findings. A row of several seeds has intervals over
     seeds and tasks (:mod:`.seeds`), of one seed over tasks; the last column lists each seed's own gain."""
-    lines = ["| study | variant | test tasks | seeds | env steps trained | final loss | Q1 | Q4 [95% CI] | mean | "
-             "Q4 - Q1 [95% CI] | Q4 - Q1 per seed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| study | variant | test tasks | seeds | env steps trained | final loss | first bin | last bin "
+             "[95% CI] | mean | gain, last - first [95% CI] | gain per seed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def reference(label: str, ref: dict) -> str:
-        q4, g = ref["q4"], ref["gain"]
+        q4, g = late(ref), ref["gain"]
         return (f"| {study} | {label}, reference | {where} | - | - | - | {ref['q1'][0]:.3f} | "
                 f"{q4[0]:.3f} [{q4[1]:.3f}, {q4[2]:.3f}] | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] "
                 "| - |")

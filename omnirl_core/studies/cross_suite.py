@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.incontext import MEASURE, late
 from ..evaluation.suites import PAPER_TABLE1, SUITE_NAMES
 from ..workbook.fields import Rule
 
@@ -85,7 +86,7 @@ def suite_ident(cfg: Any, study: str, name: str) -> dict:
     """The settings a suite's result depends on beside the run (whose folder already names its data, training,
     test settings and the code up to evaluation): the suite, and this module's code."""
     ident = {"suite": name, "steps": eval_settings(cfg, study)[1], "seed": cfg.seed, "tasks": cfg.eval_tasks,
-             "temperature": cfg.temperature, "code": _own_code()}
+             "temperature": cfg.temperature, "code": _own_code(), "measure": MEASURE}
     if name.startswith("pendulum_"):
         ident["pendulum"] = [cfg.pendulum_samples, cfg.pendulum_reference_episodes]
     return ident
@@ -149,7 +150,7 @@ def score_on_suites(cfg: Any, study: str, label: str, folder: Path, model_cfg, g
         else:  # per-task scores kept: several seeds of a variant are pooled from them (.seeds)
             result = {"gain": gain}
             g = gain["gain"]
-            log(f"{label}: {name} Q4 {gain['q4'][0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
+            log(f"{label}: {name} last bin {late(gain)[0]:.3f}, gain {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}]")
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {"test": ident, "result": result})
         out[name] = result
@@ -186,13 +187,13 @@ def _cell(res: dict | None, key: str, signed: bool) -> str:
         return "not measured"
     if "skipped" in res:
         return "skipped"
-    m, lo, hi = res["gain"][key]
+    m, lo, hi = late(res["gain"]) if key == "late" else res["gain"][key]
     f = "{:+.3f}" if signed else "{:.3f}"
     return f"{f.format(m)} [{f.format(lo)}, {f.format(hi)}]"
 
 
 def suite_table(cfg: Any, results: dict[str, Sequence[Any]], studies: Sequence[str]) -> str | None:
-    """Markdown: the last-quarter score (Q4) and the in-context gain (Q4 - Q1), each with its 95% interval over
+    """Markdown: the last bin's score and the in-context gain (last bin - first), each with its 95% interval over
     tasks, of every model of ``studies`` (rows) on every suite (columns), the paper's OmniRL score (Table 1) beside
     the scores, then why cells were skipped and the paper's findings. None when none of ``studies`` ran."""
     suites, rows = suite_rows(cfg, results, studies)
@@ -207,13 +208,14 @@ def suite_table(cfg: Any, results: dict[str, Sequence[Any]], studies: Sequence[s
     lines = [f"Online from an empty memory (tag 7), {cfg.eval_tasks} unseen tasks per suite, temperature "
              f"{cfg.temperature:g}, " + ", ".join(f"{n} steps per task ({', '.join(v)})" for n, v in steps.items())
              + "; 95% intervals over tasks.", "",
-             "Mean normalised score in the last quarter of the run (Q4):", "", head, rule]
+             "Mean normalised score in the last log-spaced bin of the run (the last half of its steps):", "", head,
+             rule]
     for row in rows:
-        lines.append(f"| {row['label']} | " + " | ".join(_cell(row["suites"].get(n), "q4", False) for n in suites)
+        lines.append(f"| {row['label']} | " + " | ".join(_cell(row["suites"].get(n), "late", False) for n in suites)
                      + " |")
     paper = [f"{PAPER_TABLE1[n]['OmniRL'][0]:.3f}" if n in PAPER_TABLE1 else "-" for n in suites]
     lines.append("| paper: OmniRL, best score (Table 1) | " + " | ".join(paper) + " |")
-    lines += ["", "In-context gain, Q4 - Q1:", "", head, rule]
+    lines += ["", "In-context gain, last bin - first bin (the first 1/32 of the steps):", "", head, rule]
     for row in rows:
         lines.append(f"| {row['label']} | " + " | ".join(_cell(row["suites"].get(n), "gain", True) for n in suites)
                      + " |")

@@ -95,7 +95,10 @@ def pool_seeds(gains: Sequence[dict], seeds: Sequence[int] | None = None, n_boot
     rng = np.random.default_rng(seed)
     weights = (_weights(table.shape[0], n_boot, rng), _weights(table.shape[1], n_boot, rng))
     out: dict[str, Any] = {f"q{k + 1}": _interval(table[:, :, k], weights) for k in range(table.shape[2])}
+    out["early"], out["late"] = out["q1"], out[f"q{table.shape[2]}"]
     out["gain"] = _interval(table[:, :, -1] - table[:, :, 0], weights)
+    if "edges" in gains[0]:
+        out["edges"] = gains[0]["edges"]
     scored = np.isfinite(table[:, :, 0])
     out.update({"mean": float(np.nanmean(table)), "n_tasks": int(scored.any(axis=0).sum()),
                 "n_dropped": int((~scored).sum()), "steps": gains[0].get("steps"), "n_seeds": len(gains),

@@ -1,4 +1,11 @@
-"""A look at synthesised data: tag shares, reward curves along the sequence, a dataset loaded as arrays.
+"""A look at synthesised data: tag shares, reward curves along the sequence, per-sequence changes of the reward
+along the sequence, a dataset loaded as arrays.
+
+Curves pooled over all sequences (:func:`reward_curves`) mix two things: how a kind of policy does as the sequence
+goes on, and which sequences hold its steps at each position (a behaviour switched in late, a tag masked in part
+of the sequences). The per-sequence measures (:func:`sequence_changes`, :func:`sequence_differences`) compare
+steps of the same sequence, hence of the same task, and give one number per sequence, over which an interval can
+be taken.
 """
 
 from __future__ import annotations
@@ -49,6 +56,43 @@ def reward_curves(data: dict[str, np.ndarray], bins: int, by: str = "tag") -> tu
                 vals[j] = data["reward"][:, edges[j] : edges[j + 1]][mj].mean()
         out[name] = vals
     return centres, out
+
+
+def _steps_of(data: dict[str, np.ndarray], name: str, by: str) -> np.ndarray:
+    """[n, T] mask of the steps of the tag (``by="tag"``, a :data:`TAG_NAMES` entry) or behaviour (a
+    :data:`BEHAVIOURS` entry) called ``name``; boundary steps never, tag-7 steps never for a tag."""
+    keep = data["behaviour"] != BOUNDARY
+    if by == "tag":
+        return keep & (data["tag"] == TAG_NAMES.index(name)) & (data["tag"] != TAG_UNKNOWN)
+    if by == "behaviour":
+        return keep & (data["behaviour"] == BEHAVIOURS.index(name))
+    raise ValueError(f"by must be 'tag' or 'behaviour', got {by!r}")
+
+
+def _mean_reward(reward: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row: mean reward over the masked steps (NaN for a row without one)."""
+    n = mask.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (reward * mask).sum(axis=1) / np.maximum(n, 1), np.nan)
+
+
+def sequence_changes(data: dict[str, np.ndarray], name: str, by: str = "tag", frac: float = 0.25) -> np.ndarray:
+    """Per sequence: mean reward per step of ``name``'s steps (a tag or a behaviour, see :func:`_steps_of`) in the
+    last ``frac`` of the sequence minus that in the first ``frac``; only sequences with such steps in both parts
+    (the others have nothing to compare). One value per kept sequence."""
+    m = _steps_of(data, name, by)
+    q = max(1, int(round(m.shape[1] * frac)))
+    first = _mean_reward(data["reward"][:, :q], m[:, :q])
+    last = _mean_reward(data["reward"][:, -q:], m[:, -q:])
+    d = last - first
+    return d[np.isfinite(d)]
+
+
+def sequence_differences(data: dict[str, np.ndarray], a: str, b: str, by: str = "tag") -> np.ndarray:
+    """Per sequence holding steps of both: mean reward per step of ``a``'s steps minus that of ``b``'s (over the
+    whole sequence). One value per kept sequence."""
+    d = _mean_reward(data["reward"], _steps_of(data, a, by)) - _mean_reward(data["reward"], _steps_of(data, b, by))
+    return d[np.isfinite(d)]
 
 
 def load_dataset_arrays(root: str | os.PathLike, max_shards: int | None = None) -> dict[str, np.ndarray]:

@@ -1,5 +1,6 @@
 """Metrics files of a training run: one row per logged iteration in ``metrics.csv`` and ``metrics.jsonl``, one per
-evaluation in ``eval.jsonl``; read back by :func:`read_metrics` and :func:`read_eval`.
+evaluation in ``eval.jsonl``; read back by :func:`read_metrics` and :func:`read_eval`. And the policy loss along the
+context per sequence (:func:`position_loss_per_sequence`), for intervals over sequences.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 METRIC_COLUMNS = ["step", "loss", "policy", "state", "reward", "lr", "grad_norm", "skipped", "bad_steps_total",
                   "steps_per_s", "elapsed_s"]
@@ -105,3 +108,19 @@ def read_metrics(out_dir: str | os.PathLike) -> list[dict]:
 def read_eval(out_dir: str | os.PathLike) -> list[dict]:
     """The evaluation rows of a run folder."""
     return _read_jsonl(Path(out_dir) / "eval.jsonl")
+
+
+def position_loss_per_sequence(model, batches, chunk_len: int, edges) -> np.ndarray:
+    """Policy cross entropy of each sequence of ``batches`` in the position bins of ``edges``, as
+    :func:`~omnirl_core.training.losses.position_loss` computes it for one sequence: [n_sequences, len(edges) - 1],
+    NaN for a bin without a labelled step. One row per sequence, so an interval can be taken over sequences."""
+    import torch
+
+    from .losses import position_loss
+
+    rows = []
+    for b in batches:
+        for i in range(b["label"].shape[0]):
+            one = {k: v[i:i + 1] for k, v in b.items() if isinstance(v, torch.Tensor) and v.dim() >= 2}
+            rows.append(position_loss(model, [one], chunk_len, edges=edges)["loss"])
+    return np.asarray(rows, dtype=float)

@@ -12,191 +12,45 @@ import html
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import ipywidgets as W
 import numpy as np
 
-from .. import world
+from ..workbook.errors import InputError
 from ..world import oracle
 from ..world.task import Task
+from .explorer_play import (  # noqa: F401  (re-exported: the explorer's public names live here too)
+    LEARNERS,
+    NS_CHOICES,
+    POLICIES,
+    SHIPPED_DEFAULT_MIN_SCORE,
+    PlayResult,
+    _not_covered,
+    _recorded_evaluation,
+    _shipped_for,
+    _standing_text,
+    default_policy,
+    make_policy,
+    offered_policies,
+    play_policy,
+    play_shipped_model,
+    policy_note,
+    shipped_model_covering,
+    shipped_standing,
+)
 from .task_figures import plot_task_summary, plot_trajectory
 from .task_graph import figure_to_png, plot_transition_graph, terminal_kinds
 
-__all__ = ["TaskExplorer", "PlayResult", "POLICIES", "NS_CHOICES", "play_policy", "play_shipped_model", "make_policy"]
-
-NS_CHOICES = (1, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-POLICIES = {
-    "oracle": "oracle (greedy, γ=0.994)",
-    "random": "random",
-    "q_ucb": "Q-learning (UCB)",
-    "model_based": "model-based learner",
-    "omnirl": "OmniRL-tiny (shipped model, in context)",
-}
 CSS_CLASS = "omnirl-explorer"
 
-
-@dataclass
-class PlayResult:
-    """One run of ``steps`` environment steps (episodes restart automatically)."""
-
-    policy: str
-    states: np.ndarray  # [T] inner state in which each action was taken
-    actions: np.ndarray  # [T]
-    rewards: np.ndarray  # [T]
-    dones: np.ndarray  # [T] episode ended after this step
-    oracle_return: float  # exact expected episode return of the oracle
-    random_return: float  # exact expected episode return of the uniform-random policy
-    seconds: float = 0.0
-    episode_returns: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        ends = np.flatnonzero(self.dones)
-        bounds = np.concatenate([[-1], ends])
-        self.episode_returns = np.array([self.rewards[bounds[i] + 1: bounds[i + 1] + 1].sum()
-                                         for i in range(len(ends))])
-
-    @property
-    def steps(self) -> int:
-        return int(len(self.states))
-
-    @property
-    def total_return(self) -> float:
-        """Sum of all rewards of the run."""
-        return float(self.rewards.sum())
-
-    @property
-    def mean_episode_return(self) -> float:
-        """Mean return of the finished episodes (NaN when none finished)."""
-        return float(self.episode_returns.mean()) if len(self.episode_returns) else float("nan")
-
-
-def make_policy(name: str):
-    """A fresh batched policy of :mod:`omnirl_core.world.learners` by its key in :data:`POLICIES`."""
-    if name == "oracle":
-        return world.OraclePolicy(gamma=oracle.ORACLE_GAMMA)
-    if name == "random":
-        return world.RandomPolicy()
-    if name == "q_ucb":
-        return world.QLearner(rule="ucb")
-    if name == "model_based":
-        return world.ModelBasedLearner()
-    raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}")
-
-
-_SHIPPED_CACHE: dict[str, tuple] = {}
-
-
-def _shipped_for(ns: int):
-    """(model, ShippedModel) of the shipped OmniRL-tiny covering ``ns`` states, loaded once per process."""
-    from ..evaluation.models import load_shipped, shipped_model_for
-
-    info = shipped_model_for(ns)
-    if info.name not in _SHIPPED_CACHE:
-        _SHIPPED_CACHE[info.name] = load_shipped(info.path)
-    return _SHIPPED_CACHE[info.name]
-
-
-def play_shipped_model(task: Task, steps: int, seed: int) -> tuple[np.ndarray, ...]:
-    """Let the shipped OmniRL-tiny act in ``task`` from an empty memory (tag 7, its validated temperature).
-
-    Returns (inner states, actions, rewards, dones), each [steps]. Raises ``LookupError`` when no shipped
-    model covers the task's number of states."""
-    import torch
-
-    from ..evaluation import OmniRLAgent, run_agent
-    from ..evaluation.suites import task_suite
-
-    model, info = _shipped_for(task.ns)
-    trace: dict[str, list] = {"obs": [], "actions": [], "rewards": [], "done": []}
-
-    def record(_t: int, step: dict) -> None:
-        for key in trace:
-            trace[key].append(int(step[key][0]) if key != "rewards" else float(step[key][0]))
-
-    suite = task_suite("explorer", [task])
-    with torch.no_grad():
-        run_agent(suite, OmniRLAgent(model, temperature=info.temperature), n_episodes=steps, max_steps=steps,
-                  seed=[int(seed)], on_step=record)
-    inner_of_obs = np.full(task.n_obs, -1, dtype=np.int64)  # state_mapping: inner state -> observation id
-    inner_of_obs[task.state_mapping] = np.arange(task.ns)
-    states = inner_of_obs[np.asarray(trace["obs"], dtype=np.int64)]
-    return (states, np.asarray(trace["actions"], dtype=np.int64), np.asarray(trace["rewards"]),
-            np.asarray(trace["done"], dtype=bool))
-
-
-def play_policy(
-    task: Task,
-    policy: str = "oracle",
-    steps: int = 200,
-    seed: int = 0,
-    *,
-    exact_returns: tuple[float, float] | None = None,
-) -> PlayResult:
-    """Step :class:`omnirl_core.world.envs.AnyMDPEnv` for ``steps`` steps with the named policy (a batch of one
-    task for the learners of :mod:`omnirl_core.world.learners`, which act on inner states), restarting episodes
-    as they end. ``seed`` seeds both the environment and the policy's random choices. ``exact_returns``
-    (oracle, random) skips recomputing the task's exact returns when the caller has them."""
-    from ..world.envs import AnyMDPEnv
-
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
-    steps = int(steps)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    t0 = time.perf_counter()
-    if exact_returns is None:
-        exact_returns = (float(oracle.oracle_return(task)), float(oracle.random_return(task)))
-    if policy == "omnirl":
-        states, actions, rewards, dones = play_shipped_model(task, steps, seed)
-        return PlayResult(policy=policy, states=states, actions=actions, rewards=rewards, dones=dones,
-                          oracle_return=float(exact_returns[0]), random_return=float(exact_returns[1]),
-                          seconds=time.perf_counter() - t0)
-    rng = np.random.default_rng([int(seed), 1])
-    agent = make_policy(policy)
-    agent.reset([task], rng)
-    env = AnyMDPEnv(task=task)
-    _, info = env.reset(seed=int(seed))
-    states = np.zeros(steps, dtype=np.int64)
-    actions = np.zeros(steps, dtype=np.int64)
-    rewards = np.zeros(steps)
-    dones = np.zeros(steps, dtype=bool)
-    for t in range(steps):
-        s = np.array([info["state"]])
-        a = agent.act(s, rng)
-        _, r, term, trunc, info = env.step(int(a[0]))
-        agent.observe(s, a, np.array([r]), np.array([info["state"]]), np.array([term]), np.array([trunc]))
-        states[t], actions[t], rewards[t], dones[t] = s[0], a[0], r, term or trunc
-        if term or trunc:
-            agent.end_episode(np.array([True]))
-            _, info = env.reset()
-    return PlayResult(
-        policy=policy,
-        states=states,
-        actions=actions,
-        rewards=rewards,
-        dones=dones,
-        oracle_return=float(exact_returns[0]),
-        random_return=float(exact_returns[1]),
-        seconds=time.perf_counter() - t0,
-    )
+__all__ = ["TaskExplorer", "PlayResult", "POLICIES", "NS_CHOICES", "play_policy", "play_shipped_model", "make_policy",
+           "offered_policies", "default_policy", "shipped_model_covering", "shipped_standing"]
 
 
 def _default_sampler(ns: int, na: int, seed: int) -> Task:
     from ..world import sample_anymdp
 
     return sample_anymdp(ns, na, seed=seed)
-
-
-def _default_policy(ns: int) -> str:
-    """The shipped model when one covers ``ns`` states, else the oracle."""
-    from ..evaluation.models import shipped_model_for
-
-    try:
-        shipped_model_for(ns)
-    except LookupError:
-        return "oracle"
-    return "omnirl"
 
 
 class TaskExplorer:
@@ -209,10 +63,14 @@ class TaskExplorer:
     - view: selected ``state``, ``action`` (all = max over actions, or one), probability ``threshold``,
       ``layout`` (hidden ranking / observation id), ``color by`` (probability / reward) and an oracle-policy
       overlay checkbox; any change redraws the graph (:meth:`render_graph`);
-    - play: a ``policy`` (the shipped OmniRL-tiny acting in context, oracle, random, Q-learning UCB,
-      model-based), ``steps`` and a Play button that runs :meth:`play` and shows the trajectory and the returns
-      next to the exact oracle/random returns. The shipped model is the default policy when one covers the
-      starting ``ns`` (see :func:`omnirl_core.evaluation.models.shipped_models`), else the oracle.
+    - play: a ``policy`` (oracle, random, Q-learning UCB, model-based, and the shipped OmniRL-tiny acting in
+      context where one covers the task), ``steps`` and a Play button that runs :meth:`play` and shows the
+      trajectory and the returns next to the exact oracle/random returns. The policies offered follow the task
+      (:func:`offered_policies`, re-evaluated on every new task); a line under the controls states the shipped
+      model's measured standing, or that none covers the task. The default is the oracle, or the shipped model
+      where its recorded evaluation is at least :data:`SHIPPED_DEFAULT_MIN_SCORE` of the way from random to the
+      oracle (:func:`default_policy`: the bandit model). A policy picked in the control stays picked across new
+      tasks while it is offered; otherwise the new task's default is played.
 
     ``sampler(ns, na, seed) -> Task`` defaults to :func:`omnirl_core.world.task.sample_anymdp`.
     """
@@ -242,6 +100,7 @@ class TaskExplorer:
         self.n_renders = 0
         self.n_samples = 0
         self._suspend = False
+        self._policy_chosen = False  # the policy control was set (by hand or by code), not left at its default
 
         style = {"description_width": "initial"}
         ns_options = sorted(set(NS_CHOICES) | {int(ns)})
@@ -265,8 +124,10 @@ class TaskExplorer:
         self.color_by = W.ToggleButtons(options=[("probability", "prob"), ("reward", "reward")], value="prob",
                                         description="edges by", style=style)
         self.overlay = W.Checkbox(value=False, description="oracle policy overlay", style=style, indent=False)
-        self.policy = W.Dropdown(options=[(v, k) for k, v in POLICIES.items()], value=_default_policy(ns),
-                                 description="policy", style=style, layout=W.Layout(width="260px"))
+        self.policy = W.Dropdown(options=[(POLICIES[k], k) for k in LEARNERS], value="oracle",
+                                 description="policy", style=style, layout=W.Layout(width="300px"))
+        self.policy_note = W.HTML(value="")
+        self.policy_note.add_class("omnirl-policy-note")
         self.steps = W.BoundedIntText(value=int(play_steps), min=1, max=20000, description="steps", style=style,
                                       layout=W.Layout(width="150px"))
         self.play_button = W.Button(description="Play", icon="play", button_style="success",
@@ -289,6 +150,7 @@ class TaskExplorer:
         for w in (self.state, self.action, self.threshold, self.layout, self.color_by, self.overlay):
             w.observe(self._on_view_change, names="value")
         self.tabs.observe(self._on_tab_change, names="selected_index")
+        self.policy.observe(self._on_policy_change, names="value")
         self.resample_button.on_click(lambda _b: self._guard(self.next_seed))
         self.play_button.on_click(lambda _b: self._guard(self.play_and_show))
 
@@ -298,6 +160,7 @@ class TaskExplorer:
             W.HBox([self.state, self.action, self.threshold]),
             W.HBox([self.layout, self.color_by, self.overlay]),
             W.HBox([self.policy, self.steps, self.play_button]),
+            self.policy_note,
             self.status,
             self.info,
             self.tabs,
@@ -312,13 +175,15 @@ class TaskExplorer:
         display(self.widget)
 
     def _guard(self, fn) -> None:
-        """Run a callback; show a failure in the status line instead of losing it in the kernel log."""
+        """Run a callback; show a failure in the status line instead of losing it in the kernel log (one line for
+        bad input, with the traceback's last frames for anything else)."""
         try:
             fn()
         except Exception as exc:
-            self.status.value = (f"<span style='color:#b00'>error: {html.escape(f'{type(exc).__name__}: {exc}')}"
-                                 f"</span><pre style='font-size:10px'>{html.escape(traceback.format_exc(limit=3))}"
-                                 "</pre>")
+            line = f"<span style='color:#b00'>error: {html.escape(f'{type(exc).__name__}: {exc}')}</span>"
+            if not isinstance(exc, (InputError, LookupError)):
+                line += f"<pre style='font-size:10px'>{html.escape(traceback.format_exc(limit=3))}</pre>"
+            self.status.value = line
             raise
 
     def _set_status(self, text: str) -> None:
@@ -347,6 +212,7 @@ class TaskExplorer:
         self.random_return = float(oracle.random_return(task))
         self.last_play = None
         self.summary_figure = None
+        self._update_policies(task)
         self._suspend = True
         try:
             self.state.options = [("none", -1)] + [
@@ -369,6 +235,29 @@ class TaskExplorer:
         self.render_graph()
         if self.tabs.selected_index == 1:
             self.render_summary()
+
+    def offered_policies(self) -> list[str]:
+        """The policies the control offers for the current task (:func:`offered_policies`)."""
+        return [value for _label, value in self.policy.options]
+
+    def _update_policies(self, task: Task) -> None:
+        """Offer the policies that can play ``task``; keep a picked one that still can, else play the default."""
+        offered = offered_policies(task)
+        current = self.policy.value
+        keep = self._policy_chosen and current in offered
+        value = current if keep else default_policy(task)
+        note = policy_note(task)
+        if self._policy_chosen and not keep:
+            note = f"{POLICIES[current]} cannot play this task, so {POLICIES[value]} plays instead. {note}"
+            self._policy_chosen = False
+        suspended, self._suspend = self._suspend, True
+        try:
+            if self.offered_policies() != offered:
+                self.policy.options = [(POLICIES[k], k) for k in offered]
+            self.policy.value = value
+        finally:
+            self._suspend = suspended
+        self.policy_note.value = f"<span style='font-size:12px;color:#555'>{html.escape(note)}</span>"
 
     def view_options(self) -> dict:
         """Keyword arguments of :func:`plot_transition_graph` from the view controls."""
@@ -407,6 +296,10 @@ class TaskExplorer:
         if self.task is None:
             raise RuntimeError("no task: call resample() first")
         policy = self.policy.value if policy is None else policy
+        if policy == "omnirl" and policy not in self.offered_policies():
+            from ..evaluation.models import ShippedModelError
+
+            raise ShippedModelError(_not_covered(self.task.n_obs, self.task.na))
         steps = int(self.steps.value) if steps is None else int(steps)
         seed = int(self.seed.value) if seed is None else int(seed)
         result = play_policy(self.task, policy, steps, seed, exact_returns=(self.oracle_return, self.random_return))
@@ -422,12 +315,10 @@ class TaskExplorer:
                                   title=f"{POLICIES[res.policy]}: {res.steps} steps")
         self.trajectory_figure = fig
         self.trajectory_image.value = figure_to_png(fig, dpi=self.dpi)
-        n_ep = len(res.episode_returns)
         self.play_info.value = (
             f"<b>{html.escape(POLICIES[res.policy])}</b>: return over {res.steps} steps "
-            f"<b>{res.total_return:.3f}</b>; {n_ep} finished episodes, mean episode return "
-            f"<b>{res.mean_episode_return:.3f}</b> (exact: oracle {res.oracle_return:.3f}, "
-            f"random {res.random_return:.3f})"
+            f"<b>{res.total_return:.3f}</b>; {html.escape(res.episodes_text())}. Exact expected episode return: "
+            f"oracle {res.oracle_return:.3f}, random {res.random_return:.3f}"
         )
         self.tabs.selected_index = 2
         self._set_status(f"played {res.steps} steps in {res.seconds:.2f} s")
@@ -441,6 +332,10 @@ class TaskExplorer:
     def _on_sample_change(self, change) -> None:
         if not self._suspend:
             self._guard(self.resample)
+
+    def _on_policy_change(self, change) -> None:
+        if not self._suspend:
+            self._policy_chosen = True
 
     def _on_view_change(self, change) -> None:
         if not self._suspend:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..world import oracle
 from ..world.task import Task
@@ -22,6 +23,7 @@ from .task_graph import (
     _START_COLOUR,
     _cmap,
     _reward_norm,
+    plot_bandit_run,
     terminal_kinds,
 )
 
@@ -29,6 +31,15 @@ from .task_graph import (
 # ---------------------------------------------------------------------------------------------- summary
 def _n_squarings(task: Task) -> int:
     return int(math.floor(math.log2(max(task.max_steps, 1.0)))) + 1
+
+
+def acceptance_entropy(task: Task) -> float:
+    """The normalised entropy that Algorithm 1's acceptance check thresholds: the long-run state distribution of
+    the oracle greedy at gamma 2^(-1/ns) (not the labels' 0.994), min over start states."""
+    from ..world.anymdp import acceptance_statistics
+
+    return float(acceptance_statistics(task.transition, task.reward, task.start_prob, task.terminal,
+                                       task.max_steps)["entropy"])
 
 
 def plot_task_summary(task: Task, *, gamma: float = oracle.ORACLE_GAMMA, title: str | None = None) -> Figure:
@@ -66,12 +77,12 @@ def plot_task_summary(task: Task, *, gamma: float = oracle.ORACLE_GAMMA, title: 
     im = ax.imshow(er.T, aspect="auto", cmap=cmap, norm=norm, interpolation="nearest", origin="lower")
     if ns > 1:
         ax.plot(x[~task.terminal], pol[~task.terminal], "k.", ms=4, label="oracle action")
-        ax.legend(fontsize=8, loc="upper left")
     ax.set_xlabel("inner state (hidden ranking)")
     ax.set_ylabel("action")
     ax.set_yticks(np.arange(na))
-    ax.set_title("expected reward E[r | s, a] (dark grey: terminal)", fontsize=10)
-    fig.colorbar(im, ax=ax, pad=0.01)
+    ax.set_title("expected reward E[r | s, a]\n(black dots: the oracle's action; dark grey: terminal states)",
+                 fontsize=9)
+    fig.colorbar(im, ax=ax, pad=0.01, label="E[r | s, a]")
 
     ax = axs[1, 0]
     if ns > 1:
@@ -79,7 +90,12 @@ def plot_task_summary(task: Task, *, gamma: float = oracle.ORACLE_GAMMA, title: 
         mix = task.start_prob @ rows
         ent = -np.sum(mix[mix > 0] * np.log(mix[mix > 0])) / math.log(ns)
         ax.bar(x, mix, color="#1f77b4", width=1.0)
-        ax.set_title(f"oracle stationary distribution from the start (norm. entropy {ent:.2f})", fontsize=10)
+        # Two oracles, two numbers: this panel's policy is greedy at `gamma`; the acceptance check scores the
+        # policy greedy at gamma 2^(-1/ns) (min over start states), a different policy with another distribution.
+        acc = acceptance_entropy(task)
+        ax.set_title(f"long-run state distribution of the γ={gamma:g} oracle (restarts after terminals)\n"
+                     f"normalised entropy {ent:.2f}; acceptance check (γ={oracle.acceptance_gamma(ns):.3f} "
+                     f"oracle, min over starts): {acc:.2f}", fontsize=9)
     else:
         ax.bar([0], [1.0], color="#1f77b4")
         ax.set_title("stationary distribution (single state)", fontsize=10)
@@ -93,7 +109,7 @@ def plot_task_summary(task: Task, *, gamma: float = oracle.ORACLE_GAMMA, title: 
     ax.set_xlabel("next state s'")
     ax.set_ylabel("state s")
     ax.set_title("average transition  mean_a P(s'|s,a)", fontsize=10)
-    fig.colorbar(im, ax=ax, pad=0.01)
+    fig.colorbar(im, ax=ax, pad=0.01, label="probability")
     fig.suptitle(
         title or f"{task.kind} task: ns={ns}, na={na}, max_steps={task.max_steps:.0f}, "
         f"terminals={int(task.terminal.sum())}", fontsize=11
@@ -108,24 +124,30 @@ def plot_trajectory(
     task: Task,
     *,
     dones: Sequence[bool] | None = None,
+    actions: Sequence[int] | None = None,
     oracle_return: float | None = None,
     random_return: float | None = None,
     title: str | None = None,
+    window: int = 20,
 ) -> Figure:
     """A run of steps: the inner state (hidden ranking) at each step with episode boundaries, the
     cumulative return, and each finished episode's return against the exact oracle/random returns.
 
     ``states[t]`` is the inner state in which action t was taken, ``rewards[t]`` its reward and
-    ``dones[t]`` whether the episode ended after step t.
+    ``dones[t]`` whether the episode ended after step t. A bandit (every pull is an episode) is drawn by
+    :func:`plot_bandit_run` instead: the pulled arm (with ``actions``), the reward with its running mean over
+    ``window`` pulls, and the rolling share of the best arm.
     """
     states = np.asarray(states, dtype=int)
     rewards = np.asarray(rewards, dtype=float)
     if states.shape != rewards.shape:
         raise ValueError(f"states and rewards must have the same length, got {states.shape} and {rewards.shape}")
+    if task.is_bandit:
+        return plot_bandit_run(rewards, task, actions=actions, title=title, window=window)
     T = len(states)
     dones = np.zeros(T, dtype=bool) if dones is None else np.asarray(dones, dtype=bool)
     fig = Figure(figsize=(10, 6.5), layout="constrained")
-    ax_s, ax_c, ax_e = fig.subplots(3, 1, height_ratios=[2.2, 1.3, 1.3])
+    ax_s, ax_c, ax_e = fig.subplots(3, 1, height_ratios=[2.2, 1.3, 1.3], sharex=True)
     t = np.arange(T)
     ends = np.flatnonzero(dones)
 
@@ -141,8 +163,9 @@ def plot_trajectory(
         ax_s.axhline(task.ns - 1, color=_GOAL_COLOUR, lw=1.2, alpha=0.8)
     ax_s.set_ylim(-0.5, task.ns - 0.5)
     ax_s.set_ylabel("inner state (ranking)")
-    ax_s.set_title(title or f"trajectory: {T} steps, {len(ends)} finished episodes (dotted: episode ends)",
-                   fontsize=10)
+    ax_s.set_title((title or f"trajectory: {T} steps, {len(ends)} finished episodes")
+                   + "\ndot colour: the step's reward (blue low, red high); dotted: episode ends; "
+                   "dark red: pitfalls; gold: the goal", fontsize=9)
 
     ax_c.plot(t, np.cumsum(rewards), color="#1f77b4")
     ax_c.set_ylabel("cumulative return")
@@ -150,14 +173,13 @@ def plot_trajectory(
     bounds = np.concatenate([[-1], ends])
     ep_ret = [rewards[bounds[i] + 1: bounds[i + 1] + 1].sum() for i in range(len(ends))]
     if ep_ret:
-        ax_e.plot(ends, ep_ret, "o-", ms=3, color="#1f77b4", label="episode return")
+        ax_e.plot(ends, ep_ret, "o-", ms=3, color="#1f77b4", label="episode return (at its last step)")
     if oracle_return is not None:
         ax_e.axhline(oracle_return, color=_POLICY_COLOUR, ls="--", label=f"oracle (exact) {oracle_return:.3g}")
     if random_return is not None:
         ax_e.axhline(random_return, color="0.4", ls=":", label=f"random (exact) {random_return:.3g}")
     if ep_ret or oracle_return is not None or random_return is not None:
-        ax_e.legend(fontsize=8, loc="best")
-    ax_e.set_xlim(ax_s.get_xlim())
+        ax_e.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax_e.set_ylabel("episode return")
     ax_e.set_xlabel("step")
     return fig
@@ -182,6 +204,15 @@ def _groups(d: Mapping) -> dict[str, dict]:
     if all(_is_stat_leaf(v) for v in d.values()):
         return {"": dict(d)}
     return {k: dict(v) for k, v in d.items() if isinstance(v, Mapping) and not _is_stat_leaf(v)}
+
+
+STAT_UNITS = {
+    "n_terminal": "terminal states", "goal": "share of tasks with a goal", "max_steps": "episode limit (steps)",
+    "succ_per_sa": "successors per (s, a)", "n_start": "start states", "r_sa_mean": "mean of E[r|s,a]",
+    "r_sa_std": "std of E[r|s,a] over (s, a)", "noise_mean": "mean reward-noise std",
+    "ret_oracle": "episode return", "ret_random": "episode return",
+}
+"""The y label of each statistic of :mod:`omnirl_core.world.stats` in :func:`plot_stat_comparison`."""
 
 
 def plot_stat_comparison(
@@ -222,11 +253,14 @@ def plot_stat_comparison(
         ax.set_xticks(x, [g or stat for g in groups], fontsize=8)
         ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_title(stat, fontsize=9)
+        if stat in STAT_UNITS:
+            ax.set_ylabel(STAT_UNITS[stat], fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
     for ax in axs[len(stats):]:
         ax.set_axis_off()
-    axs[0].legend(fontsize=8)
+    handles, names = axs[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, loc="outside upper right", ncol=2)
     fig.suptitle(f"{labels[0]} vs {labels[1]}: mean ± std across tasks", fontsize=10)
     return fig
 
@@ -244,7 +278,9 @@ def plot_transition_matrices(task: Task, *, title: str | None = None) -> Figure:
     for ax, mat, name in zip(axs, mats, names):
         im = ax.imshow(mat, cmap="magma_r", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="auto")
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("s'", fontsize=8)
+        ax.set_xlabel("next state s' (ranking)", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
     axs[0].set_ylabel("s (ranking)", fontsize=8)
     fig.colorbar(im, ax=list(axs), shrink=0.85, pad=0.01, label="P(s'|s,a)")
@@ -275,7 +311,8 @@ def plot_action_split(task: Task, state: int, *, title: str | None = None) -> Fi
     ax.axvline(s, color=_SELECTED_COLOUR, ls="--", lw=1, label=f"state {s} itself")
     ax.set_xlabel("next state s' (hidden ranking)")
     ax.set_ylabel("P(s' | s, a)")
-    ax.legend(fontsize=7.5, ncol=2)
+    ax.set_xticks(x)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title(title or f"state {s}: band [{lo}, {hi}] split among {task.na} actions", fontsize=10)
     return fig
 
@@ -383,6 +420,55 @@ def plot_timings(ours: Mapping, reference: Mapping | None = None, *, title: str 
     return fig
 
 
+def _summary_n(v, default=None):
+    return v.get("n", default) if isinstance(v, Mapping) else (len(v) if isinstance(v, Sequence) else default)
+
+
+def reference_difference(ours, reference, *, n_reference: float | None = None) -> dict[str, float]:
+    """Our mean minus the reference's for one statistic (each a ``{"mean", "std", "n"}`` summary, a list of
+    per-task values or a number): ``diff``, its standard error ``se`` = sqrt(std_o^2/n_o + std_r^2/n_r), ``z`` =
+    diff / se, and ``d`` = diff in units of the reference's std with its 95% interval ``d_low`` .. ``d_high``
+    (Welch's t, Welch-Satterthwaite degrees of freedom). NaN where undefined (a count or a spread missing)."""
+    from scipy import stats as sps
+
+    mo, so = _mean_std(ours)
+    mr, sr = _mean_std(reference)
+    n_o, n_r = _summary_n(ours), _summary_n(reference, n_reference)
+    nan = float("nan")
+    out = {"diff": mo - mr, "se": nan, "z": nan, "d": nan, "d_low": nan, "d_high": nan}
+    if not (n_o and n_r):
+        return out
+    vo, vr = so**2 / n_o, sr**2 / n_r
+    se = math.sqrt(vo + vr)
+    out["se"] = se
+    out["z"] = (mo - mr) / se if se > 0 else (0.0 if mo == mr else nan)
+    if sr > 0 and se > 0 and n_o > 1 and n_r > 1:
+        df = (vo + vr) ** 2 / (vo**2 / (n_o - 1) + vr**2 / (n_r - 1))
+        half = float(sps.t.ppf(0.975, df)) * se
+        out.update(d=(mo - mr) / sr, d_low=(mo - mr - half) / sr, d_high=(mo - mr + half) / sr)
+    return out
+
+
+def least_agreeing_statistic(ours: Mapping, reference: Mapping, stats: Sequence[str], *,
+                             tolerance: float = 1.0) -> tuple[str, dict[str, float]] | None:
+    """Of ``stats`` (summaries as in :func:`reference_difference`), the one that speaks most against "every mean
+    lies within ``tolerance`` reference stds of the reference's": one whose whole interval of ``d`` lies outside
+    [-tolerance, tolerance] if there is one, else the one whose interval reaches farthest from 0. Statistics
+    without an interval (no spread, no count) are skipped; None when none is left."""
+    n_ref = reference.get("n_tasks") if isinstance(reference.get("n_tasks"), (int, float)) else None
+    found = []
+    for s in stats:
+        if s in ours and isinstance(reference.get(s), Mapping):
+            r = reference_difference(ours[s], reference[s], n_reference=n_ref)
+            if np.isfinite(r["d_low"]):
+                outside = r["d_low"] > tolerance or r["d_high"] < -tolerance
+                found.append((outside, max(abs(r["d_low"]), abs(r["d_high"])), s, r))
+    if not found:
+        return None
+    _, _, s, r = max(found, key=lambda f: (f[0], f[1]))
+    return s, r
+
+
 def markdown_stat_table(
     ours: Mapping, reference: Mapping, *, stats: Sequence[str] | None = None, digits: int = 3
 ) -> str:
@@ -406,12 +492,8 @@ def markdown_stat_table(
         o, r = ours[s], reference[s]
         mo, so = _mean_std(o)
         mr, sr = _mean_std(r)
-        n_o = o.get("n") if isinstance(o, Mapping) else (len(o) if isinstance(o, Sequence) else None)
-        n_r = r.get("n", n_ref_default) if isinstance(r, Mapping) else None
-        z = None
-        if n_o and n_r:
-            se = math.sqrt(so**2 / n_o + sr**2 / n_r)
-            z = (mo - mr) / se if se > 0 else (0.0 if mo == mr else None)
+        z = reference_difference(o, r, n_reference=n_ref_default)["z"]
+        z = None if not np.isfinite(z) else z
         rng_txt = f"{fmt(r.get('q10'))} – {fmt(r.get('q90'))}" if isinstance(r, Mapping) and "q10" in r else ""
         rows.append(f"| {s} | {fmt(mo)} ± {fmt(so)} | {fmt(mr)} ± {fmt(sr)} | {rng_txt} | "
                     f"{'' if z is None else f'{z:+.1f}'} |")

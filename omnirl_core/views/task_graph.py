@@ -1,4 +1,5 @@
-"""The transition graph of a tabular task (the figure the explorer shows), and its helpers.
+"""The transition graph of a tabular task (the figure the explorer shows), and its helpers; and a run on a bandit
+(:func:`plot_bandit_run`, which the explorer's trajectory figure draws for ``ns = 1``).
 
 Every function is pure: it builds a :class:`matplotlib.figure.Figure` with the object API (no pyplot
 state, safe under the Agg backend and inside widgets) and returns it. Artists that tests and callers may
@@ -18,6 +19,7 @@ always agree.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.collections import LineCollection, PolyCollection
@@ -375,5 +377,60 @@ def _plot_bandit(task: Task, ax=None, title: str | None = None) -> Figure:
     ax.set_ylabel("mean reward ± noise std")
     ax.set_title(title or f"bandit: {task.na} arms (best: arm {best}, orange)", fontsize=10)
     ax.axhline(means.mean(), color="0.4", ls="--", lw=1, label=f"random pull: {means.mean():.3f}")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- a run on a bandit
+def _trailing_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of x over the last ``window`` entries up to and including each one (fewer at the start)."""
+    c = np.concatenate([[0.0], np.cumsum(np.asarray(x, dtype=float))])
+    i = np.arange(1, len(x) + 1)
+    lo = np.maximum(i - window, 0)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def plot_bandit_run(rewards: Sequence[float], task: Task, *, actions: Sequence[int] | None = None,
+                    title: str | None = None, window: int = 20) -> Figure:
+    """A run on a bandit, one pull per episode: the arm pulled at each pull (with ``actions``; the best arm in
+    orange), the reward of each pull with its running mean over ``window`` pulls against the best arm's and the
+    average arm's expected reward, and the share of the last ``window`` pulls that went to the best arm."""
+    rewards = np.asarray(rewards, dtype=float)
+    means = task.expected_reward[0]
+    best = int(np.argmax(means))
+    n = len(rewards)
+    pull = np.arange(1, n + 1)
+    panels = 3 if actions is not None else 1
+    fig = Figure(figsize=(10, 1.2 + 1.9 * panels), layout="constrained")
+    axs = list(np.atleast_1d(fig.subplots(panels, 1, sharex=True)))
+    legend = {"fontsize": 8, "loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0}
+    if actions is not None:
+        actions = np.asarray(actions, dtype=int)
+        if actions.shape != rewards.shape:
+            raise ValueError(f"actions and rewards must have the same length, got {actions.shape} and "
+                             f"{rewards.shape}")
+        ax = axs.pop(0)
+        on = actions == best
+        ax.scatter(pull[~on], actions[~on], s=7, color="#1f77b4", label="another arm", gid="pulls")
+        ax.scatter(pull[on], actions[on], s=7, color=_POLICY_COLOUR, label=f"best arm ({best})", gid="best_pulls")
+        ax.set_yticks(np.arange(task.na))
+        ax.set_ylim(-0.6, task.na - 0.4)
+        ax.set_ylabel("arm pulled")
+        ax.legend(**legend)
+        share_ax = axs.pop()
+        share_ax.plot(pull, _trailing_mean(on, window), color=_POLICY_COLOUR, gid="best_share")
+        share_ax.axhline(1.0 / task.na, color="0.4", ls=":", label=f"uniform random (1/{task.na})")
+        share_ax.set_ylim(0, 1.05)
+        share_ax.set_ylabel(f"share of best arm\n(last {window} pulls)")
+        share_ax.legend(**legend)
+    ax = axs[0]
+    ax.scatter(pull, rewards, s=5, color="0.7", label="reward of a pull")
+    ax.plot(pull, _trailing_mean(rewards, window), color="#1f77b4", label=f"running mean ({window} pulls)",
+            gid="running_mean")
+    ax.axhline(float(means[best]), color=_POLICY_COLOUR, ls="--", label=f"best arm (expected) {means[best]:.3g}")
+    ax.axhline(float(means.mean()), color="0.4", ls=":", label=f"random (expected) {means.mean():.3g}")
+    ax.set_ylabel("reward per pull")
+    ax.legend(**legend)
+    fig.axes[-1].set_xlabel("pull (each pull is one episode)")
+    fig.suptitle(title or f"bandit run: {n} pulls", fontsize=10)
     return fig

@@ -6,7 +6,9 @@ with, and the papermill runner that executes the notebooks in order.
 - :mod:`.registry` which config class validates which notebook
 - :mod:`.artefacts` what a notebook takes from the earlier notebooks of its run folder
 - :mod:`.notebook` a notebook's configuration: its parameter file, then the values papermill injects
-- :mod:`.runner`, :mod:`.cli` ``python -m omnirl_core.workbook run|check|describe``
+- :mod:`.runner`, :mod:`.cli` ``python -m omnirl_core.workbook run|check|audit|describe``
+- :mod:`.figures` a figure shown once and saved; :mod:`.claims` a notebook's claims and their computed verdicts;
+  :mod:`.audit` how an executed notebook reads; :mod:`.results` the quick run's numbers in the README
 
 Only the config engine is imported here (it sits below every other subpackage); import the runner as
 ``omnirl_core.workbook.runner``.

@@ -9,9 +9,10 @@ a dataset of notebook 02 (``data/<name>``), notebooks 04 and 05 evaluate the che
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from .config import repo_path
+from .config import repo_path, repo_root
 
 
 class MissingArtefact(FileNotFoundError):
@@ -31,10 +32,53 @@ def run_artefact(run_dir: str | os.PathLike, path: str | os.PathLike, *, key: st
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve()
-    missing = f"is not in the run folder {run_dir}" if not given.is_absolute() else "does not exist"
-    raise MissingArtefact(
-        f"{key}: {path} {missing}; notebook {made_by} writes it: run it first in the same run folder "
-        f"(python -m omnirl_core.workbook run PARAMS_DIR --only {made_by.split('_')[0]} --run-name NAME, or "
-        f"papermill with the same -p run_dir), "
-        f"or set {key} to an existing path"
-    )
+    missing = f"is not in the run folder {_shown(run_dir)}" if not given.is_absolute() else "does not exist"
+    raise MissingArtefact(f"{key}: {path} {missing}; notebook {made_by} writes it. {how_to_run(run_dir, made_by)}, "
+                          f"or set {key} to an existing path")
+
+
+def how_to_run(run_dir: str | os.PathLike, stem: str) -> str:
+    """How to run notebook ``stem`` (e.g. ``"02_synthesis"``) into the run folder ``run_dir``: open it in Jupyter
+    with that ``run_dir``, or the command line that runs it alone into that folder (the parameter folder of the
+    run, as the run folder's saved configurations name it, else ``params/<run name>``)."""
+    run = Path(run_dir).expanduser()
+    run_abs = repo_path(run).resolve()
+    notebook = f"notebooks/{stem}.py"
+    params = _params_dir_of(run_abs)
+    number = stem.split("_")[0]
+    outputs = repo_root() / "outputs"
+    if params == "params/quick" and run_abs.parent == outputs:  # the script runs params/quick into outputs/
+        command = f"bash scripts/run_workbook.sh --only {number} --run-name {run_abs.name}"
+    else:
+        command = f".venv/bin/python -m omnirl_core.workbook run {params} --only {number} --run-name {run_abs.name}"
+        if run_abs.parent != outputs:
+            command += f" --output-root {_shown(run_abs.parent)}"
+    return f"Open {notebook} and run it with run_dir = '{_shown(run_abs)}', or run: {command}"
+
+
+def _shown(path: str | os.PathLike) -> str:
+    """A path relative to the repository when it lies inside it, else absolute."""
+    p = repo_path(Path(path).expanduser()).resolve()
+    try:
+        return str(p.relative_to(repo_root().resolve()))
+    except ValueError:
+        return str(p)
+
+
+_RAN_WITH = re.compile(r"^# Parameters notebook \S+ ran with: (.+?\.ya?ml)\b")
+
+
+def _params_dir_of(run_dir: Path) -> str:
+    """The parameter folder the run folder's notebooks ran with (their saved ``NN_name.config.yaml`` headers
+    name the parameter file), else ``params/<run name>`` when it exists, else ``PARAMS_DIR``."""
+    for saved in sorted(run_dir.glob("*.config.yaml")):
+        try:
+            with saved.open(encoding="utf-8") as fh:
+                match = _RAN_WITH.match(fh.readline())
+        except (OSError, UnicodeDecodeError):
+            continue
+        if match:
+            return _shown(Path(match.group(1)).parent)
+    if (repo_root() / "params" / run_dir.name).is_dir():
+        return f"params/{run_dir.name}"
+    return "PARAMS_DIR"

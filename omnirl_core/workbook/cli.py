@@ -54,6 +54,10 @@ def _parser() -> CliParser:
     chk = sub.add_parser("check", help="validate the parameter files only")
     common(chk)
 
+    aud = sub.add_parser("audit", help="read a run folder's executed notebooks: figures shown once, no stray "
+                         "outputs, claims.json with computed verdicts (exit 1 on a problem)")
+    aud.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. outputs/quick")
+
     desc = sub.add_parser("describe", help="print the fields of every registered configuration")
     desc.add_argument("--registry", metavar="MODULE:ATTR", default=DEFAULT_REGISTRY)
     return parser
@@ -81,6 +85,18 @@ def _main(argv: Sequence[str]) -> int:
         if args.command == "describe":
             print(_describe_all(_load_registry(args.registry)))
             return 0
+        if args.command == "audit":
+            from .audit import audit_run
+
+            found = audit_run(args.run_dir)
+            if not found:
+                print(f"{args.run_dir}: no executed NN_name.ipynb notebook here", file=sys.stderr)
+                return 1
+            for name, problems in found.items():
+                print(f"{'ok ' if not problems else 'BAD'} {name}")
+                for p in problems:
+                    print(f"    {p}")
+            return int(any(found.values()))
         if args.command == "check":
             plan = _plan(args.params_dir, notebooks_dir=args.notebooks_dir, only=args.only, registry=args.registry,
                          overrides=args.overrides)

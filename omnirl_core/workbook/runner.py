@@ -423,6 +423,10 @@ def run_workbook(
             result.seconds = time.perf_counter() - t0
             result.status = "ok"
             say(f"[ok] {job.stem}  {result.seconds:.1f} s  -> {_pretty(out_path)}")
+            from .audit import audit_notebook  # how the executed notebook reads (figures, claims): said, not fatal
+
+            for problem in audit_notebook(out_path):
+                say(f"  [audit] {problem}")
             bar.update(1)
     finally:
         bar.close()
