@@ -27,6 +27,7 @@ import yaml
 
 from omnirl_core.model import ModelConfig, OmniRL
 from omnirl_core.model.layers import common
+from omnirl_core.model.ops import dplr_step
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = ROOT / "tests" / "fla_interpreter.py"
@@ -130,7 +131,8 @@ def test_paper_layout_training_with_fla_kernels_equals_pytorch_kernels(interpret
     assert w["abs"] <= WEIGHT_TOL_OF_LR * w["lr"], w
     assert res["kernels"]["fla"]["RWKV-7"] == ["fla.ops.rwkv7.chunk_rwkv7 (backend: fla, Triton interpreter "
                                                "(TRITON_INTERPRET=1))"]
-    assert res["kernels"]["torch"]["RWKV-7"] == ["the PyTorch kernels of omnirl_core.model.ops (backend: torch)"]
+    assert res["kernels"]["torch"]["RWKV-7"] == ["the PyTorch kernels of omnirl_core.model.ops (backend: torch)"
+                                                 + rwkv7_step_note(16)]
 
 
 @needs_triton
@@ -190,9 +192,19 @@ def test_auto_on_cpu_decides_without_importing_fla(monkeypatch, fresh_kernel_cho
     with common.kernel_record() as none:
         pass
     assert set(used) == {"RWKV-7", "Gated DeltaNet", "GSA", "Mamba2"}
-    assert all(v == ["the PyTorch kernels of omnirl_core.model.ops (backend: auto, tensor on cpu (fla's kernels are "
-                     "Triton, GPU only))"] for v in used.values()), used
+    ours = ("the PyTorch kernels of omnirl_core.model.ops (backend: auto, tensor on cpu (fla's kernels are Triton, "
+            "GPU only))")
+    assert all(v == [ours + (rwkv7_step_note(16) if layer == "RWKV-7" else "")] for layer, v in used.items()), used
     assert capsys.readouterr().err.count("[omnirl kernels]") == 4 and none == {}
+
+
+def rwkv7_step_note(head_dim: int) -> str:
+    """What the RWKV-7 layer adds to its report on CPU at small heads: which of our kernels it runs."""
+    if not dplr_step.HAVE_NUMBA:
+        return (f"; chunked form: numba cannot be imported ({dplr_step.NUMBA_ERROR}), and the faster per-step kernel "
+                f"for head dim {head_dim} needs it")
+    return (f"; per-step numba kernel dplr_step.dplr_recurrent (head dim {head_dim} <= "
+            f"{dplr_step.STEP_MAX_HEAD_DIM} on cpu)")
 
 
 def test_the_paper_profile_asks_for_fla_kernels():

@@ -26,7 +26,7 @@ def token_shift(x: torch.Tensor, last: torch.Tensor | None) -> torch.Tensor:
 
 FLA_CORE_VERSION = "0.6.0"  # the fla-core release whose op signatures the layers call (pinned in the gpu extra)
 _REPORTED: set[tuple[str, str]] = set()  # (layer, message) already said in this process
-_CHOICES: dict[tuple, tuple] = {}  # (layer, backend, module, name, on GPU, device) -> (op or None, (layer, message))
+_CHOICES: dict[tuple, tuple] = {}  # (layer, backend, module, name, on GPU, device, ours) -> (op or None, said)
 _RECORDS: list[set[tuple[str, str]]] = []  # the open kernel_record() blocks
 
 
@@ -40,21 +40,24 @@ def _load_fla_op(module: str, name: str) -> tuple[Callable | None, str]:
         return None, f"{type(err).__name__}: {first}"  # one line: the error names the layer and this reason
 
 
-def fla_kernel(layer: str, x: torch.Tensor, backend: str, module: str, name: str) -> Callable | None:
+def fla_kernel(layer: str, x: torch.Tensor, backend: str, module: str, name: str, ours: str = "") -> Callable | None:
     """The fla op a layer should call for ``x``, or None for our pure-PyTorch path; says once per process which
-    path each layer uses, and why fla's was not taken when it was not.
+    path each layer uses, and why fla's was not taken when it was not. ``ours``: which of our kernels the layer
+    runs when fla's is not taken, and why (a layer that picks among its own kernels by shape), appended to the
+    report after a semicolon.
 
     ``backend``: ``"torch"`` always our kernels; ``"fla"`` always fla's (a one-line error naming the layer when
     they cannot be imported, or when ``x`` is not a CUDA tensor and Triton's interpreter is off);
     ``"auto"`` fla's Triton kernels on a CUDA tensor when ``fla.ops.<module>.<name>`` imports, else ours. Every
     forward pass asks, so the answer is kept per (layer, backend, op, device): one dict lookup after the first.
     """
-    key = (layer, backend, module, name, _on_gpu(x), x.device.type)
+    key = (layer, backend, module, name, _on_gpu(x), x.device.type, ours)
     if key not in _CHOICES:
         op, why = _choose(layer, x, backend, module, name)
         path = f"fla.ops.{module}.{name}" if op is not None else "the PyTorch kernels of omnirl_core.model.ops"
-        _report(layer, f"{layer}: {path} ({why})")
-        _CHOICES[key] = op, (layer, f"{path} ({why})")
+        said = f"{path} ({why})" + (f"; {ours}" if op is None and ours else "")
+        _report(layer, f"{layer}: {said}")
+        _CHOICES[key] = op, (layer, said)
     op, said = _CHOICES[key]
     for record in _RECORDS:
         record.add(said)

@@ -9,6 +9,11 @@ fla stores recurrent state in a transformers ``Cache``, here it is a plain dict 
 Recurrent state of one block (dict of tensors): ``attn_shift`` [B, D] (last input of the time mix),
 ``wkv`` [B, H, K, V] (fp32, keys x values orientation as fla's), ``ffn_shift`` [B, D].
 ``v_first``: layer 0's values [B, T, value_dim], mixed into the values of every later layer.
+
+Recurrence kernels: fla's ``chunk_rwkv7`` on a CUDA tensor (``backend`` auto or fla); otherwise ours, chosen by
+shape: on CPU at head dims up to ``ops.dplr_step.STEP_MAX_HEAD_DIM`` the per-step numba kernel
+(``dplr_recurrent``), else the chunked form (``dplr_chunked``; the per-step reference for a few tokens). The
+kernel report (``[omnirl kernels]``, ``kernels.json``) names the one taken, and says so when numba is missing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops import dplr_step
 from ..ops.dplr import dplr_chunked, dplr_naive
 from .common import LoRA, fla_kernel, token_shift
 
@@ -131,18 +137,34 @@ class RWKV7Attention(nn.Module):
         r, w, k, a = (t.view(B, T, H, Dh) for t in (r, w, k, a))
         v = v.view(B, T, H, Dh)
         S = state.get("wkv")
-        chunk_rwkv7 = fla_kernel("RWKV-7", x, self.backend, "rwkv7", "chunk_rwkv7")
+        step_kernel, ours = self._torch_kernel(x)
+        chunk_rwkv7 = fla_kernel("RWKV-7", x, self.backend, "rwkv7", "chunk_rwkv7", ours)
         if chunk_rwkv7 is not None:  # GPU: fla's Triton kernel, same semantics
             o, S = chunk_rwkv7(r=r, w=w, k=k, v=v, a=-kk, b=kk * a, scale=1.0, initial_state=S, output_final_state=True)
+        elif step_kernel:  # small heads on CPU: the compiled per-step recurrence
+            o, S = dplr_step.dplr_recurrent(r, k, v, -kk, kk * a, w, scale=1.0, initial_state=S)
         elif T < 8:  # a few tokens (online acting): per-step recurrence, O(1) per token
             o, S = dplr_naive(r, k, v, -kk, kk * a, w, scale=1.0, initial_state=S)
         else:
-            o, S = dplr_chunked(r, k, v, -kk, kk * a, w, scale=1.0, initial_state=S, chunk_size=self.chunk_size)
+            o, S = dplr_chunked(r, k, v, -kk, kk * a, w, scale=1.0, initial_state=S, chunk_size=self.chunk_size,
+                                min_log_decay=-W_SCALE)
         o = o.to(x.dtype)  # [B, T, H, Dh]
 
         o = self.g_norm(o.reshape(B * T, D)).view(B, T, D)  # per-head group norm
         o = (o + ((r * k * self.r_k).sum(-1, keepdim=True) * v).view(B, T, D)) * g  # bonus term, output gate
         return self.o_proj(o), {"attn_shift": x[:, -1], "wkv": S}, v_first
+
+    def _torch_kernel(self, x: torch.Tensor) -> tuple[bool, str]:
+        """(run the per-step kernel, what the kernel report adds about our path) for ``x``: per step on CPU at
+        head dims up to ``dplr_step.STEP_MAX_HEAD_DIM`` when numba imports, else the chunked form (saying why when
+        numba's absence is the reason)."""
+        if not dplr_step.use_step_kernel(x, self.head_dim):
+            return False, ""
+        if not dplr_step.HAVE_NUMBA:
+            return False, (f"chunked form: numba cannot be imported ({dplr_step.NUMBA_ERROR}), and the faster "
+                           f"per-step kernel for head dim {self.head_dim} needs it")
+        return True, (f"per-step numba kernel dplr_step.dplr_recurrent (head dim {self.head_dim} <= "
+                      f"{dplr_step.STEP_MAX_HEAD_DIM} on {x.device.type})")
 
 
 class RWKV7FeedForward(nn.Module):

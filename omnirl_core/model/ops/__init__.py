@@ -8,7 +8,10 @@ between the two implementations unchanged.
 
 Each rule has a per-step ``*_naive`` reference (obviously correct, slow) and a ``*_chunked`` matrix form
 (a handful of batched matmuls per chunk plus one small triangular solve; only a ``[K, K] x [K, V]``
-product per chunk remains sequential).
+product per chunk remains sequential). For RWKV-7 on CPU at small heads the chunked form's pairwise chunk
+matrices cost several times the recurrence's own arithmetic, so ``dplr_step`` adds a per-step kernel compiled
+with numba (``dplr_recurrent`` / ``rwkv7_recurrent``, forward and backward written out), which the RWKV-7
+layer selects by shape.
 
 Rules: ``dplr`` (RWKV-7), ``gated_delta`` (Gated DeltaNet), ``simple_gla`` (scalar-gated linear attention, Mamba2),
 ``gsa`` (Gated Slot Attention; its state is a pair ``(Hk [B, H, K, M], Hv [B, H, M, V])``).
@@ -19,6 +22,7 @@ x86 CPUs process very slowly (measured up to 30x slower). Training code on CPU s
 """
 
 from omnirl_core.model.ops.dplr import dplr_chunked, dplr_naive, rwkv7_chunked, rwkv7_naive
+from omnirl_core.model.ops.dplr_step import dplr_recurrent, rwkv7_recurrent
 from omnirl_core.model.ops.gated_delta import gated_delta_chunked, gated_delta_naive
 from omnirl_core.model.ops.gsa import gsa_chunked, gsa_naive
 from omnirl_core.model.ops.simple_gla import simple_gla_chunked, simple_gla_naive
@@ -26,12 +30,14 @@ from omnirl_core.model.ops.simple_gla import simple_gla_chunked, simple_gla_naiv
 __all__ = [
     "dplr_chunked",
     "dplr_naive",
+    "dplr_recurrent",
     "gated_delta_chunked",
     "gated_delta_naive",
     "gsa_chunked",
     "gsa_naive",
     "rwkv7_chunked",
     "rwkv7_naive",
+    "rwkv7_recurrent",
     "simple_gla_chunked",
     "simple_gla_naive",
 ]

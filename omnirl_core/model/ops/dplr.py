@@ -24,7 +24,12 @@ state hand-over ``S_next = M S_0 + N`` (``M`` ``[K, K]``) is computed for all ch
 Numerics: the pairwise decays ``e^{G_t - G_j}`` are factorised as ``e^{G_t - r} e^{r - G_j}`` around the
 chunk's mid log-decay ``r``, so each factor is at most ``exp(|G_C| / 2)``. This is exact in fp32 while the
 summed log decay over one chunk stays above about -170 per channel; RWKV-7's decay ``w >= -exp(-0.5)`` gives
-at most 39 for a 64-step chunk. Chunks are halved automatically when a chunk's decay passes -MAX_CHUNK_DECAY.
+at most 39 for a 64-step chunk. Chunks are halved automatically when a chunk's decay passes -MAX_CHUNK_DECAY;
+that check reads a value back from the tensors (a host sync, and a graph break under ``torch.compile``), so a
+caller that knows a floor of the log decay passes it (``min_log_decay``) and the check is skipped whenever
+``chunk_size * |min_log_decay| <= MAX_CHUNK_DECAY`` (RWKV-7: chunks up to 197 steps).
+
+For small heads on CPU the per-step kernel of :mod:`.dplr_step` (numba, same semantics) is faster.
 """
 
 from __future__ import annotations
@@ -101,10 +106,13 @@ def dplr_chunked(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = True,
     chunk_size: int = 32,
+    min_log_decay: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked matrix form of :func:`dplr_naive` (same arguments and results); any T (padded internally).
 
     If some chunk's summed log decay falls below ``-MAX_CHUNK_DECAY`` the chunk length is halved (exactness).
+    ``min_log_decay``: a floor of every ``gk`` that the caller guarantees; when a whole chunk at that floor stays
+    above ``-MAX_CHUNK_DECAY`` the check (a host sync) is skipped.
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -120,7 +128,8 @@ def dplr_chunked(
     q = q * scale
 
     G = gk.cumsum(-2)  # inclusive cumulative log decay  [B, H, N, C, K]
-    if C > 1 and G.numel() and float(G[..., -1, :].detach().min()) < -MAX_CHUNK_DECAY:
+    bounded = min_log_decay is not None and C * -min_log_decay <= MAX_CHUNK_DECAY
+    if not bounded and C > 1 and G.numel() and float(G[..., -1, :].detach().min()) < -MAX_CHUNK_DECAY:
         return dplr_chunked(
             *args, scale=scale, initial_state=initial_state, output_final_state=output_final_state, chunk_size=C // 2
         )
@@ -169,9 +178,19 @@ def rwkv7_naive(r, w, k, v, a, b, scale: float = 1.0, initial_state=None, output
 
 
 def rwkv7_chunked(
-    r, w, k, v, a, b, scale: float = 1.0, initial_state=None, output_final_state: bool = True, chunk_size: int = 32
+    r,
+    w,
+    k,
+    v,
+    a,
+    b,
+    scale: float = 1.0,
+    initial_state=None,
+    output_final_state: bool = True,
+    chunk_size: int = 32,
+    min_log_decay: float | None = None,
 ):
-    """Chunked RWKV-7 recurrence, same convention as :func:`rwkv7_naive`."""
+    """Chunked RWKV-7 recurrence, same convention as :func:`rwkv7_naive` (``min_log_decay``: see dplr_chunked)."""
     return dplr_chunked(
         r,
         k,
@@ -183,4 +202,5 @@ def rwkv7_chunked(
         initial_state=initial_state,
         output_final_state=output_final_state,
         chunk_size=chunk_size,
+        min_log_decay=min_log_decay,
     )
