@@ -202,3 +202,26 @@ def test_gpu_check_script_runs_on_cpu_at_toy_sizes():
     table = [line for line in res.stdout.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 2 * 4 + 2  # header, 4 backbones x 2 precisions, throughput, smoke
     assert all(line.endswith(("| yes |", "| - |", "| pass |")) for line in table)
+
+
+def test_the_kernel_line_is_information_inside_a_jupyter_kernel(monkeypatch, capsys):
+    """In a Jupyter kernel stderr renders as a warning box: there the line goes to the cell's ordinary output;
+    elsewhere (command lines, logs) it stays on stderr."""
+    common._report("RWKV-7", "RWKV-7: a path (a reason)")
+    assert "[omnirl kernels] RWKV-7: a path" in capsys.readouterr().err
+
+    class KernelStream:  # what sys.stderr is inside ipykernel
+        def __init__(self):
+            self.text = []
+
+        def write(self, s):
+            self.text.append(s)
+
+        def flush(self):
+            pass
+
+    KernelStream.__module__ = "ipykernel.iostream"
+    stream = KernelStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    common._report("RWKV-7", "RWKV-7: another path (a reason)")
+    assert not stream.text and "[omnirl kernels] RWKV-7: another path" in capsys.readouterr().out

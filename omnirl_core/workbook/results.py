@@ -35,12 +35,16 @@ def collect(run_dir: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"{run}: no NN_name/{CLAIMS_FILE} here; run the workbook first "
                                 "(bash scripts/run_workbook.sh)")
     params = summary.get("params_dir")
-    return {"run": run.name, "params": Path(params).name if params else None, "notebooks": notebooks}
+    return {"run": run.name, "params": Path(params).name if params else None, "started": summary.get("started"),
+            "seconds": summary.get("seconds"), "notebooks": notebooks}
 
 
 def render(snapshot: dict[str, Any]) -> str:
     """Markdown of a snapshot: the claims table of each notebook with its time."""
     parts = []
+    if snapshot.get("seconds"):
+        parts.append(f"Run `{snapshot['run']}` of {str(snapshot.get('started', ''))[:10]}: "
+                     f"{len(snapshot['notebooks'])} notebooks in {snapshot['seconds'] / 60:.1f} minutes.")
     for stem, nb in snapshot["notebooks"].items():
         took = f" ({nb['seconds']:.0f} s)" if nb.get("seconds") else ""
         parts.append(f"**{stem}**{took}\n\n{claims_markdown(nb['claims'])}")

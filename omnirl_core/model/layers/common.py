@@ -109,9 +109,12 @@ def _on_gpu(x: torch.Tensor) -> bool:
 
 
 def _report(layer: str, message: str) -> None:
+    """Say ``message`` once per process: on stderr, except inside a Jupyter kernel, where stderr renders as a
+    warning box and this line is information, so it goes to the cell's ordinary output."""
     if (layer, message) not in _REPORTED:
         _REPORTED.add((layer, message))
-        print(f"[omnirl kernels] {message}", file=sys.stderr)
+        in_kernel = type(sys.stderr).__module__.startswith("ipykernel")
+        print(f"[omnirl kernels] {message}", file=sys.stdout if in_kernel else sys.stderr)
 
 
 class LoRA(nn.Module):
