@@ -178,11 +178,12 @@ def test_training_cli_nan_stop_is_one_line_with_exit_3(tiny_yaml, tmp_path, caps
 @pytest.mark.parametrize("args, needle", [
     (["--temperature", "0"], "--temperature 0: must be a finite number > 0"),
     (["--temperature", "-1"], "--temperature -1: must be a finite number > 0"),
-    (["--steps", "0"], "--steps 0: must be >= 4"),
+    (["--steps", "0"], "--steps 0: must be >= --bins (6): every bin holds a step at least"),
+    (["--bins", "1"], "--bins 1: must be >= 2 (the gain is the last bin minus the first)"),
     (["--n-tasks", "0"], "--n-tasks 0: must be >= 1"),
     (["--suite", "nosuch"], "--suite 'nosuch': unknown suite"),
     (["--suite", "anymdp_4"], "--suite 'anymdp_4': unknown suite"),
-], ids=["temperature 0", "temperature -1", "steps 0", "n-tasks 0", "unknown suite", "anymdp_4"])
+], ids=["temperature 0", "temperature -1", "steps 0", "bins 1", "n-tasks 0", "unknown suite", "anymdp_4"])
 def test_evaluation_cli_refuses_bad_arguments_in_one_line(capsys, args, needle):
     assert incontext.main(["models/omnirl-tiny-bandit", *args]) == 2
     _one_error_line(capsys, needle)
