@@ -56,6 +56,18 @@ def _omnirl_rows(cfg: EvaluationConfig, model, shipped: bool) -> list[tuple[str,
     return rows
 
 
+def _omnirl_models(cfg: EvaluationConfig, name: str, suite: Suite, model, shipped: bool,
+                   log: Callable[[str], None] | None, skipped: str):
+    """(label, model, temperature) of every OmniRL row that can run on ``suite``; says why for the others."""
+    for label, use_shipped in _omnirl_rows(cfg, model, shipped):
+        suite_model, temperature, why = _model_for_suite(cfg, suite, model, use_shipped)
+        if suite_model is None:
+            if log:
+                log(f"{name}: {label} {skipped} ({why})")
+            continue
+        yield label, suite_model, temperature
+
+
 def _run_omnirl(cfg: EvaluationConfig, suite: Suite, model, temperature: float, label: str, common: dict):
     """One model in every configured mode on ``suite``."""
     import torch
@@ -132,12 +144,7 @@ def _run_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool,
             res.agent = f"TQL-UCB (c={res.info['c']:g}, H={res.info['H']:g}{tail})"
             results.append(res)
         elif agent == "omnirl":
-            for label, use_shipped in _omnirl_rows(cfg, model, shipped):
-                suite_model, temperature, why = _model_for_suite(cfg, suite, model, use_shipped)
-                if suite_model is None:
-                    if log:
-                        log(f"{name}: {label} skipped ({why})")
-                    continue
+            for label, suite_model, temperature in _omnirl_models(cfg, name, suite, model, shipped, log, "skipped"):
                 results.extend(_run_omnirl(cfg, suite, suite_model, temperature, label, common))
         elif agent == "ppo":
             try:
@@ -217,12 +224,7 @@ def incontext_panel(cfg: EvaluationConfig, model=None, results: Sequence[RunResu
                             pendulum_reference_episodes=cfg.pendulum_reference_episodes)
         rows: dict[str, dict] = {}
         if "omnirl" in cfg.agents:
-            for label, is_shipped in _omnirl_rows(cfg, model, shipped):
-                m, temperature, why = _model_for_suite(cfg, suite, model, is_shipped)
-                if m is None:
-                    if log:
-                        log(f"{name}: {label} not measured ({why})")
-                    continue
+            for label, m, temperature in _omnirl_models(cfg, name, suite, model, shipped, log, "not measured"):
                 with torch.no_grad():
                     rows[label] = online_gain(suite, OmniRLAgent(m, temperature, cfg.temperature_schedule,
                                                                  cfg.device), ic.steps, seed=cfg.seed, bins=ic.bins)
