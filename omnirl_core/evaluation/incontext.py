@@ -133,9 +133,6 @@ def mean_ci(x: np.ndarray) -> list[float]:
     return [m, m - half, m + half]
 
 
-_mean_ci = mean_ci  # the name the long-context module and older callers use
-
-
 def segment_summary(seg: np.ndarray, edges: np.ndarray | Sequence[float] | None = None) -> dict[str, Any]:
     """Mean over runs of every bin (``q1`` .. ``qK``, bin k from the start) and of ``gain`` = last - first, each
     as [mean, 95% low, 95% high]; ``early`` and ``late`` repeat the first and last bins; ``edges`` the bins' step

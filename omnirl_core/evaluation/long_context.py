@@ -36,7 +36,7 @@ from ..workbook.config import load_config
 from .agents import OmniRLAgent
 from .config import LongContextConfig
 from .expected import expected_reward_suite, is_bandit
-from .incontext import _mean_ci, binned_scores, log_edges
+from .incontext import binned_scores, log_edges, mean_ci
 from .runs import RunResult, run_agent
 from .suites import Suite
 
@@ -77,12 +77,12 @@ def score_along_context(result: RunResult, edges: np.ndarray) -> dict[str, Any]:
     rows = []
     for column in per_task.T:
         kept = column[np.isfinite(column)]
-        rows.append(_mean_ci(kept) + [int(kept.size)] if kept.size else [np.nan, np.nan, np.nan, 0])
+        rows.append(mean_ci(kept) + [int(kept.size)] if kept.size else [np.nan, np.nan, np.nan, 0])
     arr = np.array(rows, dtype=float)
     both = np.isfinite(per_task[:, 0]) & np.isfinite(per_task[:, -1])
     return {"position": _centres(edges), "score": arr[:, 0].tolist(), "low": arr[:, 1].tolist(),
             "high": arr[:, 2].tolist(), "n_tasks": arr[:, 3].astype(int).tolist(), "edges": edges.tolist(),
-            "gain": _mean_ci(per_task[both, -1] - per_task[both, 0]), "last_per_task": per_task[:, -1].tolist()}
+            "gain": mean_ci(per_task[both, -1] - per_task[both, 0]), "last_per_task": per_task[:, -1].tolist()}
 
 
 class _EntropyRecorder(OmniRLAgent):
@@ -102,7 +102,7 @@ class _EntropyRecorder(OmniRLAgent):
 def entropy_along_context(entropy: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
     """Mean policy entropy [B, T] per log bin of the run's steps, averaged per run then over runs (95% interval).
     The paper's reading: high while the model explores a new task, falling as it exploits what it found."""
-    rows = [_mean_ci(entropy[:, a:z].mean(axis=1)) for a, z in zip(edges[:-1], edges[1:])]
+    rows = [mean_ci(entropy[:, a:z].mean(axis=1)) for a, z in zip(edges[:-1], edges[1:])]
     arr = np.array(rows, dtype=float)
     return {"position": _centres(edges), "entropy": arr[:, 0].tolist(), "low": arr[:, 1].tolist(),
             "high": arr[:, 2].tolist(), "edges": edges.tolist()}
