@@ -326,8 +326,8 @@ else:
 # %% [markdown]
 # ## 5. Oracle vs random returns
 # Each point is one task: the exact expected episode return of the uniform-random policy (x) and of the
-# oracle (y), both computed by dynamic programming over the task's step limit (the reference's
-# convention: `floor(max_steps)` steps). The acceptance check compares discounted values at
+# oracle (y), both computed by dynamic programming over the task's step limit (`Task.horizon`:
+# `ceil(max_steps)` steps). The acceptance check compares discounted values at
 # `gamma = 2^(-1/ns)`, not these undiscounted returns, and the oracle here is greedy at gamma 0.994 rather than
 # optimal for the finite horizon, so a task can sit near or even below the diagonal; for bandits the "oracle" is
 # the best arm. The claim per `ns` is about the average task: the normalised gap

@@ -270,7 +270,8 @@ for rank in range(2):
 # the 16-state datasets only: a bandit step costs far less than a 16-state one, so averaging the two would
 # understate the cost. Even so the projection is a lower bound: D_Large's tasks have 16 to 128 states, and task
 # sampling and the oracle's solve grow with the number of states, so a D_Large step costs more than a 16-state
-# one (`bench/bench_synthesis.py` measures the rate at ns = 72, D_Large's mean, and the README projects from it).
+# one (`bench/bench_synthesis.py` measures the rate at ns = 72, D_Large's mean; docs/reference/benchmarks.md
+# shows its table).
 # A synthesis of a few seconds also includes the workers' start-up and shares the machine with whatever else
 # runs, so the rate varies from run to run. The projection is missing when this run wrote no 16-state shard (a
 # re-run).

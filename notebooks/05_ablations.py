@@ -37,8 +37,8 @@
 #
 # The quick profile works on 5-armed bandits, where a 0.1M-parameter model learns in context within a minute of
 # CPU training; its numbers show the mechanics and the direction of each effect at a tiny scale and from one
-# training seed, not the paper's magnitudes (the README's ablation table pools three seeds). The quick workbook
-# runs the studies listed in `run`; all of them:
+# training seed, not the paper's magnitudes (the three-seed table of docs/results/ablations.md pools them). The
+# quick workbook runs the studies listed in `run`; all of them:
 # `python -m omnirl_core.studies params/quick/05_ablations.yaml --all --out outputs/ablations_quick`.
 # All logic lives in `omnirl_core.studies` (`ablations`, `cross_suite`); cells here only call it.
 
@@ -147,9 +147,9 @@ display(Markdown(table))
 # The paper reports AD, AD-ε, DPT and OmniRL without tags beside OmniRL on every test suite, and the model
 # trained on Garnet on AnyMDP and on Pendulum. Here every variant is also run, with the same online protocol, on
 # the suites of `also_suites` (a study's own list, else the file's): one row per trained model (DPD, shared by
-# `tags` and `data_strategy`, is one row), one column per suite, the last-quarter score and the in-context gain
-# with 95% intervals. A model with fewer observation ids (`ns_max`) than a suite is skipped there, with the
-# reason below the table. The paper's row is its best score within 10,000 episodes, not a last bin.
+# `tags` and `data_strategy`, is one row), one column per suite, the score in the last log-spaced bin and the
+# in-context gain with 95% intervals. A model with fewer observation ids (`ns_max`) than a suite is skipped
+# there, with the reason below the table. The paper's row is its best score within 10,000 episodes, not a last bin.
 
 # %%
 parts = []
@@ -168,10 +168,10 @@ display(Markdown(report))
 # `05_ablations/claims.json`): every trained variant and notebook 03's model learn in context (gain above 0), and
 # within each study the first variant (the paper's choice) gains more than each other variant, paired over the same
 # test tasks. One training seed decides nothing about a difference between variants that the seeds' spread can
-# reverse: `seeds: 3` (the README's table) pools seeds and tasks. At the quick budget a variant's in-context
-# learning appears as a sharp drop of its training loss from about 1.6 nats (uniform over 5 arms) at an iteration
-# that varies with the seed, so a variant whose final loss in the table above is still near 1.6 has not learnt yet,
-# and one seed can read as a large difference between variants.
+# reverse: `seeds: 3` (the table of docs/results/ablations.md) pools seeds and tasks. At the quick budget a
+# variant's in-context learning appears as a sharp drop of its training loss from about 1.6 nats (uniform over 5
+# arms) at an iteration that varies with the seed, so a variant whose final loss in the table above is still near
+# 1.6 has not learnt yet, and one seed can read as a large difference between variants.
 
 # %%
 from omnirl_core.evaluation.incontext import mean_ci  # noqa: E402

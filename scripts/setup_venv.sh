@@ -3,7 +3,7 @@
 #
 # - Creates .venv with python3.11 (or python3, if it is >= 3.11; override with PYTHON=...).
 # - Installs torch first (default torch==2.13.0, the CPU wheel on a CPU machine; override with
-#   OMNIRL_TORCH_SPEC, e.g. a CUDA build on a GPU node), then this package with the [dev] and [cql] extras,
+#   OMNIRL_TORCH_SPEC, e.g. a CUDA build on a GPU node), then this package with the [dev] (tests, notebooks, docs site) and [cql] extras,
 #   [interpret] too (triton for Triton's interpreter) when torch did not bring a triton of its own (CUDA
 #   builds do), then d3rlpy without its dependencies (it pins gymnasium==1.0.0; it runs on ours).
 # - Registers the Jupyter kernel "omnirl" inside the venv.

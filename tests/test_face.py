@@ -117,12 +117,22 @@ def test_the_audit_passes_a_notebook_that_reads_right_and_names_each_fault_of_a_
 
 
 def test_the_readme_quick_run_block_is_what_the_recorded_snapshot_renders(tmp_path):
-    """The README's numbers about the quick run come from the run (scripts/quick_results.py), never by hand."""
+    """The README's and the docs' numbers about the quick run come from the run (scripts/quick_results.py), never
+    by hand: the README's summary block and each bench/results/quick/NN_name/claims.md are what the committed
+    snapshot renders, and the check fails on a number edited by hand in either."""
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
 
-    from omnirl_core.workbook.results import BEGIN, END, render, replace_block
+    from omnirl_core.workbook.results import (
+        BLOCK_SUMMARY,
+        KEY_ARTEFACTS,
+        claims_file,
+        markers,
+        render_summary,
+        replace_block,
+    )
 
     root = Path(__file__).resolve().parents[1]
     res = subprocess.run([sys.executable, "scripts/quick_results.py", "--check"], cwd=root, capture_output=True,
@@ -132,10 +142,33 @@ def test_the_readme_quick_run_block_is_what_the_recorded_snapshot_renders(tmp_pa
     assert set(snapshot["notebooks"]) == {"01_tasks", "02_synthesis", "03_training", "04_evaluation",
                                           "05_ablations"}
     readme = (root / "README.md").read_text()
-    block = readme.split(BEGIN, 1)[1].split(END, 1)[0]
-    assert block.strip() == render(snapshot).strip()
+    begin, end = markers(BLOCK_SUMMARY)
+    block = readme.split(begin, 1)[1].split(end, 1)[0]
+    assert block.strip() == render_summary(snapshot).strip()
+    head = next(c for c in snapshot["notebooks"]["04_evaluation"]["claims"] if c["key"] == "incontext_anymdp_1_OmniRL")
+    assert f"{head['value']:+.3f}" in block
     # a number edited by hand in the block no longer matches what the snapshot renders
-    first = snapshot["notebooks"]["04_evaluation"]["claims"][0]
-    hand = block.replace(f"{first['value']:+.3f}", f"{first['value'] + 0.5:+.3f}", 1)
+    hand = block.replace(f"{head['value']:+.3f}", f"{head['value'] + 0.5:+.3f}", 1)
     edited = readme.replace(block, hand)
-    assert hand != block and replace_block(edited, render(snapshot)) == readme != edited
+    assert hand != block and replace_block(edited, render_summary(snapshot), BLOCK_SUMMARY) == readme != edited
+    # the script's check, pointed at a copy whose claims table was edited by hand, names that file
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("quick_results", root / "scripts" / "quick_results.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    copy = tmp_path / "results"
+    shutil.copytree(root / "bench" / "results", copy)
+    claims = copy / "quick" / "04_evaluation" / "claims.md"
+    assert claims.read_text() == claims_file(snapshot, "04_evaluation")
+    script.ROOT, script.SNAPSHOT, script.ARTEFACTS = tmp_path, copy / "quick_run.json", copy / "quick"
+    script.README = tmp_path / "README.md"
+    script.README.write_text(readme)
+    assert script.check() == []
+    claims.write_text(claims.read_text().replace(f"{head['value']:+.3f}", f"{head['value'] + 0.5:+.3f}", 1))
+    (copy / "quick" / "01_tasks" / KEY_ARTEFACTS["01_tasks"][0]).unlink()
+    script.README.write_text(edited)
+    problems = script.check()
+    assert any("04_evaluation/claims.md" in p for p in problems), problems
+    assert any(KEY_ARTEFACTS["01_tasks"][0] in p and "missing" in p for p in problems), problems
+    assert any("README.md" in p for p in problems), problems

@@ -7,7 +7,7 @@ run in which it ended (:func:`log_edges`: octaves, the first 1/32 of the run alo
 normalised scores per task and bin, and reports the mean over tasks of every bin and of the gain, last bin -
 first bin, each with a t-based 95% confidence interval over tasks (:func:`segment_summary`). Bandits are scored
 by the expected reward of each pulled arm. This is the workbook's one in-context measure: notebook 04's gain,
-notebook 05's ablations, the long-context curves and the README all read it.
+notebook 05's ablations, the long-context curves and the docs all read it.
 
 The models shipped in ``models/`` are found through their ``config.json`` (:func:`shipped_models`,
 :func:`shipped_model_for`), so notebooks and the task explorer can load one by default

@@ -10,7 +10,7 @@ variant :func:`run_variant`
 2. trains its model in ``runs/<hash of the configuration>`` (resumable: an interrupted run continues from its
    last checkpoint; a finished one is reused, also by another study's variant with the same configuration),
 3. measures the in-context gain online on unseen tasks (:func:`omnirl_core.evaluation.incontext.online_gain`: empty
-   memory, tag 7, score per quarter of the run and last - first with 95% intervals),
+   memory, tag 7, score in log-spaced bins of the run and last bin - first with 95% intervals),
 4. scores the model the same way on the study's further suites (``also_suites``, :mod:`.cross_suite`: one file
    per suite in ``runs/<hash>/suites/``, so a changed suite list measures only the new suites),
 
@@ -97,7 +97,7 @@ class AblationConfig:
     eval_tasks: int = param(32, ge=2)
     "Test tasks per variant."
     eval_steps: int = param(400, ge=4)
-    "Environment steps per test task (split into quarters)."
+    "Environment steps per test task (read in log-spaced bins)."
     also_suites: list[str] = param([], rule=ANY_SUITE)
     "Further suites every variant is scored on, as on eval_suite (a model with too few observation ids skips one)."
     pendulum_samples: int = param(100, ge=1)
@@ -506,7 +506,7 @@ def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None,
 
 def plot_study(study: str, variants: Sequence[VariantResult], tql: dict | None = None, ax=None,
                models: dict[str, dict] | None = None):
-    """The in-context gain curve (score per quarter, 95% CIs) of every variant of a study, and of the references
+    """The in-context gain curve (score per log-spaced bin, 95% CIs) of every variant of a study, and of the references
     (TQL-UCB, ``models``: label -> summary)."""
     from ..views.evaluation import plot_gain
 

@@ -8,7 +8,7 @@ kernel; with more it writes the validated configuration to the run folder, start
 (NCCL on GPUs, gloo on CPU), shows a progress bar fed by rank 0's metrics file, and on failure raises
 :class:`LaunchError` with the failing rank's own error (each rank's output goes to ``RUN/launch_logs/``). After
 success it reads the checkpoint back, so the notebook continues exactly as after an in-kernel run. Several
-nodes: run the same torchrun command on every node with rendezvous flags (see the README).
+nodes: run the same torchrun command on every node with rendezvous flags (docs/paper-scale.md).
 """
 
 from __future__ import annotations

@@ -1,24 +1,50 @@
-"""The quick run's numbers in the README, from the run itself.
+"""The quick run's numbers and figures in the README and the docs, from the run itself.
 
 :func:`collect` gathers what a run folder's notebooks decided (each ``NN_name/claims.json``) and how long each
-notebook took (``workbook_run.json``) into one snapshot; :func:`render` turns a snapshot into Markdown, and
-:func:`replace_block` puts that between the README's markers. ``scripts/quick_results.py`` does the three in a
-row after ``bash scripts/run_workbook.sh`` and keeps the snapshot in ``bench/results/quick_run.json``;
-``--check`` (run by the tests) fails when the README's block is not what the committed snapshot renders, so a
-number about the quick run is never edited by hand.
+notebook took (``workbook_run.json``) into one snapshot; :func:`publish` copies each notebook's key figures and
+tables (:data:`KEY_ARTEFACTS`) beside it; :func:`render` and :func:`render_summary` turn a snapshot into
+Markdown, and :func:`replace_block` puts that between a README's markers. ``scripts/quick_results.py`` does it
+all after ``bash scripts/run_workbook.sh`` and keeps the snapshot in ``bench/results/quick_run.json`` and the
+artefacts in ``bench/results/quick/``, which the docs site includes; ``--check`` (run by the tests) fails when a
+README block or a claims table is not what the committed snapshot renders, so a number about the quick run is
+never edited by hand.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from .claims import CLAIMS_FILE, claims_markdown
 
-BEGIN = "<!-- quick-run results: written by scripts/quick_results.py, do not edit by hand -->"
-END = "<!-- end of quick-run results -->"
+BLOCK_CLAIMS = "quick-run results"
+BLOCK_SUMMARY = "quick-run summary"
+BEGIN = f"<!-- {BLOCK_CLAIMS}: written by scripts/quick_results.py, do not edit by hand -->"
+END = f"<!-- end of {BLOCK_CLAIMS} -->"
+
+KEY_ARTEFACTS: dict[str, tuple[str, ...]] = {
+    "01_tasks": ("oracle_vs_random.png", "stats_vs_reference.png", "example_graph_ns16.png"),
+    "02_synthesis": ("reward_curves.png", "sequences_dpd_bandit.png"),
+    "03_training": ("loss_curves.png", "position_loss.png"),
+    "04_evaluation": ("incontext_gain.png", "long_context.png", "curves_anymdp_16.png", "table1.md"),
+    "05_ablations": ("gain_curves.png", "summary.md", "table1_variants.md"),
+}
+"""Per notebook, the files of its output folder that the docs show (the first is its key figure)."""
+
+HEADLINE: dict[str, str] = {
+    "01_tasks": "oracle_beats_random_ns16",
+    "02_synthesis": "dpd_quick_model-based_improves",
+    "03_training": "loss_falls_along_context",
+    "04_evaluation": "incontext_anymdp_1_OmniRL",
+    "05_ablations": "tags_dpd_vs_no_tags",
+}
+"""Per notebook, the key of the claim the README's summary quotes (the first claim when it is absent)."""
+
+DOCS_PAGE = {"01_tasks": "01-tasks", "02_synthesis": "02-synthesis", "03_training": "03-training",
+             "04_evaluation": "04-evaluation", "05_ablations": "05-ablations"}
 
 
 def collect(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -39,6 +65,36 @@ def collect(run_dir: str | os.PathLike) -> dict[str, Any]:
             "seconds": summary.get("seconds"), "notebooks": notebooks}
 
 
+def publish(run_dir: str | os.PathLike, dest: str | os.PathLike, snapshot: dict[str, Any]) -> list[Path]:
+    """Copy each notebook's :data:`KEY_ARTEFACTS` from ``run_dir`` to ``dest/NN_name/`` and write its claims
+    table there (``claims.md``); ``dest`` is emptied first, so nothing of an earlier run stays. Returns the
+    files written. A key artefact the run did not write is an error naming it."""
+    run, dest = Path(run_dir), Path(dest)
+    missing = [f"{stem}/{name}" for stem, names in KEY_ARTEFACTS.items() if stem in snapshot["notebooks"]
+               for name in names if not (run / stem / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run}: the run wrote no {', '.join(missing)}")
+    if dest.exists():
+        shutil.rmtree(dest)
+    written = []
+    for stem in snapshot["notebooks"]:
+        (dest / stem).mkdir(parents=True)
+        for name in KEY_ARTEFACTS.get(stem, ()):
+            shutil.copyfile(run / stem / name, dest / stem / name)
+            written.append(dest / stem / name)
+        (dest / stem / "claims.md").write_text(claims_file(snapshot, stem), encoding="utf-8")
+        written.append(dest / stem / "claims.md")
+    return written
+
+
+def claims_file(snapshot: dict[str, Any], stem: str) -> str:
+    """The text of ``NN_name/claims.md``: the notebook's claims table with its run and time."""
+    nb = snapshot["notebooks"][stem]
+    took = f" in {nb['seconds']:.0f} s" if nb.get("seconds") else ""
+    return (f"Run `{snapshot['run']}` of {str(snapshot.get('started', ''))[:10]}: `{stem}` ran{took}.\n\n"
+            f"{claims_markdown(nb['claims'])}\n")
+
+
 def render(snapshot: dict[str, Any]) -> str:
     """Markdown of a snapshot: the claims table of each notebook with its time."""
     parts = []
@@ -51,10 +107,44 @@ def render(snapshot: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def replace_block(text: str, block: str) -> str:
-    """``text`` (the README) with the part between :data:`BEGIN` and :data:`END` replaced by ``block``."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"the README has no block between {BEGIN!r} and {END!r}")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+def render_summary(snapshot: dict[str, Any], docs_url: str = "docs/notebooks",
+                   figures_url: str = "bench/results/quick") -> str:
+    """The README's table of the quick run: per notebook its time, its verdicts, its key figure and the number
+    of its headline claim (:data:`HEADLINE`) with interval and verdict."""
+    rows = ["| notebook | time | key figure | headline claim of the run | measured [95% CI] | verdicts |",
+            "|---|---|---|---|---|---|"]
+    for stem, nb in snapshot["notebooks"].items():
+        claims = nb["claims"]
+        head = next((c for c in claims if c.get("key") == HEADLINE.get(stem)), claims[0])
+        counts = {}
+        for c in claims:
+            counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+        verdicts = ", ".join(f"{n} {v}" for v, n in counts.items())
+        figure = KEY_ARTEFACTS.get(stem, ("",))[0]
+        fig = f"[{figure}]({figures_url}/{stem}/{figure})" if figure else "-"
+        took = f"{nb['seconds']:.0f} s" if nb.get("seconds") else "-"
+        page = DOCS_PAGE.get(stem)
+        name = f"[{stem}]({docs_url}/{page}.md)" if page else stem
+        measure = f" ({head['measure']})" if head.get("measure") else ""
+        rows.append(f"| {name} | {took} | {fig} | {head['claim']} | {head['value']:+.3f} "
+                    f"[{head['ci_low']:+.3f}, {head['ci_high']:+.3f}]{measure} | {verdicts} |")
+    total = snapshot.get("seconds")
+    lead = (f"Run `{snapshot['run']}` of {str(snapshot.get('started', ''))[:10]}, "
+            f"{len(snapshot['notebooks'])} notebooks in {total / 60:.1f} minutes:\n\n" if total else "")
+    return lead + "\n".join(rows)
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The begin and end markers of the generated block ``name``."""
+    return (f"<!-- {name}: written by scripts/quick_results.py, do not edit by hand -->",
+            f"<!-- end of {name} -->")
+
+
+def replace_block(text: str, block: str, name: str = BLOCK_CLAIMS) -> str:
+    """``text`` with the part between the markers of block ``name`` replaced by ``block``."""
+    begin, end = markers(name)
+    if begin not in text or end not in text:
+        raise ValueError(f"no block between {begin!r} and {end!r}")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
