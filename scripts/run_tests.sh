@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Run the test suite. Extra arguments go to pytest, e.g.:  bash scripts/run_tests.sh -m "not slow"
+# Two worker processes (pytest-xdist), each test file kept on one worker (--dist loadfile: a file's module
+# fixtures, such as the docs site's build and the Triton-interpreter comparison, run once); -n 0 runs serially,
+# -n N with N workers. OMNIRL_TEST_WORKERS sets the default.
 # Also installs Debian's chromium (used by the browser test) when it is missing and we can.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,7 +18,7 @@ if [[ ! -x /usr/bin/chromium && "$(id -u)" == 0 ]] && command -v apt-get >/dev/n
 fi
 
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest -n "${OMNIRL_TEST_WORKERS:-2}" --dist loadfile "$@"
 status=$?
 set -e
 exit "$status"

@@ -43,16 +43,6 @@ def tiny(**overrides) -> TrainConfig:
     return load_config(TrainConfig, TINY, overrides=overrides)
 
 
-def test_two_processes_train_and_the_run_reads_back(tmp_path):
-    res = run_torchrun(tiny(), tmp_path / "run", progress=False, env=ENV)
-    assert res.step == 6 and res.bad_steps == 0
-    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
-    saved = load_file(tmp_path / "run" / WEIGHTS)
-    for k, v in res.model.state_dict().items():
-        assert torch.equal(v, saved[k]), k
-    assert (tmp_path / "run" / "launch.yaml").is_file()  # the configuration the processes ran with
-
-
 def test_a_failing_rank_fails_with_its_own_error(tmp_path):
     """A dataset of one shard: rank 1 of 2 has no sequences and stops; the error is rank 1's, not torchrun's."""
     data = DatasetConfig(ns=1, na=5, seq_len=48, n_sequences=4, sequences_per_shard=4, batch_size=4)
@@ -63,8 +53,17 @@ def test_a_failing_rank_fails_with_its_own_error(tmp_path):
 
 
 def test_killed_launch_resumes_to_the_same_weights(tmp_path):
+    """Two processes train, and the run reads back as an in-kernel run (the returned model is the saved one);
+    the same run killed (torchrun and both ranks) once it has a checkpoint, then launched again, ends with
+    exactly those weights."""
     cfg = tiny(steps=24, checkpoint_every=2, **{"eval.every": 0})
     full = run_torchrun(cfg, tmp_path / "full", progress=False, env=ENV)
+    assert full.step == 24 and full.bad_steps == 0
+    assert [r["step"] for r in read_metrics(tmp_path / "full")] == list(range(1, 25))
+    saved = load_file(tmp_path / "full" / WEIGHTS)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    assert (tmp_path / "full" / "launch.yaml").is_file()  # the configuration the processes ran with
 
     out = tmp_path / "killed"
     out.mkdir()
@@ -86,4 +85,3 @@ def test_killed_launch_resumes_to_the_same_weights(tmp_path):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert [r["step"] for r in read_metrics(out)] == list(range(1, 25))
-    assert full.step == 24

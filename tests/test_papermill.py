@@ -136,21 +136,42 @@ def test_quick_training_file_of_changes_reads_1e_3_as_a_number(tmp_path):
                                                        {"steps": 7, "optim.lr": 0.001})
 
 
-@pytest.mark.parametrize(("stem", "profile", "args", "message"), [
-    ("04_evaluation", "paper", ["-p", "temperature", "hot", "-p", "progress", "false"],
+@pytest.mark.parametrize(("stem", "profile", "injected", "message"), [
+    ("04_evaluation", "paper", {"temperature": "hot", "progress": False},
      "params/paper/04_evaluation.yaml with papermill parameters temperature='hot', progress=False "
      "(EvaluationConfig): 'temperature': expected float, got str 'hot'"),
-    ("05_ablations", "quick", ["-y", "training: {optim: {lrr: 0.1}}"],
+    ("05_ablations", "quick", {"training": {"optim": {"lrr": 0.1}}},
      "unknown key 'training.optim.lrr'. Did you mean 'training.optim.lr'?"),
-    ("02_synthesis", "paper", ["-y", "datasets: {d_smal: {seq_len: 512}}"],  # would be a new dataset of defaults
+    ("02_synthesis", "paper", {"datasets": {"d_smal": {"seq_len": 512}}},  # would be a new dataset of defaults
      "override of 'datasets.d_smal', which the file does not have"),
 ])
-def test_a_bad_injected_value_gets_the_engines_message(tmp_path, stem, profile, args, message):
+def test_a_bad_injected_value_gets_the_engines_message(tmp_path, stem, profile, injected, message):
+    """What papermill injects (``-p temperature hot -p progress false``, ``-y 'training: {optim: ...}'``) is the
+    cell papermill's own translator writes, run in the kernel after the notebook's parameters cell (the tests
+    above run papermill itself); the configuration cell's ``notebook_config`` refuses it with the engine's message
+    and writes no configuration. In-process: a kernel per case would only test papermill again."""
+    from papermill.translators import translate_parameters
+
+    from omnirl_core.workbook import ConfigError, notebook_config
+
+    def kernel_globals(parameters: dict) -> dict:
+        """The notebook's globals after its parameters cell and papermill's injected cell (IPython's ``In``)."""
+        own = f'config_path = "params/quick/{stem}.yaml"\nrun_dir = "outputs/quick"\n'
+        cell = translate_parameters("python3", "python", parameters, "Parameters")
+        namespace: dict = {}
+        exec(own, namespace)
+        exec(cell, namespace)
+        namespace["In"] = ["", own, cell]
+        return namespace
+
     run_dir = tmp_path / "run"
-    proc, _ = _papermill(_notebook(stem, tmp_path), "-p", "config_path", f"params/{profile}/{stem}.yaml",
-                         "-p", "run_dir", str(run_dir), *args)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
+    base = {"config_path": f"params/{profile}/{stem}.yaml", "run_dir": str(run_dir)}
+    with pytest.raises(ConfigError) as err:
+        notebook_config(stem, kernel_globals({**base, **injected}), echo=False)
+    assert message in str(err.value), str(err.value)
     assert not (run_dir / f"{stem}.config.yaml").exists()
+    # without the bad value the same cell is accepted: the message is about that value
+    assert notebook_config(stem, kernel_globals(base), echo=False) is not None
 
 
 def test_the_runner_still_passes_its_own_parameters(tmp_path):
