@@ -145,6 +145,7 @@ def test_code_version_follows_the_source():
     assert ab.code_version("world") != ab.code_version("synthesis") != ab.code_version("world", "synthesis")
 
 
+@pytest.mark.slow
 def test_command_line_runs_one_variant(tmp_path, capsys):
     from omnirl_core.workbook import dump_config
 
@@ -160,6 +161,7 @@ def test_command_line_runs_one_variant(tmp_path, capsys):
     assert "| tags | dpd |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where,started", [({"devices": [0, 1]}, ["device 0", "device 1"]),
                                            ({"cpu_processes": 2}, ["a CPU process"] * 2)])
 def test_variants_spread_over_devices_run_in_parallel_and_are_read_back(tmp_path, where, started):

@@ -120,6 +120,7 @@ def test_synthesis_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     _one_error_line(capsys, "--out")
 
 
+@pytest.mark.slow
 def test_debug_flag_and_environment_variable_show_the_traceback(tmp_path):
     bad = _yaml(tmp_path / "bad.yaml", {"datasets": {"d": {**SMALL, "ns": 4}}})
     cmd = [sys.executable, "-m", "omnirl_core.synthesis", str(bad), "--out", str(tmp_path / "o")]

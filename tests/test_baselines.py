@@ -159,6 +159,7 @@ def test_cql_without_d3rlpy_names_the_extra(monkeypatch):
     assert "\n" not in CQL_MISSING
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not have_d3rlpy(), reason="d3rlpy is not installed (" + CQL_MISSING + ")")
 def test_cql_on_demonstrations_of_a_good_policy_scores_well_above_random():
     suite = build_suite("frozenlake", 4)

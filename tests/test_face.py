@@ -88,6 +88,7 @@ def _execute(tmp_path, name: str, cells: list[str]):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_audit_passes_a_notebook_that_reads_right_and_names_each_fault_of_a_broken_one(tmp_path):
     good = _execute(tmp_path, "01_demo", [SETUP, GOOD, SKIPPED, CLAIMS])

@@ -273,6 +273,7 @@ def test_training_seq_len_longer_than_the_dataset_is_an_error(dataset, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- one writer
+@pytest.mark.slow
 def test_a_second_synthesis_into_the_same_folder_is_refused_and_harms_nothing(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text(json.dumps({"datasets": {"d": {"seq_len": 4096, "n_sequences": 400, "sequences_per_shard": 1,

@@ -85,6 +85,7 @@ def test_the_shipped_bandit_model_scores_higher_late_in_a_long_run_than_early():
     assert [ax.get_xscale() for ax in fig.axes] == ["log"] * 3
 
 
+@pytest.mark.slow
 def test_models_measured_in_processes_of_their_own_give_the_report_of_one_process(tmp_path):
     from omnirl_core.evaluation import load_model
     from omnirl_core.evaluation.long_context import long_context_spread

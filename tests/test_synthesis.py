@@ -280,6 +280,7 @@ def _write_params(path: Path, n_sequences: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume_is_byte_identical(tmp_path):
     params = _write_params(tmp_path / "p.yaml", 160)
     cmd = [PY, "-m", "omnirl_core.synthesis", str(params), "--no-progress"]
@@ -422,6 +423,7 @@ def test_learner_hyperparameter_config_is_used(engine):
         _cfg(mixture={"learner_gamma_range": [0.99, 0.9]})
 
 
+@pytest.mark.slow
 def test_nodes_write_disjoint_parts_concurrently_and_one_run_joins_them(tmp_path):
     """Several nodes on one shared folder (``--part RANK/WORLD``), at the same time: the joined dataset has the
     bytes of a single-writer run."""

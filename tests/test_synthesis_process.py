@@ -273,6 +273,7 @@ def _mixture_pvalues(d: dict, w: np.ndarray, switch_prob: float) -> dict[str, fl
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ENGINES)
 def test_behaviour_mixture_follows_its_weights_and_a_wrong_mixture_is_rejected(engine):
     mix = {"switch_fraction": 1.0, "switch_prob": 0.3}

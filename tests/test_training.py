@@ -167,6 +167,7 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     cfg = _write_yaml(tmp_path / "c.yaml", tiny(steps=3))
     ddp = subprocess.run(
@@ -190,6 +191,7 @@ def test_ddp_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     assert [r["grad_norm"] for r in la] == pytest.approx([r["grad_norm"] for r in lb], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume_ends_with_identical_weights(tmp_path):
     cfg = _write_yaml(tmp_path / "c.yaml", tiny(steps=40, checkpoint_every=4, **{"eval.every": 0}))
 
@@ -400,6 +402,7 @@ def test_standin_share_replaces_the_first_rows_and_resumes_the_same_batches(tmp_
         tiny(**{**over, "data.ns": 32})
 
 
+@pytest.mark.slow
 def test_post_training_stage_continues_the_run_on_long_sequences(tmp_path):
     from omnirl_core.synthesis import DatasetConfig, synthesize
     from omnirl_core.training import post_training_config
