@@ -220,16 +220,12 @@ def _wait_for_server(port: int, token: str, proc: subprocess.Popen, scratch: Pat
 def _stop(proc: subprocess.Popen) -> None:
     """Stop the server started here (its kernels are shut down with it), then its process group."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()  # the server shuts its kernels down and exits (SIGINT only asks for a confirmation)
         try:
-            proc.wait(timeout=5)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            proc.kill()
+            proc.wait(timeout=10)
     try:  # kernels left behind in the server's own session
         os.killpg(proc.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):

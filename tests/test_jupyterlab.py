@@ -122,7 +122,7 @@ class Lab:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down and exits (SIGINT only asks)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
