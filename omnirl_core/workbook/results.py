@@ -1,13 +1,13 @@
 """The quick run's numbers and figures in the README and the docs, from the run itself.
 
-:func:`collect` gathers what a run folder's notebooks decided (each ``NN_name/claims.json``) and how long each
-notebook took (``workbook_run.json``) into one snapshot; :func:`publish` copies each notebook's key figures and
-tables (:data:`KEY_ARTEFACTS`) beside it; :func:`render` and :func:`render_summary` turn a snapshot into
-Markdown, and :func:`replace_block` puts that between a README's markers. ``scripts/quick_results.py`` does it
-all after ``bash scripts/run_workbook.sh`` and keeps the snapshot in ``bench/results/quick_run.json`` and the
-artefacts in ``bench/results/quick/``, which the docs site includes; ``--check`` (run by the tests) fails when a
-README block or a claims table is not what the committed snapshot renders, so a number about the quick run is
-never edited by hand.
+:func:`collect` gathers what a run folder's notebooks decided (each ``NN_name/claims.json``) and how long each notebook
+took (``workbook_run.json``) into one snapshot; :func:`publish` copies each notebook's key figures and tables
+(:data:`KEY_ARTEFACTS`) beside it and writes its claims table (:func:`claims_file`); :func:`render_summary` turns a
+snapshot into the README's table, and :func:`replace_block` puts that between the README's markers.
+``scripts/quick_results.py`` does it all after ``bash scripts/run_workbook.sh`` and keeps the snapshot in
+``bench/results/quick_run.json`` and the artefacts in ``bench/results/quick/``, which the docs site includes;
+``--check`` (run by the tests) fails when a README block or a claims table is not what the committed snapshot renders,
+so a number about the quick run is never edited by hand.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from typing import Any
 
 from .claims import CLAIMS_FILE, claims_markdown
 
-BLOCK_CLAIMS = "quick-run results"
 BLOCK_SUMMARY = "quick-run summary"
-BEGIN = f"<!-- {BLOCK_CLAIMS}: written by scripts/quick_results.py, do not edit by hand -->"
-END = f"<!-- end of {BLOCK_CLAIMS} -->"
 
 KEY_ARTEFACTS: dict[str, tuple[str, ...]] = {
     "01_tasks": ("oracle_vs_random.png", "stats_vs_reference.png", "example_graph_ns16.png"),
@@ -43,8 +40,6 @@ HEADLINE: dict[str, str] = {
 }
 """Per notebook, the key of the claim the README's summary quotes (the first claim when it is absent)."""
 
-DOCS_PAGE = {"01_tasks": "01-tasks", "02_synthesis": "02-synthesis", "03_training": "03-training",
-             "04_evaluation": "04-evaluation", "05_ablations": "05-ablations"}
 
 
 def collect(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -95,18 +90,6 @@ def claims_file(snapshot: dict[str, Any], stem: str) -> str:
             f"{claims_markdown(nb['claims'])}\n")
 
 
-def render(snapshot: dict[str, Any]) -> str:
-    """Markdown of a snapshot: the claims table of each notebook with its time."""
-    parts = []
-    if snapshot.get("seconds"):
-        parts.append(f"Run `{snapshot['run']}` of {str(snapshot.get('started', ''))[:10]}: "
-                     f"{len(snapshot['notebooks'])} notebooks in {snapshot['seconds'] / 60:.1f} minutes.")
-    for stem, nb in snapshot["notebooks"].items():
-        took = f" ({nb['seconds']:.0f} s)" if nb.get("seconds") else ""
-        parts.append(f"**{stem}**{took}\n\n{claims_markdown(nb['claims'])}")
-    return "\n\n".join(parts)
-
-
 def render_summary(snapshot: dict[str, Any], docs_url: str = "docs/notebooks",
                    figures_url: str = "bench/results/quick") -> str:
     """The README's table of the quick run: per notebook its time, its verdicts, its key figure and the number
@@ -123,8 +106,7 @@ def render_summary(snapshot: dict[str, Any], docs_url: str = "docs/notebooks",
         figure = KEY_ARTEFACTS.get(stem, ("",))[0]
         fig = f"[{figure}]({figures_url}/{stem}/{figure})" if figure else "-"
         took = f"{nb['seconds']:.0f} s" if nb.get("seconds") else "-"
-        page = DOCS_PAGE.get(stem)
-        name = f"[{stem}]({docs_url}/{page}.md)" if page else stem
+        name = f"[{stem}]({docs_url}/{stem.replace('_', '-')}.md)"  # docs/notebooks/01-tasks.md for 01_tasks
         measure = f" ({head['measure']})" if head.get("measure") else ""
         rows.append(f"| {name} | {took} | {fig} | {head['claim']} | {head['value']:+.3f} "
                     f"[{head['ci_low']:+.3f}, {head['ci_high']:+.3f}]{measure} | {verdicts} |")
@@ -140,7 +122,7 @@ def markers(name: str) -> tuple[str, str]:
             f"<!-- end of {name} -->")
 
 
-def replace_block(text: str, block: str, name: str = BLOCK_CLAIMS) -> str:
+def replace_block(text: str, block: str, name: str) -> str:
     """``text`` with the part between the markers of block ``name`` replaced by ``block``."""
     begin, end = markers(name)
     if begin not in text or end not in text:
