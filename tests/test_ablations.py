@@ -140,9 +140,40 @@ def test_results_of_older_code_or_schema_are_recomputed_not_reused(tmp_path, mon
     assert ab.run_key(cfg, "tags", ds, tr) != again.folder.name
 
 
-def test_code_version_follows_the_source():
+def test_code_version_follows_the_source(tmp_path, monkeypatch):
     assert ab.code_version("world") == ab.code_version("world")
     assert ab.code_version("world") != ab.code_version("synthesis") != ab.code_version("world", "synthesis")
+
+    # a stand-in package tree: code_version hashes the subpackages next to the folder of its own module
+    def tree(root: Path, files: dict[str, str]) -> Path:
+        for rel, text in {"studies/ablations.py": "", **files}.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        return root
+
+    files = {"world/a.py": "X = 1\n", "world/deep/b.py": "Y = 2\n", "synthesis/c.py": "Z = 3\n"}
+    pkg = tree(tmp_path / "one" / "omnirl_core", files)
+    copy = tree(tmp_path / "two" / "omnirl_core", files)
+    version = ab.code_version.__wrapped__  # uncached: the files change between calls
+
+    def at(root: Path, *names: str) -> str:
+        monkeypatch.setattr(ab, "__file__", str(root / "studies" / "ablations.py"))
+        return version(*names)
+
+    base, synth = at(pkg, "world"), at(pkg, "synthesis")
+    assert len(base) == 12 and at(copy, "world") == base  # the same bytes under the same names: the same version
+    (pkg / "world" / "a.py").write_text("X = 10\n")  # same name, other bytes
+    changed = at(pkg, "world")
+    assert changed != base
+    (pkg / "world" / "a.py").write_text("X = 1\n")
+    assert at(pkg, "world") == base  # the bytes back: the version back
+    (pkg / "world" / "deep" / "b.py").write_text("Y = 2  # edited\n")  # a module in a nested folder
+    assert at(pkg, "world") not in (base, changed)
+    (pkg / "world" / "deep" / "b.py").write_text("Y = 2\n")
+    (pkg / "synthesis" / "c.py").write_text("Z = 4\n")  # another subpackage: only its own version moves
+    assert at(pkg, "world") == base and at(pkg, "synthesis") != synth
+    (pkg / "world" / "notes.txt").write_text("not source")
+    assert at(pkg, "world") == base
 
 
 @pytest.mark.slow

@@ -124,14 +124,54 @@ def test_chunked_gradients_match_truncated_bptt_and_full_backprop(layout):
     assert any(not torch.allclose(g, r, rtol=1e-3, atol=1e-5) for g, r in zip(chunked, full))
 
 
+def _world_model_batch(B: int = 2, T: int = 48, ns: int = 8, na: int = 5) -> dict[str, torch.Tensor]:
+    """A hand-built batch in which s_{t+1} differs from s_t at every step: obs_t = (3t + b) mod ns."""
+    t = torch.arange(T)
+    b = torch.arange(B)[:, None]
+    obs = (3 * t + b) % ns
+    action = (t + 2 * b) % na
+    end = (t % 16) == 15  # episode-end steps
+    action = torch.where(end, torch.full_like(action, na), action)
+    reward = ((t * (b + 1)) % 3).float() / 2.0
+    reward = torch.where(end, torch.zeros_like(reward), reward)
+    tag = torch.where(end, torch.full_like(action, 7), (1 + b % 2).expand(B, T))
+    return {"obs": obs, "tag": tag, "action": action, "reward": reward, "label": (obs + 1) % na,
+            "label_mask": ~end.expand(B, T)}
+
+
 def test_world_model_terms_and_state_masking_run():
     cfg = tiny(**{"model.layout": "paper", "model.world_model": True, "loss.state": 0.5, "loss.reward": 0.5})
     model = _perturbed(cfg)
-    batch = StandInData(cfg.data, seed=1).batch(0)
-    terms = accumulate_gradients(model, batch, batch["obs"], cfg)
-    assert terms["state"] > 0 and terms["reward"] > 0
+    batch = _world_model_batch()
+    obs = batch["obs"]
+    B, T = obs.shape
+    assert (obs[:, 1:] != obs[:, :-1]).all()  # every next state differs from the current one
+    # masked input states; the targets stay the true states of the batch
+    obs_in = obs.clone()
+    obs_in[:, 5::4] = cfg.model.ns_max
+    terms = accumulate_gradients(model, batch, obs_in, cfg)
+    assert terms["finite"] and terms["state"] > 0 and terms["reward"] > 0
     assert terms["loss"] == pytest.approx(terms["policy"] + 0.5 * terms["state"] + 0.5 * terms["reward"])
     assert model.state_head.out.weight.grad is not None
+
+    # the same terms by hand from one forward pass over the whole sequence (exact across chunks): the state head
+    # read at step t is scored against the true s_{t+1}; the last step has no next state
+    with torch.no_grad():
+        _, aux, _ = model(obs_in, batch["tag"], batch["action"], batch["reward"])
+    w = ramp_weights(T, 0, cfg.loss.ramp_steps)
+    logp = torch.log_softmax(aux["state_logits"].float(), -1)  # [B, T, ns_max]
+
+    def state_loss(target):  # target [B, T-1]: the class scored at steps 0 .. T-2
+        nll = -logp[:, : T - 1].gather(-1, target[..., None]).squeeze(-1)
+        return float((nll * w[: T - 1]).sum() / (w[: T - 1].sum() * B))
+
+    expected_state = state_loss(obs[:, 1:])
+    expected_reward = float((((aux["reward_pred"].float() - batch["reward"]) ** 2) * w).sum() / (w.sum() * B))
+    assert terms["state"] == pytest.approx(expected_state, rel=1e-4)
+    assert terms["reward"] == pytest.approx(expected_reward, rel=1e-4)
+    # the check tells the next state from the current or the masked input state
+    assert abs(state_loss(obs[:, :-1]) - expected_state) > 1e-3 * expected_state
+    assert abs(state_loss(obs_in[:, 1:].clamp(max=cfg.model.ns_max - 1)) - expected_state) > 1e-3 * expected_state
 
 
 def test_world_model_loss_needs_world_model_heads():
