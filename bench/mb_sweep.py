@@ -20,6 +20,7 @@ import argparse
 
 import numpy as np
 
+from omnirl_core.evaluation.runs import normalised_score
 from omnirl_core.world import BatchedAnyMDPEnv, ModelBasedLearner, run_policy, sample_anymdp
 from omnirl_core.world.oracle import oracle_return, random_return
 
@@ -54,7 +55,7 @@ def quarter_scores(returns: list[list[float]], ends: list[list[int]], steps: int
     out = np.full((len(returns), 4), np.nan)
     for b, (rets, at) in enumerate(zip(returns, ends)):
         rets, q = np.asarray(rets), np.minimum(np.asarray(at) * 4 // steps, 3)
-        score = (rets - r_rnd[b]) / (r_orc[b] - r_rnd[b])
+        score = normalised_score(rets[None], r_orc[b:b + 1], r_rnd[b:b + 1])[0]
         for k in range(4):
             if np.any(q == k):
                 out[b, k] = score[q == k].mean()

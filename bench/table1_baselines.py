@@ -40,10 +40,11 @@ def compare(args) -> list[str]:
     for name in args.suites:
         t0 = time.perf_counter()
         suite = build_suite(name, args.n_tasks)
-        rnd = table_metrics(run_fixed(suite, "random", args.episodes, **kw), args.smooth)
-        orc = table_metrics(run_fixed(suite, "oracle", args.episodes, **kw), args.smooth)
-        res, _ = tune_tql(suite, args.c_grid, args.episodes, H_grid=args.H_grid, smooth=args.smooth, **kw)
-        tql = table_metrics(res, args.smooth)
+        window = dict(smooth=args.smooth, smooth_tested=args.smooth)  # test-point curves: the window in episodes
+        rnd = table_metrics(run_fixed(suite, "random", args.episodes, **kw), **window)
+        orc = table_metrics(run_fixed(suite, "oracle", args.episodes, **kw), **window)
+        res, _ = tune_tql(suite, args.c_grid, args.episodes, H_grid=args.H_grid, **window, **kw)
+        tql = table_metrics(res, **window)
         paper = PAPER_TABLE1.get(name, {}).get("TQL-UCB", (np.nan,))[0]
         diff = tql["best"] - paper
         rows.append(f"| {name} | {_cell(rnd)} | {_cell(orc)} | {_cell(tql)} | {res.info['c']:g}, {res.info['H']:g} | "

@@ -71,11 +71,7 @@ cfg
 
 # %%
 t0 = time.time()
-suite_objs = {
-    name: su.build_suite(name, cfg.n_tasks, pendulum_samples=cfg.pendulum_samples,
-                         pendulum_reference_episodes=cfg.pendulum_reference_episodes)
-    for name in cfg.suites
-}
+suite_objs = {name: ev.config_suite(cfg, name) for name in cfg.suites}
 lines = ["| suite | runs | obs ids | actions | reference | mean R_oracle | mean R_random | skipped |", "|" + "---|" * 8]
 for name, s in suite_objs.items():
     lines.append(f"| {name} | {s.num_envs} | {s.n_obs} | {s.na} | {s.reference} | {s.r_oracle.mean():.3f} | "
@@ -120,9 +116,10 @@ print(f"evaluation took {time.time() - t0:.1f} s")
 # %% [markdown]
 # ## 3. Table 1
 #
-# For each suite and agent: the best average score within the episode budget (trailing mean over `smooth`
-# episodes, taken only where the window is full), the final score (the last window), each with a 95% bootstrap
-# interval over tasks, and the episodes and steps (mean over runs) until the curve first reaches 99% of that best.
+# For each suite and agent: the best average score within the episode budget (the mean over windows of `smooth`
+# evaluated episodes, or the test points of `smooth_tested` training episodes, full windows only), the final score
+# (the last window), each with a 95% bootstrap interval over tasks, and the episodes and steps (mean over runs) up
+# to the first episode of the first window that reaches 99% of that best (no floor at the window's length).
 # Random and oracle are the calibration rows: they should read about 0 and 1 (a maximum over a noisy curve still
 # sits a little above its level). On bandits every agent has a second row, `reward: expected`: the same runs
 # scored by the expected reward of each pulled arm (the pseudo-reward), free of the reward noise

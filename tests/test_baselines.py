@@ -93,10 +93,13 @@ def test_report_reads_test_points_as_training_episodes(tmp_path):
     n = 2
     returns = np.tile([0.2, 0.6, 1.0, 0.8], (n, 1))
     res = RunResult("anymdp_16", "TQL-UCB (c=1)", returns, np.tile([50.0, 100, 150, 200], (n, 1)), np.ones(n),
-                    np.zeros(n), np.ones(n, bool), info={"episode_index": [100, 200, 300, 400], "eval_every": 100})
-    m = table_metrics(res, smooth=50)  # 50 training episodes: no smoothing across test points
+                    np.zeros(n), np.ones(n, bool),
+                    info={"episode_index": [100, 200, 300, 400], "eval_every": 100, "eval_episodes": 5})
+    m = table_metrics(res, smooth=5)  # 5 evaluated episodes: one test point, no smoothing across points
     assert m["best"] == pytest.approx(1.0) and m["episodes_99"] == 300 and m["steps_99"] == 150
-    assert table_metrics(res, smooth=200)["best"] == pytest.approx(0.9)  # two test points
+    for two_points in (dict(smooth=10), dict(smooth=5, smooth_tested=200)):  # 10 test episodes, or 200 training
+        m = table_metrics(res, **two_points)
+        assert m["best"] == pytest.approx(0.9) and m["episodes_99"] == 300  # the window of points 3 and 4
     lines = write_report([res], tmp_path)["curves"].read_text().splitlines()
     assert [line.split(",")[2] for line in lines[1:]] == ["100", "200", "300", "400"]
     res.save(tmp_path / "r.npz")

@@ -189,11 +189,42 @@ def _result(curve, steps_per_episode=10.0, n=2):
 
 
 def test_table_metrics_best_and_time_to_99_percent():
-    m = table_metrics(_result([0.0, 0.5, 0.9, 0.995, 1.0, 0.2]), smooth=1)
+    m = table_metrics(_result([0.0, 0.5, 0.9, 0.95, 0.995, 1.0, 0.2]), smooth=1)
     assert m["best"] == pytest.approx(1.0)
-    assert m["episodes_99"] == 4 and m["steps_99"] == pytest.approx(40.0)
+    assert m["episodes_99"] == 5 and m["steps_99"] == pytest.approx(50.0)  # 0.995 is the first within 1%
     m2 = table_metrics(_result([0.0, 1.0, 1.0, 1.0]), smooth=2)
-    assert m2["best"] == pytest.approx(1.0) and m2["episodes_99"] == 3
+    assert m2["best"] == pytest.approx(1.0) and m2["episodes_99"] == 2  # the first window at 1 starts at episode 2
+
+
+@pytest.mark.parametrize("start", [1, 30])
+def test_steps_to_99_has_no_floor_at_the_window(start):
+    """An agent at its best from episode ``start`` reads ``start`` whatever the window (50 episodes, as the paper
+    profile): a window is read at its first episode. Read at its last, the first 49 episodes could never be
+    reached (the old rule read 50 and 79)."""
+    curve = np.r_[np.zeros(start - 1), np.ones(300)]
+    m = table_metrics(_result(curve), smooth=50)
+    assert m["best"] == pytest.approx(1.0) and m["episodes_99"] == start
+    assert m["steps_99"] == pytest.approx(10.0 * start)
+
+
+def test_test_point_windows_hold_as_many_evaluated_episodes_as_the_episode_windows():
+    """One rule for both columns: a window of 50 episodes is, on a curve of test points of 5 episodes each, 10 test
+    points (1,000 training episodes at one point per 100), unless ``smooth_tested`` names the span; a perfect
+    learner reads the first test point."""
+    from omnirl_core.evaluation.report import window_points
+
+    curve = np.r_[np.linspace(0, 1, 20), np.ones(80)]
+    res = _result(curve)
+    res.info.update(eval_every=100, eval_episodes=5, episode_index=list(range(100, 10_001, 100)))
+    assert window_points(res, 50) == 10 and window_points(res, 20) == 4 and window_points(res, 50, 300) == 3
+    assert window_points(res, 50, 10**6) == 100 and window_points(_result(curve), 50) == 50
+    assert window_points(_result(np.ones(7)), 50) == 7  # a run shorter than its window is one window
+    flat = _result(np.ones(100))
+    flat.info.update(res.info)
+    assert table_metrics(flat, 50)["episodes_99"] == 100
+    m = table_metrics(res, 50)
+    # the window of points 19-28 averages (0.947 + 9) / 10 = 0.995, that of 18-27 0.984: the 19th point, 1,900
+    assert m["best"] == pytest.approx(1.0) and m["episodes_99"] == 1900
 
 
 def test_report_files_and_paper_columns(tmp_path):

@@ -80,10 +80,10 @@ def quick_calibration():
         suite = build_suite(name, cfg.n_tasks)
         for agent, target in ((RandomAgent(), 0.0), (OracleAgent(), 1.0)):
             out[(name, agent.name, "episodes")] = (run_agent(suite, agent, cfg.n_episodes, seed=cfg.seed), target,
-                                                   cfg.smooth)
+                                                   (cfg.smooth, None))
             tested = run_fixed(suite, agent.name, baseline_episodes(cfg, suite), eval_every=cfg.tql_eval_every,
                                eval_episodes=cfg.eval_episodes, seed=cfg.seed)
-            out[(name, agent.name, "test points")] = (tested, target, cfg.smooth_tested or cfg.smooth)
+            out[(name, agent.name, "test points")] = (tested, target, (cfg.smooth, cfg.smooth_tested))
     return out
 
 
@@ -102,7 +102,7 @@ def test_calibration_rows_read_zero_and_one_and_the_partial_window_rule_does_not
     runs = quick_calibration
 
     def check(**kw):
-        got = {key: rp.table_metrics(res, smooth, **kw) for key, (res, _, smooth) in runs.items()}
+        got = {key: rp.table_metrics(res, *window, **kw) for key, (res, _, window) in runs.items()}
         return {key: _calibrated(got[key], target) for key, (_, target, _) in runs.items()}, got
 
     ok, new = check()
@@ -111,7 +111,9 @@ def test_calibration_rows_read_zero_and_one_and_the_partial_window_rule_does_not
         for kind in ("episodes", "test points"):  # each way of scoring on its own
             ok, got = check(**broken)
             assert not all(v for key, v in ok.items() if key[2] == kind), (broken, kind, got)
-    assert all(new[key]["episodes_99"] >= smooth for key, (_, _, smooth) in runs.items())  # none before a full window
+    tested, _, window = runs[("anymdp_1", "random", "test points")]
+    assert rp.window_points(tested, *window) == 10  # the test points of 1,000 training episodes
+    assert rp.window_points(tested, 50) == 10  # the paper profile's smooth 50: 10 points of 5 episodes, the same
 
 
 # ---------------------------------------------------------------------------------------------- pseudo-reward
@@ -171,7 +173,7 @@ def test_evaluate_adds_expected_reward_rows_on_bandits_and_the_table_says_which(
                      ("anymdp_1", "random", "expected"), ("anymdp_1", "oracle", "expected"),
                      ("frozenlake", "random", "sampled"), ("frozenlake", "oracle", "sampled")]
     md = rp.write_report(results, tmp_path, smooth=5)["md"].read_text()
-    assert "only where the window is full" in md and "| reward |" in md and "pseudo-reward" in md
+    assert "only over full windows" in md and "| reward |" in md and "pseudo-reward" in md
     assert "| anymdp_1 | oracle | expected | 30 | 1.000 [+1.00, +1.00] |" in md  # 30: the episodes per run
 
 
@@ -213,4 +215,4 @@ def test_a_run_shorter_than_the_window_is_scored_over_its_whole_length():
     row = rp.table_rows([res], smooth=20, smooth_tested=1000)[0]
     assert row["episodes"] == 200
     assert row["best_score"] == pytest.approx(returns.mean())  # the one window: both points of every run
-    assert np.isnan(rp.table_metrics(res, 1000)["best"])  # the window alone would find none full
+    assert rp.table_metrics(res, 1000)["best"] == pytest.approx(returns.mean())  # the same rule, called directly

@@ -10,6 +10,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from omnirl_core.evaluation import SUITE_NAMES, OracleAgent, RandomAgent, build_suite, run_agent, task_suite, test_seed
+from omnirl_core.evaluation.config import EvaluationConfig
 from omnirl_core.evaluation.gym_tasks import (
     BatchedDiscretePendulum,
     DiscretePendulum,
@@ -18,6 +19,7 @@ from omnirl_core.evaluation.gym_tasks import (
     cliffwalking_shaping,
     cliffwalking_task,
     darkroom_task,
+    estimate_pendulum_task,
     expand_actions,
     frozenlake_shaping,
     frozenlake_task,
@@ -220,6 +222,89 @@ def test_pendulum_shaping_and_dynamics_match_gymnasium():
     for _ in range(200):
         obs, r, term, trunc, infos = b.step(np.zeros(4, dtype=int))
     assert trunc.all() and not term.any() and np.all(infos["final_return"] < 0)
+
+
+def _gymnasium_seed_123_state():
+    """(theta, theta_dot, observation id) of Gymnasium's Pendulum-v1 after reset(seed=123)."""
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=123)
+    th, thdot = (float(x) for x in env.unwrapped.state)
+    return th, thdot, int(pendulum_bins(obs[0], obs[1], obs[2]))
+
+
+def test_pendulum_reference_start_is_the_seed_123_state_in_every_episode():
+    th, thdot, obs_id = _gymnasium_seed_123_state()
+    assert th == pytest.approx(1.146, abs=1e-3) and thdot == pytest.approx(-0.892, abs=1e-3)  # Gymnasium 1.4
+    single = DiscretePendulum(g=9.8, start="reference")
+    for seed in (1, 2, None):  # two seeded episodes and one continuing the stream: the same start
+        obs, _ = single.reset(seed=seed)
+        assert obs == obs_id and single.env.unwrapped.state.tolist() == pytest.approx([th, thdot], abs=1e-12)
+        for a in (0, 4, 4):
+            single.step(a)
+    batched = BatchedDiscretePendulum(9.8, 3, start="reference")
+    obs, _ = batched.reset(seed=[5, 6, 7])
+    assert obs.tolist() == [obs_id] * 3
+    for _ in range(200):  # to the 200-step limit: every env starts its second episode
+        obs, _, _, trunc, _ = batched.step(np.array([0, 2, 4]))
+    assert trunc.all() and obs.tolist() == [obs_id] * 3
+    assert batched.th == pytest.approx([th] * 3, abs=1e-12) and batched.thdot == pytest.approx([thdot] * 3, abs=1e-12)
+
+
+def test_pendulum_suite_with_reference_start_measures_its_references_from_that_start():
+    th, thdot, obs_id = _gymnasium_seed_123_state()
+    suite = build_suite("pendulum_g9.8", 2, pendulum_samples=20, pendulum_reference_episodes=4,
+                        pendulum_start="reference")
+    assert suite.info["start"] == "reference"
+    assert suite.make_env().reset(seed=0)[0].tolist() == [obs_id] * 2
+    assert suite.make_single(0).reset(seed=0)[0] == obs_id
+    model = estimate_pendulum_task(9.8, samples=20, start="reference")
+    assert np.flatnonzero(model.start_prob).tolist() == [obs_id] and model.start_prob[obs_id] == 1.0
+    # the oracle's return from the fixed start, rolled out by hand: R_oracle is exactly that (no start noise)
+    env = BatchedDiscretePendulum(9.8, 1)
+    env.reset(seed=0)
+    env.th[:], env.thdot[:] = th, thdot
+    obs = pendulum_bins(np.cos(env.th), np.sin(env.th), env.thdot)
+    for _ in range(200):
+        obs, _, _, _, infos = env.step(suite.oracle_actions[0][obs])
+    assert suite.r_oracle[0] == pytest.approx(float(infos["final_return"][0]), abs=1e-9)
+    assert suite.info["oracle_se"] == pytest.approx(0.0, abs=1e-9)
+    from omnirl_core.evaluation import EvaluationConfig, config_suite
+    from omnirl_core.workbook import load_config
+
+    cfg = load_config(EvaluationConfig, {"suites": ["pendulum_g9.8"], "pendulum_samples": 20, "n_tasks": 2,
+                                         "pendulum_reference_episodes": 4, "pendulum_start": "reference"})
+    assert config_suite(cfg, "pendulum_g9.8").make_env().reset(seed=0)[0].tolist() == [obs_id] * 2  # the config's
+
+
+def test_pendulum_random_start_is_the_default_and_differs_across_episodes():
+    single = DiscretePendulum(g=9.8)
+    assert single.start == "random"
+    single.reset(seed=1)
+    first = single.env.unwrapped.state.copy()
+    single.reset()
+    assert not np.allclose(single.env.unwrapped.state, first)
+    batched = BatchedDiscretePendulum(9.8, 3)
+    batched.reset(seed=0)
+    th0 = batched.th.copy()
+    assert len(set(th0.tolist())) == 3
+    for _ in range(200):
+        batched.step(np.zeros(3, dtype=int))
+    assert not np.any(np.isclose(batched.th, th0))
+    model = estimate_pendulum_task(9.8, samples=20)
+    assert (model.start_prob > 0).sum() == 12  # every angle bin, in the middle speed bin (|theta_dot| <= 1)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: DiscretePendulum(g=9.8, start="fixed"),
+    lambda: BatchedDiscretePendulum(9.8, 2, start="fixed"),
+    lambda: estimate_pendulum_task(9.8, samples=2, start="fixed"),
+    lambda: build_suite("pendulum_g9.8", 2, pendulum_samples=2, pendulum_reference_episodes=2, pendulum_start="fixed"),
+    lambda: build_suite("anymdp_1", 2, pendulum_start="fixed"),
+    lambda: EvaluationConfig(pendulum_start="fixed").validate(),
+])
+def test_pendulum_start_refuses_an_unknown_value(make):
+    with pytest.raises(ValueError, match=r"'fixed'.*random, reference"):
+        make()
 
 
 # ---------------------------------------------------------------------------------------------- DarkRoom

@@ -21,7 +21,7 @@ from .config import EvaluationConfig
 from .incontext import online_gain, segment_summary, validation_suite
 from .models import CheckpointConfigError, ShippedModel, load_model, load_shipped, shipped_model_for, shipped_models
 from .offline import collect_demonstrations, run_cql
-from .protocol import SHIPPED, evaluate, evaluate_on_devices, incontext_panel
+from .protocol import SHIPPED, config_suite, evaluate, evaluate_on_devices, incontext_panel
 from .report import markdown_table, table_metrics, table_rows, write_report
 from .runs import RunResult, run_agent
 from .suites import PAPER_TABLE1, SUITE_NAMES, Suite, build_suite, task_suite, test_seed
@@ -34,6 +34,6 @@ __all__ = [
     "collect_demonstrations", "run_cql",
     "table_metrics", "table_rows", "markdown_table", "write_report",
     "CheckpointConfigError", "load_model", "ShippedModel", "shipped_models", "shipped_model_for", "load_shipped",
-    "SHIPPED", "evaluate", "evaluate_on_devices", "incontext_panel", "online_gain", "segment_summary",
+    "SHIPPED", "config_suite", "evaluate", "evaluate_on_devices", "incontext_panel", "online_gain", "segment_summary",
     "validation_suite",
 ]

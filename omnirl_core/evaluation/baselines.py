@@ -12,7 +12,8 @@ PPO is stable-baselines3, an optional extra (``pip install -e .[ppo]``); the off
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +26,25 @@ from .tested import run_tested
 from .tql_fast import fast_path_available, run_fast
 
 SCORINGS = ("test", "training")
+
+R = TypeVar("R")
+
+
+def pick_best(settings: Iterable[Hashable], run: Callable[[Hashable], R],
+              score: Callable[[R], float]) -> tuple[Hashable, R, dict]:
+    """The project's one tuning rule (TQL-UCB and PPO in Table 1, TQL-UCB beside the ablations): ``run`` every
+    setting, score each result, keep the highest (a NaN score ranks lowest; the first of equal scores wins).
+    Returns (setting, its result, {setting: score}). Selection is on the runs themselves, tuned per task family
+    as in the paper, which favours the tuned baseline slightly."""
+    chosen, scores = None, {}
+    for setting in settings:
+        result = run(setting)
+        scores[setting] = value = float(score(result))
+        if chosen is None or np.nan_to_num(value, nan=-np.inf) > np.nan_to_num(chosen[2], nan=-np.inf):
+            chosen = (setting, result, value)
+    if chosen is None:
+        raise InputError("nothing to tune: the grid of settings is empty")
+    return chosen[0], chosen[1], scores
 
 
 def run_ppo(suite: Suite, n_episodes: int, *, eval_every: int = 100, eval_episodes: int = 5, seed: int = 0,
@@ -183,41 +203,40 @@ def run_fixed(suite: Suite, agent: str, n_episodes: int, *, scoring: str = "test
 
 
 def tune_tql(suite: Suite, c_grid: Sequence[float], n_episodes: int, *, gamma: float = 0.99, seed: int = 0,
-             max_steps: int | None = None, smooth: int = 5, progress: bool = False, scoring: str = "test",
-             eval_every: int = 100, eval_episodes: int = 5, H_grid: Sequence[float] = (4000.0,),
+             max_steps: int | None = None, smooth: int = 5, smooth_tested: int | None = None, progress: bool = False,
+             scoring: str = "test", eval_every: int = 100, eval_episodes: int = 5, H_grid: Sequence[float] = (4000.0,),
              fast: bool | None = None) -> tuple[RunResult, dict]:
-    """:func:`run_tql` with each ``c`` of the grid and each step-size horizon ``H`` of ``H_grid``; returns the run
-    with the best Table-1 score and the best score of every setting, keyed by ``c`` (one ``H``) or ``(c, H)``.
+    """:func:`run_tql` with each ``c`` of the grid and each step-size horizon ``H`` of ``H_grid``, chosen by
+    :func:`pick_best` on the Table-1 best score read as the report reads it (:func:`~.report.table_metrics`
+    with ``smooth`` and ``smooth_tested``); returns the chosen run and the best score of every setting, keyed by
+    ``c`` (one ``H``) or ``(c, H)``. ``res.info`` names the chosen ``c`` and ``H``."""
+    grid = [(float(c), float(H)) for H in H_grid for c in c_grid]
 
-    Selection is on the reported runs themselves (tuned per task family, as in the paper), which favours the
-    baseline slightly. ``res.info`` names the chosen ``c`` and ``H``."""
-    best, scores = None, {}
-    for H in H_grid:
-        for c in c_grid:
-            res = run_tql(suite, n_episodes, c=c, gamma=gamma, H=H, scoring=scoring, eval_every=eval_every,
-                          eval_episodes=eval_episodes, seed=seed, max_steps=max_steps, progress=progress, fast=fast)
-            m = table_metrics(res, smooth)
-            scores[float(c) if len(H_grid) == 1 else (float(c), float(H))] = m["best"]
-            if best is None or (np.nan_to_num(m["best"], nan=-np.inf) > np.nan_to_num(best[1], nan=-np.inf)):
-                best = (res, m["best"])
-    return best[0], scores
+    def run(setting):
+        c, H = setting
+        return run_tql(suite, n_episodes, c=c, gamma=gamma, H=H, scoring=scoring, eval_every=eval_every,
+                       eval_episodes=eval_episodes, seed=seed, max_steps=max_steps, progress=progress, fast=fast)
+
+    _, res, scores = pick_best(grid, run, lambda r: table_metrics(r, smooth, smooth_tested, n_boot=0)["best"])
+    if len(H_grid) == 1:
+        scores = {c: v for (c, _), v in scores.items()}
+    return res, scores
 
 
 def tune_ppo(suite: Suite, n_episodes: int, *, lr_grid: Sequence[float] = (3e-4,), ent_grid: Sequence[float] = (0.01,),
-             smooth: int = 5, **kwargs) -> tuple[RunResult, dict]:
+             smooth: int = 5, smooth_tested: int | None = None, **kwargs) -> tuple[RunResult, dict]:
     """:func:`run_ppo` with every (learning rate, entropy coefficient) of the grid, tuned per task family as the
-    paper tunes its PPO; returns the run with the best Table-1 score and {(lr, ent): best score}. ``kwargs`` go
-    to :func:`run_ppo`; ``res.info`` names the chosen setting."""
-    best, scores = None, {}
-    for lr in lr_grid:
-        for ent in ent_grid:
-            res = run_ppo(suite, n_episodes, learning_rate=float(lr), ent_coef=float(ent), **kwargs)
-            res.info.update(learning_rate=float(lr), ent_coef=float(ent), n_episodes=int(n_episodes))
-            m = table_metrics(res, smooth)
-            scores[(float(lr), float(ent))] = m["best"]
-            if best is None or (np.nan_to_num(m["best"], nan=-np.inf) > np.nan_to_num(best[1], nan=-np.inf)):
-                best = (res, m["best"])
-    return best[0], scores
+    paper tunes its PPO, by :func:`pick_best` as :func:`tune_tql` is; returns the chosen run and {(lr, ent): best
+    score}. ``kwargs`` go to :func:`run_ppo`; ``res.info`` names the chosen setting."""
+    def run(setting):
+        lr, ent = setting
+        res = run_ppo(suite, n_episodes, learning_rate=lr, ent_coef=ent, **kwargs)
+        res.info.update(learning_rate=lr, ent_coef=ent, n_episodes=int(n_episodes))
+        return res
+
+    grid = [(float(lr), float(ent)) for lr in lr_grid for ent in ent_grid]
+    _, res, scores = pick_best(grid, run, lambda r: table_metrics(r, smooth, smooth_tested, n_boot=0)["best"])
+    return res, scores
 
 
 def baseline_episodes(cfg, suite: Suite) -> int:

@@ -129,14 +129,18 @@ class EvaluationConfig:
     temperature_schedule: str = "constant"
     "constant, or decay (1.0 -> 0.1 linearly over 10K steps of a run)."
     smooth: int = 5
-    "Trailing window (episodes) of the score curve before taking the best value."
+    ("Window of the Table-1 score curves, in evaluated episodes: that many episodes of OmniRL, ceil(smooth / "
+     "eval_episodes) test points of TQL-UCB, PPO and the random and oracle rows (one rule for every agent).")
     smooth_tested: int | None = None
-    ("Trailing window (training episodes) of curves of test points (TQL-UCB, PPO; random and oracle scored like "
-     "them); null: smooth.")
+    ("Override: the window of curves of test points in training episodes (1000: the test points of 1,000 "
+     "training episodes); null: the rule of smooth.")
     pendulum_samples: int = 100
     "Sampled states per (bin, torque) for the Pendulum model behind its oracle."
     pendulum_reference_episodes: int = 32
     "Monte-Carlo episodes for Pendulum's R_oracle and R_random."
+    pendulum_start: str = "random"
+    ("Pendulum's start state: random (a fresh draw every episode) or reference (every episode from the state of "
+     "Gymnasium's reset(seed=123), as the reference evaluation; R_oracle and R_random measured from it).")
     device: str = "cpu"
     "Torch device of the OmniRL model."
     devices: list[int] = field(default_factory=list)
@@ -162,6 +166,7 @@ class EvaluationConfig:
 
     def validate(self) -> None:
         from ..workbook import check
+        from .gym_tasks import PENDULUM_STARTS
         from .suites import SUITE_NAMES
 
         check(len(self.suites) >= 1, "suites", self.suites, "at least one suite")
@@ -211,3 +216,5 @@ class EvaluationConfig:
         check(self.pendulum_samples >= 1, "pendulum_samples", self.pendulum_samples, ">= 1")
         check(self.pendulum_reference_episodes >= 2, "pendulum_reference_episodes",
               self.pendulum_reference_episodes, ">= 2")
+        check(self.pendulum_start in PENDULUM_STARTS, "pendulum_start", self.pendulum_start,
+              "one of " + ", ".join(PENDULUM_STARTS))

@@ -2,16 +2,27 @@
 paper's reward shaping, DarkRoom grids, and discrete Pendulum (a discretising wrapper of the real continuous
 system, batched, and a tabular model estimated from sampled transitions). See :mod:`.suites` for the
 conventions (actions, shaping, episode limits).
+
+Pendulum's start state (:data:`PENDULUM_STARTS`). Gymnasium draws theta ~ U(-pi, pi), theta_dot ~ U(-1, 1) at
+every reset; ours does the same by default (``start="random"``: a fresh start every episode). The reference
+evaluation (airsoul OmniRL, ``reset_env``) resets Pendulum with ``reset(seed=123, options={"low": -0.7,
+"high": 0.5})`` before every episode: Gymnasium reads only the options ``x_init`` / ``y_init``, so the bounds are
+ignored, and the fixed seed makes every episode start from one state (Gymnasium 1.4: theta 1.146, theta_dot
+-0.892). The paper's Pendulum numbers come from that code, so they most likely used that fixed start;
+``start="reference"`` reproduces it (every episode starts from the state ``reset(seed=123)`` gives), with the
+tabular model's start distribution and the suite's reference returns measured from that same state.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ..workbook.errors import InputError
 from ..world.task import Task
 from .streams import EnvStreams, env_seeds
 
@@ -20,6 +31,10 @@ PENDULUM_ANGLE_BINS = 12
 PENDULUM_SPEED_BINS = 5
 PENDULUM_TORQUES = np.linspace(-2.0, 2.0, 5)
 PENDULUM_MAX_SPEED = 8.0
+PENDULUM_STARTS = ("random", "reference")
+"""Pendulum start states: random (a fresh Gymnasium draw every episode) or reference (every episode from the
+state Gymnasium's ``reset(seed=PENDULUM_REFERENCE_SEED)`` gives, as the reference evaluation)."""
+PENDULUM_REFERENCE_SEED = 123
 
 
 def expand_actions(task: Task, na: int = NA) -> Task:
@@ -236,10 +251,13 @@ def pendulum_bins(cos_th, sin_th, thdot) -> np.ndarray:
 class DiscretePendulum(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Gymnasium Pendulum-v1 with gravity ``g``: 60 discrete observations (:func:`pendulum_bins`), 5 torques evenly
     spaced in [-2, 2] and the paper's shaped reward (200-step limit). ``env``: a Pendulum to wrap (default: a new
-    ``Pendulum-v1`` with ``g`` and ``max_episode_steps``)."""
+    ``Pendulum-v1`` with ``g`` and ``max_episode_steps``). ``start``: one of :data:`PENDULUM_STARTS`; with
+    "reference" every reset puts the pendulum in :func:`pendulum_reference_start` (seeds still seed the env)."""
 
-    def __init__(self, env: gym.Env | None = None, g: float = 10.0, max_episode_steps: int = 200) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, g=g, max_episode_steps=max_episode_steps)
+    def __init__(self, env: gym.Env | None = None, g: float = 10.0, max_episode_steps: int = 200,
+                 start: str = "random") -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, g=g, max_episode_steps=max_episode_steps, start=start)
+        self.start = check_pendulum_start(start)
         if env is None:
             env = gym.make("Pendulum-v1", g=g, max_episode_steps=max_episode_steps)
         gym.Wrapper.__init__(self, env)
@@ -252,12 +270,34 @@ class DiscretePendulum(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def reset(self, *, seed=None, options=None):
         obs, info = self.env.reset(seed=seed, options=options)
+        if self.start == "reference":
+            th, thdot = pendulum_reference_start()
+            self.env.unwrapped.state = np.array([th, thdot])
+            obs = np.array([np.cos(th), np.sin(th), thdot], dtype=np.float32)  # as Pendulum-v1's observation
         return self._bin(obs), info
 
     def step(self, action):
         torque = np.array([PENDULUM_TORQUES[int(action)]], dtype=np.float32)
         obs, r, term, trunc, info = self.env.step(torque)
         return self._bin(obs), float(pendulum_shaping(r)), term, trunc, info
+
+
+def check_pendulum_start(start: str) -> str:
+    """``start`` if it is one of :data:`PENDULUM_STARTS`, else an :class:`InputError` naming it and the choices."""
+    if start not in PENDULUM_STARTS:
+        raise InputError(f"Pendulum start {start!r} is not one of: {', '.join(PENDULUM_STARTS)}")
+    return start
+
+
+@functools.cache
+def pendulum_reference_start() -> tuple[float, float]:
+    """(theta, theta_dot) of Gymnasium's Pendulum-v1 after ``reset(seed=123)`` (Gymnasium 1.4: 1.146, -0.892;
+    gravity does not enter the draw): the start of every episode of the reference evaluation."""
+    env = gym.make("Pendulum-v1")
+    env.reset(seed=PENDULUM_REFERENCE_SEED)
+    th, thdot = (float(x) for x in env.unwrapped.state)
+    env.close()
+    return th, thdot
 
 
 def _pendulum_step(th, thdot, u, g):
@@ -273,9 +313,11 @@ class BatchedDiscretePendulum:
     ``next_state`` / ``final_obs`` / ``final_return``; ``states`` holds the current observation ids).
 
     Dynamics are Gymnasium's in float64 (Gymnasium computes in float32 for observations, so trajectories agree
-    up to rounding); starts are theta ~ U(-pi, pi), theta_dot ~ U(-1, 1) from each env's own stream."""
+    up to rounding); starts (``start``, :data:`PENDULUM_STARTS`) are theta ~ U(-pi, pi), theta_dot ~ U(-1, 1) from
+    each env's own stream ("random") or :func:`pendulum_reference_start` for every episode ("reference")."""
 
-    def __init__(self, g: float, num_envs: int, max_steps: int = 200) -> None:
+    def __init__(self, g: float, num_envs: int, max_steps: int = 200, start: str = "random") -> None:
+        self.start = check_pendulum_start(start)
         self.g = float(g)
         self.num_envs = int(num_envs)
         self.na = len(PENDULUM_TORQUES)
@@ -292,9 +334,12 @@ class BatchedDiscretePendulum:
         return pendulum_bins(np.cos(self.th), np.sin(self.th), self.thdot)
 
     def _start(self, idx: np.ndarray) -> None:
-        u = self._streams.uniform(idx, 2)
-        self.th[idx] = -np.pi + 2 * np.pi * u[:, 0]
-        self.thdot[idx] = -1.0 + 2.0 * u[:, 1]
+        if self.start == "reference":
+            self.th[idx], self.thdot[idx] = pendulum_reference_start()
+        else:
+            u = self._streams.uniform(idx, 2)
+            self.th[idx] = -np.pi + 2 * np.pi * u[:, 0]
+            self.thdot[idx] = -1.0 + 2.0 * u[:, 1]
         self.steps[idx] = 0
         self.returns[idx] = 0.0
 
@@ -325,10 +370,13 @@ class BatchedDiscretePendulum:
         return self.states.copy(), rewards, terminated, truncated, infos
 
 
-def estimate_pendulum_task(g: float, samples: int = 200, seed: int = 0, start_samples: int = 20000) -> Task:
+def estimate_pendulum_task(g: float, samples: int = 200, seed: int = 0, start_samples: int = 20000,
+                           start: str = "random") -> Task:
     """Tabular model of the discrete Pendulum: for every (bin, torque), ``samples`` states drawn uniformly within
     the bin are stepped through the true dynamics; P and the mean shaped reward per (bin, torque, next bin) are
-    the empirical ones; the start distribution is that of ``start_samples`` resets. 200-step limit."""
+    the empirical ones; the start distribution is that of ``start_samples`` random resets (``start="random"``)
+    or the bin of :func:`pendulum_reference_start` (``"reference"``). 200-step limit."""
+    check_pendulum_start(start)
     rng = np.random.default_rng(seed)
     nA, nV = PENDULUM_ANGLE_BINS, PENDULUM_SPEED_BINS
     ns, na = nA * nV, len(PENDULUM_TORQUES)
@@ -345,10 +393,13 @@ def estimate_pendulum_task(g: float, samples: int = 200, seed: int = 0, start_sa
         np.add.at(Rsum[:, a], (s, s2), pendulum_shaping(raw))
     R = np.where(T > 0, Rsum / np.maximum(T, 1), 0.0)
     T /= samples
-    th0, v0 = rng.uniform(-np.pi, np.pi, start_samples), rng.uniform(-1, 1, start_samples)
-    start = np.bincount(pendulum_bins(np.cos(th0), np.sin(th0), v0), minlength=ns) / start_samples
-    return Task.from_arrays(T, R, start_prob=start, max_steps=200.0, kind="pendulum_model",
-                            meta={"g": float(g), "samples": int(samples)})
+    if start == "reference":
+        th0, v0 = (np.array([x]) for x in pendulum_reference_start())
+    else:
+        th0, v0 = rng.uniform(-np.pi, np.pi, start_samples), rng.uniform(-1, 1, start_samples)
+    start_prob = np.bincount(pendulum_bins(np.cos(th0), np.sin(th0), v0), minlength=ns) / th0.size
+    return Task.from_arrays(T, R, start_prob=start_prob, max_steps=200.0, kind="pendulum_model",
+                            meta={"g": float(g), "samples": int(samples), "start": start})
 
 
 # ---------------------------------------------------------------------------------------------- suites

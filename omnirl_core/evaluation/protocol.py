@@ -92,6 +92,14 @@ def _run_omnirl(cfg: EvaluationConfig, suite: Suite, model, temperature: float, 
     return out
 
 
+def config_suite(cfg: EvaluationConfig, name: str, n_tasks: int | None = None) -> Suite:
+    """The suite ``name`` as an :class:`~.config.EvaluationConfig` builds it (its task count unless ``n_tasks``,
+    Pendulum's samples, reference episodes and start)."""
+    return build_suite(name, cfg.n_tasks if n_tasks is None else n_tasks, pendulum_samples=cfg.pendulum_samples,
+                       pendulum_reference_episodes=cfg.pendulum_reference_episodes,
+                       pendulum_start=cfg.pendulum_start)
+
+
 def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | None = print) -> list[RunResult]:
     """Every configured agent (and OmniRL mode) on every configured suite. ``model``: a loaded OmniRL model
     (default: loaded from ``cfg.checkpoint`` when "omnirl" is among the agents)."""
@@ -100,8 +108,7 @@ def evaluate(cfg: EvaluationConfig, model=None, log: Callable[[str], None] | Non
     if "omnirl" in cfg.agents and model is None and cfg.checkpoint and not shipped:
         model = load_model(cfg.checkpoint, device=cfg.device)
     for name in cfg.suites:
-        suite = build_suite(name, cfg.n_tasks, pendulum_samples=cfg.pendulum_samples,
-                            pendulum_reference_episodes=cfg.pendulum_reference_episodes)
+        suite = config_suite(cfg, name)
         results.extend(own := _run_suite(cfg, suite, model, shipped, log))
         if is_bandit(suite):
             results.extend(_expected_reward_rows(cfg, suite, model, shipped, own))
@@ -138,8 +145,9 @@ def _run_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool,
                                      eval_every=cfg.tql_eval_every, eval_episodes=cfg.eval_episodes, **common))
         elif agent == "tql_ucb":
             res, _ = tune_tql(suite, cfg.tql_c_grid, baseline_episodes(cfg, suite), gamma=cfg.tql_gamma,
-                              smooth=cfg.smooth, scoring=cfg.tql_scoring, eval_every=cfg.tql_eval_every,
-                              eval_episodes=cfg.eval_episodes, H_grid=cfg.tql_H_grid, **common)
+                              smooth=cfg.smooth, smooth_tested=cfg.smooth_tested, scoring=cfg.tql_scoring,
+                              eval_every=cfg.tql_eval_every, eval_episodes=cfg.eval_episodes, H_grid=cfg.tql_H_grid,
+                              **common)
             tail = "" if cfg.tql_scoring == "test" else ", training episodes"
             res.agent = f"TQL-UCB (c={res.info['c']:g}, H={res.info['H']:g}{tail})"
             results.append(res)
@@ -154,7 +162,8 @@ def _run_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool,
                     log(f"{name}: PPO skipped (stable-baselines3 is not installed: pip install -e .[ppo])")
                 continue
             res, _ = tune_ppo(suite, cfg.baseline_budget(), lr_grid=cfg.ppo_lr_grid, ent_grid=cfg.ppo_ent_grid,
-                              smooth=cfg.smooth, eval_every=cfg.ppo_eval_every, eval_episodes=cfg.eval_episodes,
+                              smooth=cfg.smooth, smooth_tested=cfg.smooth_tested, eval_every=cfg.ppo_eval_every,
+                              eval_episodes=cfg.eval_episodes,
                               deterministic=cfg.ppo_deterministic, seed=cfg.seed, progress=cfg.progress)
             results.append(res)
         elif agent == "cql":
@@ -220,8 +229,7 @@ def incontext_panel(cfg: EvaluationConfig, model=None, results: Sequence[RunResu
     shipped = model is None and cfg.checkpoint == SHIPPED
     out: dict[str, dict[str, dict]] = {}
     for name in ic.suites:
-        suite = build_suite(name, ic.n_tasks, pendulum_samples=cfg.pendulum_samples,
-                            pendulum_reference_episodes=cfg.pendulum_reference_episodes)
+        suite = config_suite(cfg, name, ic.n_tasks)
         rows: dict[str, dict] = {}
         if "omnirl" in cfg.agents:
             for label, m, temperature in _omnirl_models(cfg, name, suite, model, shipped, log, "not measured"):

@@ -1,11 +1,18 @@
-"""Table-1 metrics and the report: on the task-averaged score curve, smoothed by a trailing mean over ``smooth``
-episodes, the best value within the episode budget (only where the window is full), the final value, and the
-first episode (and the mean step count there) at which the curve reaches 99% of the best; best and final each
-with a 95% bootstrap interval over tasks (:func:`bootstrap_best_final`); as rows, a Markdown table, and files.
+"""Table-1 metrics and the report, read by one rule for every agent. The task-averaged score curve is smoothed
+by a mean over windows of the same number of *evaluated episodes*: ``smooth`` episodes of an agent scored on
+every episode (OmniRL), ``ceil(smooth / eval_episodes)`` test points of an agent scored by test episodes after
+every ``eval_every`` training episodes (TQL-UCB, PPO, and random and oracle beside them; ``info["eval_every"]``,
+``info["eval_episodes"]``), so both columns carry the same noise; ``smooth_tested`` (training episodes) overrides
+the test-point window. A run shorter than its window is one window.
 
-A curve of test points (TQL-UCB and PPO, one point per ``eval_every`` training episodes, each already a mean
-over its test episodes; ``info["eval_every"]``) is smoothed over ``max(1, smooth // eval_every)`` points, the
-same span of training episodes, and its episodes are the training episode counts of its points.
+- best: the largest mean of a full window (a mean of fewer episodes would let early noise set the maximum);
+- final: the last full window;
+- episodes (steps) to 99%: the first episode of the first full window whose mean reaches 99% of the best, and
+  the mean step count up to it. Reading a window at its first episode leaves no floor: an agent at its best
+  from episode ``j`` reads ``j`` (within ``w / 100`` episodes), where reading it at its last episode would
+  read ``j + w - 1`` and no agent could read below the window;
+- 95% bootstrap intervals over tasks of best and final (:func:`bootstrap_best_final`); as rows, a Markdown
+  table, and files.
 """
 
 from __future__ import annotations
@@ -27,9 +34,18 @@ N_BOOT = 1000
 """Bootstrap resamples of the tasks behind every interval of the table."""
 
 
-def _window(result: RunResult, smooth: int) -> int:
-    """Points in the trailing mean: ``smooth`` episodes, or ``smooth // eval_every`` test points (at least 1)."""
-    return max(1, int(smooth) // int(result.info.get("eval_every", 1)))
+def window_points(result: RunResult, smooth: int, smooth_tested: int | None = None) -> int:
+    """Points in a window of ``result``'s curve: ``smooth`` episodes; on a curve of test points
+    ``ceil(smooth / eval_episodes)`` points (the same number of evaluated episodes), or ``smooth_tested //
+    eval_every`` points where ``smooth_tested`` is given; at least 1 and at most the curve's length."""
+    n_points = int(result.returns.shape[1])
+    if "eval_every" not in result.info:
+        w = int(smooth)
+    elif smooth_tested:
+        w = int(smooth_tested) // int(result.info["eval_every"])
+    else:
+        w = math.ceil(int(smooth) / int(result.info.get("eval_episodes", 1)))
+    return max(1, min(w, n_points))
 
 
 def trailing_mean(curves: np.ndarray, w: int, full_only: bool = True) -> np.ndarray:
@@ -102,22 +118,24 @@ def _mean_curve(scores: np.ndarray) -> np.ndarray:
     return np.where(den > 0, np.where(ok, scores, 0.0).sum(axis=0) / np.maximum(den, 1), np.nan)
 
 
-def table_metrics(result: RunResult, smooth: int = 5, *, n_boot: int = N_BOOT, seed: int = 0,
-                  full_only: bool = True, interval: str = "basic") -> dict:
-    """Best value of the task-averaged score curve, smoothed by a trailing mean, within the budget (only where
-    the window is full); episodes and (mean) steps until it first reaches 99% of that; its final value; 95%
-    bootstrap intervals over tasks of best and final (``n_boot=0``: none). NaN where no window is full."""
+def table_metrics(result: RunResult, smooth: int = 5, smooth_tested: int | None = None, *, n_boot: int = N_BOOT,
+                  seed: int = 0, full_only: bool = True, interval: str = "basic") -> dict:
+    """The module's rule on one run: best value of the task-averaged score curve over full windows of
+    :func:`window_points` points; the episodes and (mean) steps up to the first episode of the first window that
+    reaches 99% of it; its final value; 95% bootstrap intervals over tasks of best and final (``n_boot=0``:
+    none). NaN where no window is full."""
     curve, steps = result.curve()
     out = {"best": math.nan, "episodes_99": math.nan, "steps_99": math.nan, "final": math.nan,
            "best_ci": [math.nan, math.nan], "final_ci": [math.nan, math.nan],
            "n_runs": int(result.valid.size), "n_skipped": result.n_skipped}
-    w = _window(result, smooth)
+    w = window_points(result, smooth, smooth_tested)
     smoothed = trailing_mean(curve, w, full_only)
     if not np.isfinite(smoothed).any():
         return out
     best, final = (float(x) for x in _best_final(smoothed))
     target = best - 0.01 * abs(best)
-    k = int(np.flatnonzero(np.nan_to_num(smoothed, nan=-np.inf) >= target)[0])
+    end = int(np.flatnonzero(np.nan_to_num(smoothed, nan=-np.inf) >= target)[0])
+    k = max(0, end - w + 1)  # the window's first point
     index = result.info.get("episode_index")
     episodes_99 = int(index[k]) if index is not None else k + 1
     steps_99 = float(steps[k]) if not np.isnan(steps[k]) else math.nan
@@ -139,13 +157,12 @@ def episode_budget(result: RunResult) -> int:
 
 
 def table_rows(results: Sequence[RunResult], smooth: int = 5, smooth_tested: int | None = None) -> list[dict]:
-    """One row per (suite, agent): our metrics and the paper's numbers for that method where it has them.
-    ``smooth_tested``: the window (training episodes) of curves of test points (default ``smooth``)."""
+    """One row per (suite, agent): our metrics (:func:`table_metrics`) and the paper's numbers for that method
+    where it has them."""
     paper_name = {"TQL-UCB": "TQL-UCB", "PPO": "PPO", "OmniRL": "OmniRL"}
     rows = []
     for r in results:
-        window = smooth_tested if smooth_tested and "eval_every" in r.info else smooth
-        m = table_metrics(r, min(window, episode_budget(r)))  # a run shorter than the window: its whole length
+        m = table_metrics(r, smooth, smooth_tested)
         base = r.agent.split(" ")[0]
         paper = PAPER_TABLE1.get(r.suite, {}).get(paper_name.get(base, ""), (math.nan, None))
         rows.append({
@@ -200,21 +217,28 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def caption(smooth: int, smooth_tested: int | None = None) -> str:
+def caption(smooth: int, smooth_tested: int | None = None, eval_episodes: int | None = None) -> str:
     """What the table's numbers are (printed above it in ``table1.md``)."""
-    tested = smooth_tested or smooth
-    return (f"Best score: the maximum of the task-averaged normalised score curve, smoothed by a trailing mean over "
-            f"{smooth} episodes (curves of test points: over the test points of {tested} training episodes), "
-            "taken only where the window is full (a mean of fewer episodes would let early noise set the maximum); "
-            "final score: the last full window; episodes and steps until the smoothed curve first reaches 99% of "
-            f"the best. Intervals: 95% over tasks, basic bootstrap ({N_BOOT} resamples of the tasks, each giving "
-            "its own mean curve, best and final). The maximum of a noisy curve lies above its level even so; the "
-            "calibration rows (random ~0, oracle ~1) show by how much. Reward column: `sampled` scores the rewards "
-            "the agent received; `expected` (bandits) the same runs scored by the expected reward of each arm pulled "
-            "(the pseudo-reward), which is free of the reward noise. Paper columns: the paper's Table 1 for the "
-            "same method (10,000 episodes). Episodes: the training episodes per run of that row (the quick profile "
-            "gives OmniRL fewer than the baselines); a row with fewer episodes than the window takes them all as "
-            "one window.")
+    if smooth_tested:
+        tested = f"over the test points of {smooth_tested} training episodes"
+    elif eval_episodes:
+        tested = (f"over {math.ceil(smooth / eval_episodes)} test points of {eval_episodes} test episodes each, the "
+                  "same number of evaluated episodes")
+    else:
+        tested = f"over test points holding {smooth} test episodes"
+    return (f"Best score: the maximum of the task-averaged normalised score curve, smoothed by a mean over windows of "
+            f"{smooth} episodes (curves of test points: {tested}), taken only over full windows (a mean of fewer "
+            "episodes would let early noise set the maximum); final score: the last full window; episodes and steps "
+            "to 99%: up to the first episode of the first window whose mean reaches 99% of the best (no floor: an "
+            "agent at its best from its first episode reads 1). Intervals: 95% over tasks, basic bootstrap "
+            f"({N_BOOT} resamples of the tasks, each giving its own mean curve, best and final). The maximum of a "
+            "noisy curve lies above its level even so; the calibration rows (random ~0, oracle ~1) show by how "
+            "much, and on a flat noisy curve the first window to reach 99% of that maximum falls anywhere in the "
+            "run. Reward column: `sampled` scores the rewards the agent received; `expected` (bandits) the same "
+            "runs scored by the expected reward of each arm pulled (the pseudo-reward), which is free of the reward "
+            "noise. Paper columns: the paper's Table 1 for the same method (10,000 episodes). Episodes: the "
+            "training episodes per run of that row (the quick profile gives OmniRL fewer than the baselines); a row "
+            "with fewer episodes than the window takes them all as one window.")
 
 
 def write_report(results: Sequence[RunResult], out_dir: str | os.PathLike, smooth: int = 5,
@@ -229,7 +253,9 @@ def write_report(results: Sequence[RunResult], out_dir: str | os.PathLike, smoot
         w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["suite"])
         w.writeheader()
         w.writerows(rows)
-    text = f"# Table 1 (reproduction)\n\n{caption(smooth, smooth_tested)}\n\n{markdown_table(rows)}\n"
+    tested = [int(r.info["eval_episodes"]) for r in results if "eval_episodes" in r.info]
+    text = (f"# Table 1 (reproduction)\n\n{caption(smooth, smooth_tested, tested[0] if tested else None)}\n\n"
+            f"{markdown_table(rows)}\n")
     paths["md"].write_text(text)
     with open(paths["curves"], "w", newline="") as fh:
         w = csv.writer(fh)

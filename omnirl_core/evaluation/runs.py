@@ -20,6 +20,18 @@ from .suites import Suite
 
 
 # ---------------------------------------------------------------------------------------------- runs
+def normalised_score(returns, r_oracle, r_random) -> np.ndarray:
+    """The paper's score, the one definition every table and study uses: ``(R - R_random) / (R_oracle -
+    R_random)``, per task. ``returns`` [B, ...] episodic returns, ``r_oracle`` and ``r_random`` [B] the mean
+    returns of the oracle and the uniform-random policy on the same tasks; NaN where the two are equal (the paper
+    skips such tasks) or either is NaN."""
+    returns, r_orc, r_rnd = (np.asarray(x, dtype=float) for x in (returns, r_oracle, r_random))
+    shape = (-1,) + (1,) * (returns.ndim - 1)
+    gap = (r_orc - r_rnd).reshape(shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap != 0, (returns - r_rnd.reshape(shape)) / np.where(gap != 0, gap, 1.0), np.nan)
+
+
 @dataclass
 class RunResult:
     """Episode returns of one agent on one suite: ``returns`` / ``steps`` [B, K] (NaN where a run did not
@@ -53,9 +65,8 @@ class RunResult:
 
     @property
     def scores(self) -> np.ndarray:
-        """[B, K] normalised scores (NaN for skipped runs)."""
-        gap = np.where(self.valid, self.r_oracle - self.r_random, np.nan)
-        return (self.returns - self.r_random[:, None]) / gap[:, None]
+        """[B, K] normalised scores (:func:`normalised_score`; NaN for skipped runs)."""
+        return normalised_score(self.returns, np.where(self.valid, self.r_oracle, np.nan), self.r_random)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean score [K] over the valid runs, mean step count [K] at each episode's end)."""

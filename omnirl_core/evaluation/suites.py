@@ -30,9 +30,12 @@ Conventions:
   episode (its ``max_steps: 200``; its check ``step > max_steps`` lets a capped episode run a 201st step,
   not copied; Gymnasium's own limits are 100 for FrozenLake 4x4, none for CliffWalking, 200 for Pendulum).
   DarkRoom keeps ``4 N`` steps, a difference: the reference runs it for the same 200 steps but with a
-  reward of -0.1 on every step off the goal; with the paper's reward (+1 at the goal only) and 200 steps a
-  uniform random walk reaches the goal of a 6 x 6 room 67% of the time (28% in 10 x 10), leaving the
-  normalised score little to measure, against 15% (8%) within ``4 N`` steps.
+  reward of -0.01 on every step off the goal (its ``DarkroomEnv``); with the paper's reward (+1 at the goal
+  only) and 200 steps a uniform random walk reaches the goal of a 6 x 6 room 67% of the time (28% in
+  10 x 10), leaving the normalised score little to measure, against 15% (8%) within ``4 N`` steps.
+- Pendulum start: a fresh random start every episode by default; the reference evaluation starts every
+  episode from the one state Gymnasium's ``reset(seed=123)`` gives, which the paper's numbers most likely used
+  (``pendulum_start="reference"`` in :func:`build_suite`; see :mod:`.gym_tasks`).
 - DarkRoom N x N: state ``row * N + col``; actions up, down, left, right, stay; the goal is a corner
   (one task per corner) and ends the episode with reward +1; starts are uniform over the other cells.
 """
@@ -60,6 +63,7 @@ from .gym_tasks import (
     DiscretePendulum,
     DiscreteWrapper,
     Shaping,
+    check_pendulum_start,
     cliffwalking_task,
     darkroom_task,
     estimate_pendulum_task,
@@ -180,17 +184,19 @@ def task_suite(name: str, tasks: Sequence[Task], gamma: float = ORACLE_GAMMA, in
 
 
 def pendulum_suite(g: float, num_envs: int, *, samples: int = 200, reference_episodes: int = 64, seed: int = 0,
-                   name: str | None = None) -> Suite:
+                   name: str | None = None, start: str = "random") -> Suite:
     """Discrete Pendulum: oracle = optimal policy of :func:`estimate_pendulum_task`; R_oracle and R_random are
     Monte-Carlo means over ``reference_episodes`` episodes of that policy / the uniform policy in the real system
-    (standard errors in ``info``)."""
-    model = estimate_pendulum_task(g, samples=samples, seed=seed)
+    (standard errors in ``info``). ``start`` (one of :data:`.gym_tasks.PENDULUM_STARTS`): the episodes' start
+    state, the same for the suite's environments and for the episodes behind R_oracle and R_random."""
+    check_pendulum_start(start)
+    model = estimate_pendulum_task(g, samples=samples, seed=seed, start=start)
     Q, _ = policy_iteration(model, ORACLE_GAMMA)
     policy = Q.argmax(axis=-1)
     n = max(1, int(reference_episodes))
     refs = {}
     for kind in ("oracle", "random"):
-        env = BatchedDiscretePendulum(g, n)
+        env = BatchedDiscretePendulum(g, n, start=start)
         obs, _ = env.reset(seed=[TEST_SEED_OFFSET + 7919 * (kind == "random") + i for i in range(n)])
         streams = EnvStreams([TEST_SEED_OFFSET + 104729 + i for i in range(n)])
         for _ in range(env.max_steps):
@@ -199,13 +205,13 @@ def pendulum_suite(g: float, num_envs: int, *, samples: int = 200, reference_epi
         refs[kind] = infos["final_return"].copy()
     r_or = np.full(num_envs, refs["oracle"].mean())
     r_rand = np.full(num_envs, refs["random"].mean())
-    info = {"g": float(g), "reference_episodes": n,
+    info = {"g": float(g), "reference_episodes": n, "start": start,
             "oracle_se": float(refs["oracle"].std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
             "random_se": float(refs["random"].std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")}
     return Suite(name=name or f"pendulum_g{g:g}", na=len(PENDULUM_TORQUES), n_obs=model.ns,
-                 make_env=lambda: BatchedDiscretePendulum(g, num_envs), r_oracle=r_or, r_random=r_rand,
-                 oracle_actions=np.tile(policy, (num_envs, 1)), reference="estimated", tasks=None, info=info,
-                 make_single=lambda b: DiscretePendulum(g=g))
+                 make_env=lambda: BatchedDiscretePendulum(g, num_envs, start=start), r_oracle=r_or,
+                 r_random=r_rand, oracle_actions=np.tile(policy, (num_envs, 1)), reference="estimated", tasks=None,
+                 info=info, make_single=lambda b: DiscretePendulum(g=g, start=start))
 
 
 class GymBatchEnv:
@@ -325,10 +331,13 @@ def is_simulated(name: str) -> bool:
 
 
 def build_suite(name: str, n_tasks: int = 64, *, na: int = NA, pendulum_samples: int = 200,
-                pendulum_reference_episodes: int = 64) -> Suite:
+                pendulum_reference_episodes: int = 64, pendulum_start: str = "random") -> Suite:
     """One of :data:`SUITE_NAMES`. ``n_tasks``: tasks for AnyMDP / Garnet, parallel copies for the single
     Gymnasium tasks and Pendulum (each copy is scored as its own run); DarkRoom has one task per corner, repeated
-    to ``max(n_tasks, 4)`` rounded down to a multiple of 4."""
+    to ``max(n_tasks, 4)`` rounded down to a multiple of 4. ``pendulum_start``: Pendulum's start state, one of
+    :data:`.gym_tasks.PENDULUM_STARTS` (random: a fresh start every episode; reference: the reference
+    evaluation's fixed start), checked for every suite."""
+    check_pendulum_start(pendulum_start)
     if name.startswith("anymdp_"):
         ns = int(name.split("_")[1])
         tasks = [sample_anymdp(ns, na, seed=test_seed(0, ns, i)) for i in range(n_tasks)]
@@ -347,5 +356,5 @@ def build_suite(name: str, n_tasks: int = 64, *, na: int = NA, pendulum_samples:
         return task_suite(name, [corners[i % 4] for i in range(max(4, n_tasks - n_tasks % 4))])
     if is_simulated(name):
         return pendulum_suite(float(name[len("pendulum_g"):]), n_tasks, samples=pendulum_samples,
-                              reference_episodes=pendulum_reference_episodes, name=name)
+                              reference_episodes=pendulum_reference_episodes, name=name, start=pendulum_start)
     raise InputError(f"unknown suite {name!r}; choose one of {', '.join(SUITE_NAMES)} (or anymdp_<ns>, garnet_<ns>)")

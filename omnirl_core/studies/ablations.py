@@ -363,15 +363,18 @@ def pool_results(runs: Sequence[VariantResult]) -> VariantResult:
 
 
 def tql_reference(cfg: AblationConfig, study: str | None = None) -> dict:
-    """TQL-UCB on a study's test tasks (best c by mean score), as the line a learner should beat."""
+    """TQL-UCB on a study's test tasks, as the line a learner should beat: ``c`` of
+    :data:`~omnirl_core.evaluation.incontext.TQL_C_GRID` chosen by the one tuning rule
+    (:func:`~omnirl_core.evaluation.baselines.pick_best`) on the mean score, the study's measure."""
     from ..evaluation.agents import TQLAgent
+    from ..evaluation.baselines import pick_best
     from ..evaluation.incontext import TQL_C_GRID, online_gain
 
     suite = _suite(cfg, study)
     steps = eval_settings(cfg, study)[1] if study is not None else cfg.eval_steps
-    runs = {c: online_gain(suite, TQLAgent(c=c), steps, seed=cfg.seed) for c in TQL_C_GRID}
-    best = max(runs, key=lambda c: runs[c]["mean"])
-    out = dict(runs[best])
+    best, run, _ = pick_best(TQL_C_GRID, lambda c: online_gain(suite, TQLAgent(c=c), steps, seed=cfg.seed),
+                             lambda r: r["mean"])
+    out = dict(run)
     out.pop("per_task", None)
     out["c"] = best
     return out
