@@ -8,7 +8,9 @@
 2. **Throughput.** Training iterations of the paper configuration (``params/paper/03_training.yaml``: RWKV-7 18 x
    512, 5 sequences of 12,288 steps, chunks of 2,048, bf16) on one GPU: environment steps per second (the paper:
    7.5K per A800) and peak memory.
-3. **Smoke.** ``training.train`` with the paper profile on one GPU for a few iterations (stand-in data): finite
+3. **Online step.** One step of the paper's model for a batch of 256 tasks with the memory carried, as the
+   evaluation runs a suite: the rate ``bench/paper_cost.py --step-ms`` assumes.
+4. **Smoke.** ``training.train`` with the paper profile on one GPU for a few iterations (stand-in data): finite
    losses, a checkpoint written.
 
     .venv/bin/python bench/gpu_check.py                 # on the GPU machine
@@ -126,6 +128,30 @@ def throughput_row(device: str, tiny: bool, iterations: int) -> dict:
             "result": f"{per_s:,.0f} env steps/s per GPU (paper: 7,500 on an A800){mem}", "pass": "-"}
 
 
+def online_step_row(device: str, tiny: bool, steps: int = 50, batch: int = 256) -> dict:
+    """Milliseconds of one online step (``OmniRL.step``: act, then observe, the memory carried) of the paper's
+    model for a whole batch of tasks, as the evaluation runs a suite: ``bench/paper_cost.py --step-ms``."""
+    over = ["device=" + device, "data.path=null"] + (["model.backend=torch"] if device == "cpu" else [])
+    if tiny:
+        over += ["model.hidden_size=32", "model.num_layers=2", "model.intermediate_size=64", "model.head_dim=16"]
+        batch, steps = 4, 5
+    cfg = load_config(TrainConfig, ROOT / "params/paper/03_training.yaml", overrides=over)
+    model = OmniRL(cfg.model).to(device).eval()
+    zeros = torch.zeros(batch, dtype=torch.long, device=device)
+    state, times = None, []
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        for i in range(steps + 1):  # the first step warms up
+            t0 = time.perf_counter()
+            _, _, state = model.step(zeros, zeros + 7, zeros, torch.zeros(batch, device=device), state)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                times.append(time.perf_counter() - t0)
+    ms = 1000 * sum(times) / len(times)
+    return {"check": f"online step, {cfg.model.backbone} {cfg.model.num_layers} x {cfg.model.hidden_size}, batch "
+                     f"{batch} tasks", "result": f"{ms:.2f} ms per step (bench/paper_cost.py --step-ms)", "pass": "-"}
+
+
 def smoke_row(device: str, tiny: bool) -> dict:
     over = ["device=" + device, "steps=3", "data.path=null", "checkpoint_every=3", "eval.every=0",
             "launch.nproc_per_node=1", "bf16=" + str(device == "cuda").lower()]
@@ -162,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(pip install -e .[interpret]): {err}", file=sys.stderr)
             return 2
     rows = kernel_rows(device, args.tiny) + [throughput_row(device, args.tiny, args.iterations),
-                                             smoke_row(device, args.tiny)]
+                                             online_step_row(device, args.tiny), smoke_row(device, args.tiny)]
     name = torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu"
     print(f"GPU check on {name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     print("| check | result | pass |\n|---|---|---|")

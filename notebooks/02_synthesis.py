@@ -95,7 +95,7 @@ timings = {}
 for name, dcfg in cfg.datasets.items():
     on_disk = {d.name for d in (data_root / name).glob("shard_*")}
     t0 = time.perf_counter()
-    man = synthesis.synthesize(dcfg, data_root / name, workers=cfg.workers)
+    man = synthesis.synthesize(dcfg, data_root / name, workers=cfg.workers, force=cfg.force)
     dt = time.perf_counter() - t0
     steps = dcfg.n_sequences * dcfg.seq_len
     written = sum(r["n_sequences"] for r in man["shards"] if r["dir"] not in on_disk) * dcfg.seq_len
@@ -277,21 +277,20 @@ for rank in range(2):
 # re-run).
 
 # %%
-bytes_per_step = 1 + 1 + 1 + 4 + 1 + 1  # obs, tag, action, reward (float32), label, behaviour
 rows = []
 for name, t in timings.items():
     per_core = t["steps_per_s"] / t["workers"] if t["steps_per_s"] else None
     hours = f"{t['steps'] / per_core / 3600:.2f}" if per_core else "not measured"
     rows.append(f"| {name} | {cfg.datasets[name].ns} | {t['steps']:,} | "
                 f"{f'{per_core:,.0f}' if per_core else 'not measured'} | {hours} | "
-                f"{t['steps'] * bytes_per_step / 1e9:.2f} |")
+                f"{synthesis.dataset_bytes(cfg.datasets[name]) / 1e9:.2f} |")
 rates16 = [t["steps_per_s"] / t["workers"] for n, t in timings.items()
            if t["steps_per_s"] and cfg.datasets[n].ns == 16 and cfg.datasets[n].ns_max is None]
-d_large = 6e9
+d_large, d_large_cfg = 6e9, synthesis.DatasetConfig(ns=16, ns_max=128)  # D_Large's 6B steps, ns up to 128
 if rates16:
     rate = float(np.mean(rates16))
     rows.append(f"| D_Large at the 16-state rate (a lower bound) | 16-128 | {d_large:,.0f} | {rate:,.0f} | "
-                f"{d_large / rate / 3600:,.1f} | {d_large * bytes_per_step / 1e9:.0f} |")
+                f"{d_large / rate / 3600:,.1f} | {d_large * synthesis.step_bytes(d_large_cfg) / 1e9:.0f} |")
 display(Markdown("| dataset | states | steps | steps/s per core | core-hours | disk GB |\n|---|---|---|---|---|---|\n"
                  + "\n".join(rows)))
 

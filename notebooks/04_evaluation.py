@@ -92,8 +92,11 @@ print(f"suites built in {time.time() - t0:.1f} s")
 # (`03_training/run/model.safetensors`, both profiles); `shipped` is the model shipped in `models/` that covers
 # the suite (OmniRL-tiny: the bandit model on `anymdp_1`, the AnyMDP model on suites with up to 16 observation
 # ids), at the temperature chosen for it on validation tasks; `also_shipped: true` runs the shipped models beside
-# the checkpoint. With `devices` (the paper profile: 8 GPUs) or `cpu_processes` above 1 (the quick profile: 2, one
-# per core) the suites run in parallel processes, one per GPU or core; the results are those of one process.
+# the checkpoint; `post_checkpoint` (the paper profile: `03_training/post/model.safetensors`) adds rows for notebook
+# 03's model after its long-context post-training, since Table 1's 10,000 episodes (1.1M-5M steps) lie far past the
+# 80K steps where the paper saw the loss rise and post-trained on D_Long. With `devices` (the paper profile: 8 GPUs)
+# or `cpu_processes` above 1 (the quick profile: 2, one per core) the suites run in parallel processes, one per GPU
+# or core; the results are those of one process.
 
 # %%
 model = None  # checkpoint "shipped": evaluate() picks, per suite, the shipped model covering it
@@ -102,6 +105,9 @@ if cfg.checkpoint and cfg.checkpoint != ev.SHIPPED and "omnirl" in cfg.agents:
     ckpt = run_artefact(repo_path(run_dir), cfg.checkpoint, key="checkpoint", made_by="03_training")
     model = ev.load_model(ckpt, device=cfg.device)
     print(f"OmniRL loaded from {ckpt}: {model.cfg.backbone}, {model.cfg.num_layers} x {model.cfg.hidden_size}")
+if cfg.post_checkpoint and "omnirl" in cfg.agents:  # notebook 03's post-trained model, rows "OmniRL (post-trained)"
+    cfg.post_checkpoint = str(run_artefact(repo_path(run_dir), cfg.post_checkpoint, key="post_checkpoint",
+                                           made_by="03_training"))
 
 t0 = time.time()
 spread = spreads(cfg.devices, cfg.cpu_processes)  # the GPUs of the node, or each core of a small machine

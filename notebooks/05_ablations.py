@@ -56,6 +56,7 @@ from IPython.display import Markdown, display
 from omnirl_core.evaluation import load_model
 from omnirl_core.studies import ablations as ab
 from omnirl_core.studies import cross_suite as xs
+from omnirl_core.studies.context_loss import plot_context_loss
 from omnirl_core.workbook import notebook_config, repo_path, run_artefact
 from omnirl_core.workbook.devices import spreads
 from omnirl_core.workbook.figures import show_figure
@@ -130,6 +131,18 @@ for ax, (name, variants) in zip(axes[0], results.items()):
 show_figure(fig, out_dir / "gain_curves.png")
 
 # %% [markdown]
+# The paper also compares backbones and data strategies by their loss against log(context length). Every variant
+# of a study is read on the same `loss_sequences` DPD sequences (oracle labels, unseen tasks of the study's test
+# size and length), so its curves are comparable whatever data each variant trained on: a model that learns in
+# context has a falling line.
+
+# %%
+fig, axes = plt.subplots(1, len(results), figsize=(8.5 * len(results), 3.4), squeeze=False, layout="constrained")
+for ax, (name, variants) in zip(axes[0], results.items()):
+    plot_context_loss(name, variants, ax=ax)
+show_figure(fig, out_dir / "context_loss.png")
+
+# %% [markdown]
 # ## 4. Summary beside the paper
 #
 # The quick profile's budgets are thousands of times smaller than the paper's (and on bandits, not AnyMDP(16,5)),
@@ -149,7 +162,8 @@ display(Markdown(table))
 # the suites of `also_suites` (a study's own list, else the file's): one row per trained model (DPD, shared by
 # `tags` and `data_strategy`, is one row), one column per suite, the score in the last log-spaced bin and the
 # in-context gain with 95% intervals. A model with fewer observation ids (`ns_max`) than a suite is skipped
-# there, with the reason below the table. The paper's row is its best score within 10,000 episodes, not a last bin.
+# there, with the reason below the table. The paper's best scores within 10,000 episodes, another measure than a
+# last bin, follow the score table for scale only.
 
 # %%
 parts = []

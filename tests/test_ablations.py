@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from omnirl_core.studies import ablations as ab
@@ -82,14 +83,21 @@ def test_variants_train_measure_and_are_reused(tmp_path):
             assert g["gain"][0] == pytest.approx(g["late"][0] - g["early"][0], abs=1e-9)
             assert g["gain"][1] <= g["gain"][0] <= g["gain"][2] and r.env_steps_trained == 4 * 4 * 64
             assert (r.folder / "model.safetensors").is_file()
+            loss = saved["context_loss"]  # every variant read on the same sequences, in the measure's bins
+            assert loss["edges"] == r.gain["edges"] and len(loss["loss"]) == len(r.gain["edges"]) - 1
+            assert loss["sequences"] == cfg.loss_sequences
+            np.testing.assert_equal(r.context_loss, loss)  # NaN: a bin of one step on an episode boundary
     assert results["backbone"][1].gain != results["backbone"][0].gain  # another backbone, another model
     # a second run reads the finished variants back instead of retraining
     logs.clear()
     again = ab.run_studies(cfg, tmp_path, ["tags"], log=logs.append)
     assert all("reusing" in line for line in logs) and again["tags"][0].gain == results["tags"][0].gain
+    np.testing.assert_equal(again["tags"][0].context_loss, results["tags"][0].context_loss)
     rows = ab.summary_rows(cfg, results)
     text = ab.markdown_summary(rows, {"tags": ab.tql_reference(cfg, "tags")})
     assert "| tags | no_tags | anymdp_1, 40 steps |" in text and "finding of backbone" in text
+    best, steps = results["tags"][0].gain["best_gain"], results["tags"][0].gain["steps_99"]
+    assert f"| {best[0]:+.3f} [{best[1]:+.3f}, {best[2]:+.3f}] | {steps:,} |" in text
     assert "| tags | TQL-UCB (c=" in text and "| backbone | TQL-UCB" not in text
 
 
@@ -316,7 +324,9 @@ def test_the_table1_report_has_a_row_per_model_and_a_column_per_suite():
     assert lines.count("| model | anymdp_1 | frozenlake | pendulum_g9.8 |") == 2  # score and gain tables
     assert "| AD | 0.250 [0.150, 0.350] | 0.500 [0.400, 0.600] | skipped |" in lines
     assert "| OmniRL without tags | +0.400 [+0.000, +0.800] | +0.400 [+0.000, +0.800] | skipped |" in lines
-    assert "| paper: OmniRL, best score (Table 1) | 0.825 | 0.998 | 0.734 |" in lines
+    assert not any(line.startswith("| paper") for line in lines)  # another measure: below the table, not a row
+    assert ("Not the same measure, for scale only: the paper's OmniRL best score within 10,000 episodes (Table 1): "
+            "anymdp_1 0.825, frozenlake 0.998, pendulum_g9.8 0.734.") in lines
     assert ("- pendulum_g9.8, DPD (OmniRL), AD, AD-ε, DPT, OmniRL without tags: the model takes at most 1 "
             "observation ids, the suite has 60") in lines
     assert "- tags: finding of tags" in lines
@@ -487,6 +497,7 @@ def test_pool_seeds_by_hand():
     assert out["gain"][0] == pytest.approx((kept[:, 3] - kept[:, 0]).mean())
     assert out["q4"][1] < out["q4"][0] < out["q4"][2] and out["n_dropped"] == 1 and out["n_tasks"] == 2
     assert out["per_seed"]["gain"] == [0.0, 1.0, 2.0] and out["seeds"] == [0, 1, 2] and out["n_seeds"] == 3
+    assert out["best_bin"] == 4 and out["best_gain"][0] == pytest.approx(out["gain"][0])  # the last bin is the best
     alone = sd.pool_seeds(gains[:1])
     assert {k: alone[k] for k in gains[0]} == gains[0] and alone["interval"] == "t over tasks"
     with pytest.raises(ValueError, match="per-task"):
@@ -494,3 +505,38 @@ def test_pool_seeds_by_hand():
     skip = {"skipped": "too many observation ids"}
     suites = sd.pool_suites([{"garnet_16": {"gain": g}, "pendulum_g9.8": skip} for g in gains], [0, 1, 2])
     assert suites["garnet_16"]["gain"] == out and suites["pendulum_g9.8"] == skip
+
+
+def test_adaptation_reads_the_best_bin_and_the_first_bin_within_99_percent():
+    """The best in-context gain is the best bin minus the first (the paper's task-count measure), not the last bin
+    minus the first; steps to adapt are the first step of the first bin at 99% of that best."""
+    import numpy as np
+
+    from omnirl_core.evaluation.incontext import adaptation, segment_summary
+
+    edges = [0, 1, 2, 4, 8, 16]
+    seg = np.array([[0.0, 0.5, 0.9, 1.0, 0.6], [0.2, 0.5, 0.9, 1.0, 0.6], [0.1, 0.4, 0.8, 1.0, 0.6]])
+    out = segment_summary(seg, edges)
+    assert out["best_bin"] == 4 and out["steps_99"] == 5  # bin 4 holds steps 5-8 (edges 4..7, 0-based)
+    assert out["best_gain"][0] == pytest.approx(0.9) and out["gain"][0] == pytest.approx(0.5)
+    assert adaptation([0.0, 0.995, 1.0], [0, 10, 20, 40]) == (2, 11)  # 0.995 is within 1% of 1.0: its bin
+    assert adaptation([0.3, 0.2], None) == (0, None)
+
+
+def test_context_loss_falls_for_a_model_that_learns_in_context_and_is_off_at_zero():
+    """The shipped bandit model's label loss on DPD bandit sequences falls along the context (it learns in
+    context); the same sequences serve every model; ``loss_sequences: 0`` measures nothing."""
+    from omnirl_core.evaluation import load_shipped
+    from omnirl_core.studies import context_loss as cl
+
+    model = load_shipped("models/omnirl-tiny-bandit")[0]
+    cfg = tiny_config(tags={"dpd": {}})
+    cfg.eval_steps, cfg.loss_sequences = 400, 4
+    curve = cl.context_loss(cfg, "tags", model, 128)
+    assert curve["sequences"] == 4 and curve["edges"][-1] == 400 and len(curve["loss"]) == len(curve["edges"]) - 1
+    assert curve["loss"][-1] < curve["loss"][0] - 0.2, curve["loss"]
+    assert cl._sequences(400, 4, 1, 5) is cl._sequences(400, 4, 1, 5)
+    pooled = cl.pool_context_loss([curve, {**curve, "loss": [x + 1 for x in curve["loss"]]}, None])
+    assert pooled["seeds"] == 2 and pooled["loss"][0] == pytest.approx(curve["loss"][0] + 0.5)
+    cfg.loss_sequences = 0
+    assert cl.context_loss(cfg, "tags", model, 128) is None

@@ -3,6 +3,8 @@ training episodes, PPO learning (and a frozen PPO not), CQL trained on the offli
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -132,6 +134,157 @@ def test_ppo_learns_bandits_and_a_frozen_ppo_does_not():
     assert learned.returns.shape == (12, 4) and learned.info["policy"] == "deterministic"
     assert late > 0.8, late
     assert late_frozen < 0.5, late_frozen  # a PPO that does not learn fails the bar above
+
+
+# held-out tuning and worker processes (omnirl_core.evaluation.ppo)
+TINY_PPO = dict(eval_every=100, eval_episodes=2, n_steps=32, batch_size=32)
+GRID = dict(lr_grid=[1e-4, 1e-3], ent_grid=[0.0, 0.01])
+
+
+def _recording_train(monkeypatch):
+    """Replace the PPO run by a record of what it ran on: (task, seed, lr, entropy). Its test returns favour lr
+    1e-3 with entropy 0.01 on held-out runs and lr 1e-4 with entropy 0 on the reported runs (their seeds), so a
+    tuning on the reported runs chooses another setting."""
+    from omnirl_core.evaluation import ppo
+    from omnirl_core.evaluation.streams import env_seeds
+
+    calls, reported_seeds = [], [s % 2**31 for s in env_seeds(0, 2)]
+
+    def fake(env, test_env, seed, n_episodes, eval_every, eval_episodes, deterministic, kwargs):
+        task = getattr(env, "task", None)
+        lr, ent = kwargs["learning_rate"], kwargs["ent_coef"]
+        calls.append((task, seed, lr, ent))
+        reported = seed in reported_seeds
+        value = float(lr == 1e-4 and ent == 0.0) if reported else float(lr == 1e-3 and ent == 0.01)
+        K = n_episodes // eval_every
+        return np.full(K, value), np.arange(1.0, K + 1) * 100
+
+    monkeypatch.setattr(ppo, "_train", fake)
+    return calls
+
+
+@pytest.mark.parametrize("name", ["anymdp_16", "garnet_16", "frozenlake"])
+def test_ppo_held_out_tuning_never_runs_the_grid_on_the_reported_tasks(monkeypatch, name):
+    pytest.importorskip("stable_baselines3")
+    from omnirl_core.evaluation.ppo import tune_ppo
+    from omnirl_core.evaluation.streams import env_seeds
+
+    suite = build_suite(name, 2)
+    calls = _recording_train(monkeypatch)
+    res, scores = tune_ppo(suite, 200, tune_tasks=3, **GRID, **TINY_PPO)
+    reported_seeds = [s % 2**31 for s in env_seeds(0, 2)]
+    grid_runs, reported_runs = calls[:12], calls[12:]
+    assert len(grid_runs) == 4 * 3 and len(reported_runs) == 2  # the grid on 3 tasks, then the chosen setting once
+    for task, seed, _, _ in grid_runs:
+        assert seed not in reported_seeds
+        if name != "frozenlake":  # AnyMDP and Garnet tune on other tasks; a single task on other seeds
+            assert all(not np.array_equal(task.transition, t.transition) for t in suite.tasks)
+    assert [(t, s) for t, s, _, _ in reported_runs] == list(zip(suite.tasks, reported_seeds))
+    assert {(lr, ent) for _, _, lr, ent in reported_runs} == {(1e-3, 0.01)}  # the setting the tuning chose
+    assert max(scores, key=scores.get) == (1e-3, 0.01)
+    assert (res.info["learning_rate"], res.info["ent_coef"], res.info["tune_tasks"]) == (1e-3, 0.01, 3)
+    assert res.returns.shape == (2, 2) and res.info["tuned_on"].startswith(
+        "the suite's environments with 3 other seeds" if name == "frozenlake" else "3 held-out")
+
+
+def test_ppo_tuning_on_the_reported_tasks_is_still_there(monkeypatch):
+    pytest.importorskip("stable_baselines3")
+    from omnirl_core.evaluation.ppo import tune_ppo
+
+    suite = build_suite("anymdp_16", 2)
+    calls = _recording_train(monkeypatch)
+    res, _ = tune_ppo(suite, 200, **GRID, **TINY_PPO)
+    assert len(calls) == 4 * 2 and all(any(t is r for r in suite.tasks) for t, *_ in calls)  # no run after the grid
+    assert (res.info["learning_rate"], res.info["ent_coef"], res.info["tune_tasks"]) == (1e-4, 0.0, 0)
+    assert res.info["tuned_on"] == "the reported tasks"
+
+
+def test_evaluate_tunes_ppo_on_the_configured_held_out_tasks(monkeypatch):
+    pytest.importorskip("stable_baselines3")
+    from omnirl_core.evaluation import evaluate
+
+    calls = _recording_train(monkeypatch)
+    cfg = load_config(EvaluationConfig, {"suites": ["anymdp_16"], "n_tasks": 2, "n_episodes": 200, "agents": ["ppo"],
+                                         "ppo_lr_grid": [1e-4, 1e-3], "ppo_ent_grid": [0.0, 0.01],
+                                         "ppo_tune_tasks": 3, "checkpoint": None, "progress": False})
+    logs: list[str] = []
+    [res] = evaluate(cfg, log=logs.append)
+    assert len(calls) == 4 * 3 + 2 and res.info["tune_tasks"] == 3
+    assert {(lr, ent) for *_, lr, ent in calls[12:]} == {(1e-3, 0.01)}  # the reported runs: the chosen setting
+    assert "anymdp_16: PPO lr=0.001, ent=0.01, tuned on 3 held-out AnyMDP tasks (test-seed indices 50000+)" in logs
+
+def test_ppo_in_worker_processes_gives_the_results_of_one_process():
+    """Real PPO runs (2 bandits, 200 pulls, a grid of 2 on 2 held-out bandits): 2 worker processes, the same."""
+    pytest.importorskip("stable_baselines3")
+    from omnirl_core.evaluation.ppo import tune_ppo
+
+    suite = build_suite("anymdp_1", 2)
+    kw = dict(lr_grid=[1e-4, 3e-3], ent_grid=[0.0], tune_tasks=2, **TINY_PPO)
+    one, one_scores = tune_ppo(suite, 200, **kw)
+    two, two_scores = tune_ppo(suite, 200, processes=2, **kw)
+    assert np.isfinite(one.returns).all() and one.returns.shape == (2, 2)
+    assert not np.array_equal(one.returns[0], one.returns[1])  # two tasks, two different runs
+    assert np.array_equal(one.returns, two.returns) and np.array_equal(one.steps, two.steps)
+    assert one_scores == two_scores and one.info == two.info
+
+
+def test_ppo_workers_end_with_their_parent(tmp_path):
+    """A parent killed outright (no cleanup runs) leaves no PPO worker behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = ("import os, signal, time\n"
+            "from omnirl_core.evaluation.ppo import _Runs\n"
+            "with _Runs(2) as runs:\n"
+            "    [f.result() for f in [runs.pool.submit(os.getpid) for _ in range(4)]]  # the workers are up\n"
+            "    futures = [runs.pool.submit(time.sleep, 120) for _ in range(2)]\n"
+            "    print(*runs.worker_pids(), flush=True)\n"
+            "    time.sleep(0.5)\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    log = tmp_path / "parent.log"
+    with open(log, "w") as fh:  # a file, not a pipe: a worker left behind would hold a pipe open
+        rc = subprocess.run([sys.executable, "-c", code], stdout=fh, stderr=subprocess.STDOUT, timeout=120).returncode
+    printed = [line.split() for line in log.read_text().splitlines() if line.split() and
+               all(t.isdigit() for t in line.split())]  # the workers' pids (the resource tracker may warn after)
+    pids = [int(p) for p in printed[0]] if printed else []
+    assert len(pids) == 2 and rc == -signal.SIGKILL, log.read_text()[-2000:]
+
+    def alive(pid: int) -> bool:
+        status = Path(f"/proc/{pid}/status")
+        try:
+            return "\tZ" not in next(x for x in status.read_text().splitlines() if x.startswith("State:"))
+        except (OSError, StopIteration):
+            return False
+
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if alive(p)]
+    for p in left:  # this test's own workers, should the check fail
+        os.kill(p, signal.SIGKILL)
+    assert not left
+
+
+def test_ppo_counts_are_checked(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    from omnirl_core.evaluation.ppo import run_ppo, tune_ppo
+    from omnirl_core.workbook.errors import InputError
+
+    for key, value in (("ppo_tune_tasks", -1), ("ppo_processes", 0)):
+        path = tmp_path / "04_evaluation.yaml"
+        path.write_text(f"{key}: {value}\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(EvaluationConfig, path)
+        assert "04_evaluation.yaml" in str(err.value) and key in str(err.value) and str(value) in str(err.value)
+    suite = build_suite("anymdp_1", 2)
+    for bad in (dict(tune_tasks=-1), dict(processes=0), dict(processes=1.5), dict(tune_tasks=True)):
+        with pytest.raises(InputError, match=rf"{next(iter(bad))} {next(iter(bad.values()))!r} is not allowed"):
+            tune_ppo(suite, 200, **bad, **TINY_PPO)
+    with pytest.raises(InputError, match="processes 0 is not allowed"):
+        run_ppo(suite, 200, processes=0, **TINY_PPO)
 
 
 # ---------------------------------------------------------------------------------------------- CQL

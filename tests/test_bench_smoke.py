@@ -135,6 +135,33 @@ def test_mb_sweep_smoke():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_ppo_cost_smoke():
+    """The PPO column's cost: measured rates, then the paper profile's suites before and after held-out tuning."""
+    text = ok(run("ppo_cost.py", "--smoke"))
+    found = tables(text)
+    assert len(found) >= 2 and all(rows for _, rows in found), text
+
+
+@pytest.mark.slow
+def test_paper_cost_smoke():
+    """The paper profile's 04 and 05 projected from its files: a row per suite of 04 and per study of 05."""
+    from omnirl_core.evaluation import EvaluationConfig
+    from omnirl_core.studies.ablations import AblationConfig
+    from omnirl_core.workbook import load_config
+
+    text = ok(run("paper_cost.py", "--smoke"))
+    ev = load_config(EvaluationConfig, ROOT / "params/paper/04_evaluation.yaml")
+    ab = load_config(AblationConfig, ROOT / "params/paper/05_ablations.yaml")
+    rows = one_table(text, ["suite", "steps per episode", "models x modes", "sequential steps", "GPU-hours"])
+    assert [r[0] for r in rows][: len(ev.suites)] == ev.suites and rows[0][2] == "2 x 3"  # checkpoint and post
+    studies = one_table(text, ["study", "variants x seeds", "distinct training runs", "training GPU-hours",
+                               "test steps", "online steps (all suites)", "test GPU-hours"])
+    assert [r[0] for r in studies][:-1] == ab.studies_to_run
+    assert studies[0][3] == "463"  # task_count: 12 runs of 26,214 iterations at 5.3 s, as the file's comment says
+    assert "days on 8 GPUs" in text
+
+
 def test_table1_baselines_smoke():
     out = ok(run("table1_baselines.py", "--smoke"))
     header = ["suite", "random", "oracle", "TQL-UCB (ours)", "c, H", "paper TQL-UCB", "ours - paper",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -235,6 +237,24 @@ def test_report_files_and_paper_columns(tmp_path):
     assert len(paths["curves"].read_text().splitlines()) == 3
 
 
+def test_evaluate_scores_the_post_trained_checkpoint_in_rows_of_its_own():
+    """Table 1 for both of notebook 03's models: ``post_checkpoint`` adds rows "OmniRL (post-trained)" (per mode)
+    of that file's model, run as the main checkpoint's rows are (here the shipped bandit and AnyMDP(16) models)."""
+    from omnirl_core.evaluation.protocol import POST_LABEL
+
+    path, post = "models/omnirl-tiny-bandit/model.safetensors", "models/omnirl-tiny-anymdp16/model.safetensors"
+    cfg = load_config(EvaluationConfig, {"suites": ["anymdp_1"], "n_tasks": 2, "n_episodes": 6, "agents": ["omnirl"],
+                                         "checkpoint": path, "post_checkpoint": post, "also_shipped": False,
+                                         "modes": ["online", "imitation"], "demo_episodes": 2, "progress": False})
+    results = [r for r in evaluate(cfg, log=None) if r.info.get("reward", "sampled") == "sampled"]
+    agents = [r.agent for r in results]
+    assert agents == ["OmniRL", "OmniRL (imitation)", POST_LABEL, f"{POST_LABEL} (imitation)"], agents
+    alone = evaluate(replace(cfg, checkpoint=post, post_checkpoint=None), log=None)[0]  # the post model as the main
+    np.testing.assert_array_equal(results[2].returns, alone.returns)
+    assert not np.array_equal(results[0].returns, results[2].returns)
+    assert "OmniRL (post-trained)" not in [r.agent for r in evaluate(replace(cfg, post_checkpoint=None), log=None)]
+
+
 def test_evaluate_driver_runs_baselines_and_skips_omnirl_without_checkpoint():
     cfg = load_config(EvaluationConfig, {"suites": ["frozenlake"], "n_tasks": 2, "n_episodes": 6,
                                          "agents": ["random", "oracle", "tql_ucb", "omnirl"], "tql_c_grid": [0.5],
@@ -371,6 +391,37 @@ def test_shipped_checkpoint_runs_where_a_shipped_model_covers_the_suite():
     res = evaluate(cfg, model=small, log=logs.append)
     assert [r.suite for r in res] == ["anymdp_1", "anymdp_1"]
     assert any("at most 1 observation ids, the suite has 64" in m for m in logs)
+
+
+def _wide_task(na: int):
+    """One state, ``na`` arms; the last arm pays 1."""
+    from omnirl_core.world import Task
+
+    reward = np.zeros((1, na))
+    reward[0, -1] = 1.0
+    return Task.from_arrays(np.ones((1, na, 1)), reward, max_steps=4)
+
+
+@pytest.mark.parametrize("na,skipped", [(6, True), (3, False)])
+def test_a_suite_with_more_actions_than_the_model_is_skipped(na, skipped):
+    from omnirl_core.evaluation import config_suite, register_suite, unregister_suite
+
+    name = f"wide_{na}"
+    register_suite(name, lambda n, **_: task_suite(name, [_wide_task(na)] * n), n_obs=1, na=na)
+    try:
+        cfg = load_config(EvaluationConfig, {"suites": [name], "n_tasks": 2, "n_episodes": 3, "agents": ["omnirl"],
+                                             "checkpoint": None, "progress": False})
+        logs: list[str] = []
+        res = evaluate(cfg, model=tiny_model(ns_max=4, na=5), log=logs.append)
+        if skipped:  # the model could not play action 5: skipped with the reason, not a crash
+            assert res == [] and f"{name}: OmniRL skipped (the model takes at most 5 actions, the suite has 6)" in logs
+            with pytest.raises(ValueError, match="suite wide_6 has 6 actions, the model .* only 5"):
+                OmniRLAgent(tiny_model(ns_max=4, na=5)).reset(config_suite(cfg, name), [0, 1])
+        else:  # fewer actions are fine: the model's action a plays a mod 3
+            assert res and {r.suite for r in res} == {name} and not any("OmniRL skipped" in m for m in logs)
+            assert np.isfinite(res[0].returns).all()
+    finally:
+        unregister_suite(name)
 
 
 def test_score_curves_use_a_log_steps_axis_from_the_first_step(tmp_path):

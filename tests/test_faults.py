@@ -309,3 +309,110 @@ def test_a_second_synthesis_into_the_same_folder_is_refused_and_harms_nothing(tm
         finally:
             holder.kill()
             holder.wait()
+
+
+# ---------------------------------------------------------------------------------------------- run folder files
+def _cli_config(tmp_path: Path, **overrides) -> Path:
+    import yaml
+
+    from omnirl_core.workbook import config_to_dict
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(tiny(**{"eval.every": 0, **overrides}))))
+    return path
+
+
+def _train_cli(config: Path, out: Path, *extra: str, prefix: tuple[str, ...] = ("-m", "omnirl_core.training")):
+    return subprocess.run([sys.executable, *prefix, str(config), "--out", str(out), "--no-progress", *extra],
+                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+# the command line with the disk full when model.safetensors is replaced for the N-th time (argv[1])
+_FULL_DISK = """
+import errno, os, sys
+replace, seen = os.replace, []
+def full(src, dst, *args, **kwargs):
+    if os.path.basename(dst) == "model.safetensors":
+        seen.append(dst)
+        if len(seen) == int(sys.argv[1]):
+            raise OSError(errno.ENOSPC, "No space left on device", dst)
+    return replace(src, dst, *args, **kwargs)
+os.replace = full
+from omnirl_core.training.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_weights_left_older_than_the_checkpoint_are_rewritten_by_the_same_command(tmp_path):
+    """The disk fills between checkpoint.pt and model.safetensors of the last iteration: the command fails, and
+    the same command afterwards must not call the run done while model.safetensors holds older weights."""
+    config, out = _cli_config(tmp_path, steps=4, checkpoint_every=2), tmp_path / "r"
+    failed = _train_cli(config, out, "--resume", prefix=("-c", _FULL_DISK, "2"))
+    assert failed.returncode == 2 and "No space left on device" in failed.stderr, failed.stderr[-2000:]
+    assert load_checkpoint(out / CHECKPOINT)["step"] == 4  # the checkpoint was written, the weights were not
+    again = _train_cli(config, out, "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "model.safetensors" in again.stderr and "rewritten" in again.stderr, again.stderr
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    from safetensors import safe_open
+
+    with safe_open(str(out / WEIGHTS), "pt") as fh:
+        assert fh.metadata()["step"] == "4"
+    model = load_model(out / WEIGHTS)  # what the evaluation scores
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, ckpt["model"][name]), name
+    third = _train_cli(config, out, "--resume")  # in agreement now: nothing rewritten
+    assert third.returncode == 0 and "rewritten" not in third.stderr and "nothing to do" in third.stdout
+
+
+@pytest.mark.slow
+def test_a_resume_asking_for_fewer_iterations_than_done_names_both_counts(tmp_path):
+    out = tmp_path / "r"
+    assert _train_cli(_cli_config(tmp_path, steps=4), out).returncode == 0
+    before = _files(out)
+    res = _train_cli(_cli_config(tmp_path, steps=2), out, "--resume")
+    assert res.returncode == 2, res.stdout + res.stderr
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and str(out / CHECKPOINT) in err, err
+    assert "4 iterations" in err and "steps=2" in err and "steps=4" in err and "another output folder" in err, err
+    assert _files(out) == before  # config.yaml still says what the run did
+
+
+@pytest.mark.slow
+def test_init_from_another_architecture_says_so_briefly(tmp_path):
+    small = tmp_path / "small"
+    assert _train_cli(_cli_config(tmp_path, steps=1, **{"model.num_layers": 6}), small).returncode == 0
+    res = _train_cli(_cli_config(tmp_path, steps=1, init_from=str(small / WEIGHTS),
+                                 **{"model.num_layers": 6, "model.hidden_size": 48}), tmp_path / "big")
+    assert res.returncode == 0, res.stderr[-2000:]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("init_from"))
+    assert len(line) < 600, f"{len(line)} characters"
+    assert "hidden_size: checkpoint 32, expected 48" in line and "kept fresh" in line and "more" in line, line
+
+
+@pytest.mark.slow
+def test_a_checkpoint_whose_weights_do_not_fit_is_one_short_line(tmp_path):
+    out = tmp_path / "r"
+    assert _train_cli(_cli_config(tmp_path, steps=1, **{"model.num_layers": 6}), out).returncode == 0
+    ckpt = torch.load(out / CHECKPOINT, weights_only=True)
+    ckpt["model_config"]["hidden_size"] = 48  # the record edited: the weights are still those of 32
+    torch.save(ckpt, out / CHECKPOINT)
+    res = _train_cli(_cli_config(tmp_path, steps=2, **{"model.num_layers": 6, "model.hidden_size": 48}), out,
+                     "--resume")
+    assert res.returncode == 2, res.stderr[-2000:]
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and len(err) < 600 and "Traceback" not in err, err[:3000]
+    assert str(out / CHECKPOINT) in err and "tensors" in err and "more" in err, err
+
+
+@pytest.mark.slow
+def test_two_identical_runs_write_byte_identical_weights(tmp_path):
+    config = _cli_config(tmp_path, steps=2)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _train_cli(config, a).returncode == 0 and _train_cli(config, b).returncode == 0
+    for out in (a, b):
+        raw = (out / WEIGHTS).read_bytes()
+        header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+        assert list(header["__metadata__"]) == sorted(header["__metadata__"]), header["__metadata__"].keys()
+    assert (a / WEIGHTS).read_bytes() == (b / WEIGHTS).read_bytes()

@@ -200,7 +200,8 @@ def test_gpu_check_script_runs_on_cpu_at_toy_sizes():
                                                                             "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
     table = [line for line in res.stdout.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + 2 * 4 + 2  # header, 4 backbones x 2 precisions, throughput, smoke
+    assert len(table) == 1 + 2 * 4 + 3  # header, 4 backbones x 2 precisions, throughput, online step, smoke
+    assert any(line.startswith("| online step,") and " ms per step " in line for line in table)
     assert all(line.endswith(("| yes |", "| - |", "| pass |")) for line in table)
 
 

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from omnirl_core.model import (
+    BACKBONES,
     PAPER_PARAM_COUNTS,
     ModelConfig,
     OmniRL,
+    check_block_contract,
     count_parameters,
     detach_state,
     policy_loss,
@@ -20,13 +22,13 @@ from omnirl_core.workbook import ConfigError, validate_config
 
 torch.set_num_threads(1)
 
-IMPLEMENTED = ("rwkv7", "gated_deltanet", "gsa", "mamba2")
+IMPLEMENTED = tuple(BACKBONES)  # every registered backbone, plug-ins of OMNIRL_PLUGINS included
 VARIANTS = [(b, lay) for b in IMPLEMENTED for lay in ("paper", "compact", "compact_pair")]
 
 
 def tiny(backbone: str, layout: str = "paper", **kw) -> ModelConfig:
     """A small config; layout 'compact_pair' = compact with the (state, action) pair embedding."""
-    head = {"rwkv7": 8, "gated_deltanet": 8, "gsa": 8, "mamba2": 16}[backbone]
+    head = {"mamba2": 16}.get(backbone, 8)
     if layout == "compact_pair":
         layout, kw = "compact", {**kw, "pair_embedding": True}
     return ModelConfig(
@@ -72,7 +74,7 @@ def close(a, b, tol=1e-4):
 # ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backbone", IMPLEMENTED)
+@pytest.mark.parametrize("backbone", sorted(PAPER_PARAM_COUNTS))
 def test_paper_config_parameter_count_within_2_percent(backbone):
     n = count_parameters(ModelConfig.paper(backbone))  # built on the meta device: no memory
     assert abs(n / PAPER_PARAM_COUNTS[backbone] - 1) < 0.02, (backbone, n)
@@ -193,6 +195,57 @@ def test_recurrent_steps_equal_full_forward(backbone, layout):
     _, _, st = m(obs[:, :4], tag[:, :4], action[:, :4], reward[:, :4])
     logits, _, _ = m.step(obs[:, 4], tag[:, 4], action[:, 4], reward[:, 4], st)
     close(logits, full[:, 4])
+
+
+@pytest.mark.parametrize("backbone", IMPLEMENTED)
+def test_block_keeps_the_backbone_contract(backbone):
+    check_block_contract(backbone)
+
+
+class _BrokenBlock(torch.nn.Module):
+    """A running sum over time carried in memory, broken in one of three ways."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x, state=None, v_first=None):
+        carry = torch.zeros_like(x[:, 0]) if state is None or self.how == "forgets" else state["sum"]
+        total = carry.unsqueeze(1) + x.cumsum(1)  # [B, T, D]
+        y = x + self.scale * total
+        if self.how == "mixes_rows":  # row b's output reads the other rows' memory
+            y = y + total.mean(0, keepdim=True)
+        new = total[:, -1]
+        return y, {"sum": new.T if self.how == "time_first" else new}, v_first
+
+
+@pytest.mark.parametrize("how,message", [("forgets", "in chunks"), ("mixes_rows", "rows 1.."),
+                                         ("time_first", "batch-first")])
+def test_block_contract_check_finds_a_broken_block(how, message):
+    from omnirl_core.model import register_backbone, unregister_backbone
+
+    register_backbone("broken", lambda cfg, i: _BrokenBlock(how), default_head_dim=8)
+    try:
+        with pytest.raises(AssertionError, match=message):
+            check_block_contract("broken")
+    finally:
+        unregister_backbone("broken")
+
+
+def test_backbone_registry_refuses_a_second_registration_unless_replacing():
+    from omnirl_core.model import backbone_spec, register_backbone
+
+    spec = backbone_spec("gsa")
+    with pytest.raises(ValueError, match="'gsa' is registered already; pass replace=True"):
+        register_backbone("gsa", spec.block_factory, default_head_dim=32)
+    register_backbone("gsa", spec.block_factory, default_head_dim=32, replace=True)
+    try:
+        assert ModelConfig(backbone="gsa").resolved_head_dim == 32
+    finally:
+        register_backbone("gsa", spec.block_factory, default_head_dim=spec.default_head_dim,
+                          description=spec.description, replace=True)
+    assert list(BACKBONES)[:4] == ["rwkv7", "gated_deltanet", "gsa", "mamba2"]
 
 
 @pytest.mark.parametrize("backbone", IMPLEMENTED)

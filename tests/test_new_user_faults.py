@@ -387,3 +387,43 @@ def test_a_read_only_output_root_of_the_runner_is_one_line(tmp_path, capsys, mon
                               str(tmp_path / "outputs")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Read-only file system" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------------------------- 13. evaluation CLI
+@pytest.mark.parametrize("target", ["the checkpoint folder's weights", "the checkpoint file", "other weights",
+                                    "a JSON file that is no report"])
+def test_evaluation_out_that_would_replace_another_file_is_refused_before_running(tmp_path, capsys, target):
+    folder = shutil.copytree(ROOT / "models" / "omnirl-tiny-bandit", tmp_path / "omnirl-tiny-bandit")
+    (tmp_path / "other.pt").write_bytes(b"\x80\x02weights")
+    checkpoint, out = {
+        "the checkpoint folder's weights": (folder, folder / "model.safetensors"),
+        "the checkpoint file": (folder / "model.safetensors", folder / "model.safetensors"),
+        "other weights": (folder, tmp_path / "other.pt"),
+        "a JSON file that is no report": (folder, folder / "config.json"),
+    }[target]
+    before = {**_files(folder), "other.pt": (tmp_path / "other.pt").read_bytes()}
+    code = incontext.main([str(checkpoint), "--suite", "anymdp_1", "--n-tasks", "2", "--steps", "8",
+                           "--out", str(out)])
+    _refused(capsys, code, f"--out {out}", "would be replaced")
+    assert {**_files(folder), "other.pt": (tmp_path / "other.pt").read_bytes()} == before
+    # a report of this command (the shipped model's own) is replaced, as before
+    report = folder / "online_anymdp_1.json"
+    assert incontext.main([str(folder), "--suite", "anymdp_1", "--n-tasks", "2", "--steps", "8",
+                           "--out", str(report)]) == 0
+    assert json.loads(report.read_text())["n_tasks"] == 2
+
+
+@pytest.mark.parametrize("agents", [["--tql"], [str(ROOT / "models" / "omnirl-tiny-anymdp16"), "--tql"]])
+def test_evaluation_steps_beyond_the_memory_are_refused_naming_size_and_limit(capsys, agents):
+    t0 = time.perf_counter()
+    code = incontext.main([*agents, "--suite", "anymdp_16", "--steps", "1000000000"])
+    _refused(capsys, code, "--steps 1000000000 x --n-tasks 64", "GiB", "available")
+    assert time.perf_counter() - t0 < 20  # refused before any task is drawn
+
+
+def test_evaluation_suite_given_twice_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        incontext.main(["--suite", "anymdp_1", "--suite", "anymdp_16", "--tql", "--steps", "8", "--n-tasks", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert "--suite given twice ('anymdp_1', then 'anymdp_16')" in err[0] and "one suite per report" in err[0]

@@ -38,7 +38,8 @@ SHRINK = {
            "incontext.suites=[anymdp_16]", "incontext.n_tasks=2", "incontext.steps=64", "incontext.bins=3",
            "long_context.steps=256", "long_context.n_tasks=2", "long_context.loss_sequences=1",
            "long_context.bins=4", "long_context.chunk_len=128"],
-    "05": ["run=[tags]", "eval_tasks=2", "eval_steps=400", "tql=false", "workers=1", "torch_threads=1",
+    "05": ["run=[tags]", "eval_tasks=2", "eval_steps=400", "loss_sequences=2", "tql=false", "workers=1",
+           "torch_threads=1",
            "dataset.n_sequences=8", "dataset.seq_len=256", "dataset.sequences_per_shard=4", "dataset.batch_size=4",
            "training.steps=2", "training.chunk_len=128", "training.model.hidden_size=32",
            "training.model.num_layers=2", "training.model.intermediate_size=64", "training.model.head_dim=16",
@@ -87,13 +88,15 @@ def test_paper_profile_runs_end_to_end_on_cpu_with_two_gloo_processes(tmp_path):
     workbook(tmp_path, "04", "05")
     table = (run / "04_evaluation" / "table1.md").read_text()
     for suite in ("anymdp_16",):
-        for agent in ("OmniRL", "OmniRL (offline)", "OmniRL (imitation)"):
+        for agent in ("OmniRL", "OmniRL (offline)", "OmniRL (imitation)", "OmniRL (post-trained)",
+                      "OmniRL (post-trained) (imitation)"):
             assert f"| {suite} | {agent} |" in table, (suite, agent, table)
     long = json.loads((run / "04_evaluation" / "long_context.json").read_text())
     assert set(long["models"]) == {"03_training/run/model.safetensors", "03_training/post/model.safetensors"}
     assert long["steps"] == 256 and all(len(m["loss"]["loss"]) == 4 for m in long["models"].values())
     summary = (run / "05_ablations" / "summary.md").read_text()
-    assert "| tags | dpd |" in summary and "| tags | no_tags |" in summary
+    assert "| tags | dpd |" in summary and "| tags | no_tags |" in summary and "| steps to 99% |" in summary
+    assert (run / "05_ablations" / "context_loss.png").is_file()
     assert "OmniRL (notebook 03's model), reference" in summary
     variants = (run / "05_ablations" / "table1_variants.md").read_text()
     assert "| model | anymdp_16 | frozenlake | pendulum_g9.8 |" in variants and "| OmniRL without tags |" in variants

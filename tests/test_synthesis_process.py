@@ -1,8 +1,9 @@
 """Data synthesis follows the reference's process (``DatasetConfig.process``), in both engines: schedules run from
 the sequence start, one drifting table per sequence, the mixtures' own model-based learner, the oracle's share
 after the random draw, the Q-learner's horizon, spread observation ids; the behaviour mixture against its weights
-(chi-square, with a deliberately wrong mixture that the same checks reject); the compiled engine's learner updates
-against ``omnirl_core.world.learners`` on the same transitions.
+(chi-square, with a deliberately wrong mixture that the same checks reject); ``tags: false`` hides every tag and
+changes nothing else, on every preset; the compiled engine's learner updates against ``omnirl_core.world.learners``
+on the same transitions.
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from omnirl_core.synthesis import BEHAVIOURS, BOUNDARY, LEARNER_PARAMS, DatasetConfig, shard_tasks, synthesize_shard
+from omnirl_core.synthesis import (
+    BEHAVIOURS,
+    BOUNDARY,
+    LEARNER_PARAMS,
+    TAG_UNKNOWN,
+    DatasetConfig,
+    SynthesisError,
+    load_manifest,
+    shard_tasks,
+    synthesize,
+    synthesize_shard,
+)
 from omnirl_core.synthesis import numba_learners as nb
 from omnirl_core.synthesis.behaviours import _DriftingTables, behaviour_weights
 from omnirl_core.workbook import load_config
@@ -295,6 +307,45 @@ def test_behaviour_mixture_follows_its_weights_and_a_wrong_mixture_is_rejected(e
     never = np.array([np.unique(row[row != BOUNDARY]).size == 1 for row in beh])
     # a switching sequence with about 20 episode ends keeps its behaviour with probability below 0.03
     assert abs(never.mean() - 0.15) < 0.03 + 4 * np.sqrt(0.15 * 0.85 / never.size), never.mean()
+
+
+# ---------------------------------------------------------------------------------------------- tags
+TAGLESS = {"seq_len": 300, "n_sequences": 16, "sequences_per_shard": 16, "batch_size": 16}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("preset", ["ad", "ad_eps", "dpt"])
+def test_tags_false_hides_every_tag_and_changes_nothing_else(preset, engine):
+    """AD, AD-epsilon and DPT without prior information: every tag 7, the same steps as the tagged dataset's."""
+    tagged = synthesize_shard(_cfg(preset=preset, engine=engine, **TAGLESS), 0)
+    tagless = synthesize_shard(_cfg(preset=preset, engine=engine, tags=False, **TAGLESS), 0)
+    real = tagged["behaviour"] != BOUNDARY
+    assert (tagged["tag"][real] != TAG_UNKNOWN).all()  # no masking here: tagged, every acting step names its policy
+    assert set(np.unique(tagless["tag"]).tolist()) == {TAG_UNKNOWN}
+    assert set(tagged) == set(tagless)
+    for key in sorted(set(tagged) - {"tag"}):
+        np.testing.assert_array_equal(tagless[key], tagged[key], err_msg=key)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_no_tags_preset_is_dpd_with_tags_false(engine):
+    no_tags = synthesize_shard(_cfg(preset="no_tags", engine=engine, **TAGLESS), 0)
+    dpd = synthesize_shard(_cfg(preset="dpd", engine=engine, tags=False, **TAGLESS), 0)
+    assert set(np.unique(no_tags["tag"]).tolist()) == {TAG_UNKNOWN}
+    for key in sorted(no_tags):
+        np.testing.assert_array_equal(dpd[key], no_tags[key], err_msg=key)
+
+
+def test_a_tagless_dataset_never_reuses_a_tagged_folder(tmp_path):
+    small = {"preset": "ad", "seq_len": 60, "n_sequences": 2, "sequences_per_shard": 2, "batch_size": 2}
+    man = synthesize(_cfg(**small), tmp_path / "tagged", progress=False)
+    assert "tags" not in man["config"]  # tagged data keeps the identity it had before the field existed
+    with pytest.raises(SynthesisError, match="another configuration"):
+        synthesize(_cfg(tags=False, **small), tmp_path / "tagged", progress=False)
+    man = synthesize(_cfg(tags=False, **small), tmp_path / "tagless", progress=False)
+    assert man["config"]["tags"] is False and load_manifest(tmp_path / "tagless")["config"]["tags"] is False
+    with pytest.raises(SynthesisError, match="another configuration"):
+        synthesize(_cfg(**small), tmp_path / "tagless", progress=False)
 
 
 # ---------------------------------------------------------------------------------------------- compiled learners

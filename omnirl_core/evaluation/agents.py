@@ -211,6 +211,9 @@ class OmniRLAgent(Agent):
         if suite.n_obs > cfg.ns_max:
             raise InputError(f"suite {suite.name} has {suite.n_obs} observation ids, the model "
                              f"({self.source}) only {cfg.ns_max} (model.ns_max)")
+        if suite.na > cfg.na:
+            raise InputError(f"suite {suite.name} has {suite.na} actions, the model ({self.source}) only {cfg.na} "
+                             "(model.na)")
         self.state = None
         self.t = np.zeros(self.num_envs, dtype=np.int64)
 

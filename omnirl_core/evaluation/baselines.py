@@ -6,14 +6,13 @@ greedy w.r.t. its Q without the exploration bonus, PPO the most probable action 
 (``deterministic=True``; ``False`` samples it). TQL-UCB's older scoring, on its own exploring training
 episodes (one point per episode), stays available as ``scoring="training"``.
 
-PPO is stable-baselines3, an optional extra (``pip install -e .[ppo]``); the offline CQL baseline is in
-:mod:`.offline`.
+PPO is stable-baselines3, an optional extra (``pip install -e .[ppo]``), in :mod:`.ppo`; the offline CQL baseline
+is in :mod:`.offline`. Both tuners choose by :func:`~.tuning.pick_best`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,92 +23,9 @@ from .runs import RunResult, run_agent
 from .suites import Suite
 from .tested import run_tested
 from .tql_fast import fast_path_available, run_fast
+from .tuning import pick_best
 
 SCORINGS = ("test", "training")
-
-R = TypeVar("R")
-
-
-def pick_best(settings: Iterable[Hashable], run: Callable[[Hashable], R],
-              score: Callable[[R], float]) -> tuple[Hashable, R, dict]:
-    """The project's one tuning rule (TQL-UCB and PPO in Table 1, TQL-UCB beside the ablations): ``run`` every
-    setting, score each result, keep the highest (a NaN score ranks lowest; the first of equal scores wins).
-    Returns (setting, its result, {setting: score}). Selection is on the runs themselves, tuned per task family
-    as in the paper, which favours the tuned baseline slightly."""
-    chosen, scores = None, {}
-    for setting in settings:
-        result = run(setting)
-        scores[setting] = value = float(score(result))
-        if chosen is None or np.nan_to_num(value, nan=-np.inf) > np.nan_to_num(chosen[2], nan=-np.inf):
-            chosen = (setting, result, value)
-    if chosen is None:
-        raise InputError("nothing to tune: the grid of settings is empty")
-    return chosen[0], chosen[1], scores
-
-
-def run_ppo(suite: Suite, n_episodes: int, *, eval_every: int = 100, eval_episodes: int = 5, seed: int = 0,
-            deterministic: bool = True, progress: bool = False, **ppo_kwargs) -> RunResult:
-    """PPO (stable-baselines3, optional extra ``ppo``) trained separately on every run's environment (a one-hot
-    observation, SB3's MlpPolicy), tested with ``eval_episodes`` episodes after every ``eval_every`` training
-    episodes on a second copy of that environment (own seed; test steps are not training steps). The test
-    episodes play the policy's most probable action (``deterministic``; False samples the policy). Point k of
-    the result is the test average after ``(k + 1) * eval_every`` training episodes, at the training step count
-    reached then. ``ppo_kwargs`` override the defaults (n_steps 256, batch 64, lr 3e-4, gamma 0.99, entropy
-    0.01; not tuned per family here)."""
-    try:
-        from stable_baselines3 import PPO
-        from stable_baselines3.common.callbacks import BaseCallback
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the PPO baseline needs stable-baselines3: pip install -e .[ppo]") from exc
-    if suite.make_single is None:
-        raise ValueError(f"suite {suite.name} cannot build single environments for PPO")
-    from .streams import env_seeds
-
-    B, K = suite.num_envs, int(n_episodes) // int(eval_every)
-    if K < 1:
-        raise InputError(f"no test point: n_episodes ({n_episodes}) must be at least eval_every ({eval_every})")
-    returns, steps = np.full((B, K), np.nan), np.full((B, K), np.nan)
-    seeds = env_seeds(seed, B)
-    kwargs = dict(n_steps=256, batch_size=64, learning_rate=3e-4, gamma=0.99, ent_coef=0.01, verbose=0, device="cpu")
-    kwargs.update(ppo_kwargs)
-
-    class _Tester(BaseCallback):
-        def __init__(self, b: int, test_env) -> None:
-            super().__init__()
-            self.b, self.test_env, self.episodes, self.k = b, test_env, 0, 0
-
-        def _on_step(self) -> bool:
-            self.episodes += int(np.sum(self.locals["dones"]))
-            if self.episodes >= (self.k + 1) * eval_every and self.k < K:
-                total = 0.0
-                for _ in range(eval_episodes):
-                    obs, _ = self.test_env.reset()
-                    done = False
-                    while not done:
-                        a, _ = self.model.predict(obs, deterministic=deterministic)
-                        obs, r, te, tr, _ = self.test_env.step(int(a))
-                        total += float(r)
-                        done = te or tr
-                returns[self.b, self.k] = total / eval_episodes
-                steps[self.b, self.k] = self.num_timesteps
-                self.k += 1
-            return self.k < K
-
-    for b in range(B):
-        s32 = int(seeds[b] % 2**31)
-        env, test_env = suite.make_single(b), suite.make_single(b)
-        env.reset(seed=s32)
-        test_env.reset(seed=s32 + 1)
-        model = PPO("MlpPolicy", env, seed=s32, **kwargs)
-        model.learn(total_timesteps=10**12, callback=_Tester(b, test_env), progress_bar=False)
-        if progress:
-            print(f"PPO on {suite.name}: run {b + 1}/{B} done")
-    return RunResult(suite=suite.name, agent="PPO", returns=returns, steps=steps, r_oracle=suite.r_oracle,
-                     r_random=suite.r_random, valid=suite.valid,
-                     info={"episode_index": ((np.arange(K) + 1) * int(eval_every)).tolist(),
-                           "eval_every": int(eval_every), "eval_episodes": int(eval_episodes), "scoring": "test",
-                           "policy": "deterministic" if deterministic else "sampled"})
-
 
 _TOLD: set[str] = set()
 
@@ -220,22 +136,6 @@ def tune_tql(suite: Suite, c_grid: Sequence[float], n_episodes: int, *, gamma: f
     _, res, scores = pick_best(grid, run, lambda r: table_metrics(r, smooth, smooth_tested, n_boot=0)["best"])
     if len(H_grid) == 1:
         scores = {c: v for (c, _), v in scores.items()}
-    return res, scores
-
-
-def tune_ppo(suite: Suite, n_episodes: int, *, lr_grid: Sequence[float] = (3e-4,), ent_grid: Sequence[float] = (0.01,),
-             smooth: int = 5, smooth_tested: int | None = None, **kwargs) -> tuple[RunResult, dict]:
-    """:func:`run_ppo` with every (learning rate, entropy coefficient) of the grid, tuned per task family as the
-    paper tunes its PPO, by :func:`pick_best` as :func:`tune_tql` is; returns the chosen run and {(lr, ent): best
-    score}. ``kwargs`` go to :func:`run_ppo`; ``res.info`` names the chosen setting."""
-    def run(setting):
-        lr, ent = setting
-        res = run_ppo(suite, n_episodes, learning_rate=lr, ent_coef=ent, **kwargs)
-        res.info.update(learning_rate=lr, ent_coef=ent, n_episodes=int(n_episodes))
-        return res
-
-    grid = [(float(lr), float(ent)) for lr in lr_grid for ent in ent_grid]
-    _, res, scores = pick_best(grid, run, lambda r: table_metrics(r, smooth, smooth_tested, n_boot=0)["best"])
     return res, scores
 
 

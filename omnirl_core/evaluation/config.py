@@ -110,12 +110,22 @@ class EvaluationConfig:
     "PPO entropy coefficients tried per suite (with every ppo_lr_grid value)."
     ppo_deterministic: bool = True
     "PPO's test episodes play its most probable action (false: sample its policy)."
+    ppo_tune_tasks: int = 0
+    ("Held-out tasks PPO's grid runs on (AnyMDP / Garnet: other test tasks; other suites: the same environments "
+     "with other seeds), then only the chosen setting runs on the reported tasks; 0: the grid runs on the reported "
+     "tasks.")
+    ppo_processes: int = 1
+    ("Worker processes PPO's runs (one per task and setting) are spread over, one core each; the results are those "
+     "of one process.")
     eval_episodes: int = 5
     "Test episodes per test point of TQL-UCB and PPO (the paper: 5)."
     cql_steps: int = 2000
     "Minibatch updates of CQL on each run's offline demonstrations (demo_episodes of the perturbed oracle)."
     checkpoint: str | None = "shipped"
     "OmniRL checkpoint (.pt/.safetensors; relative: run folder, then repo); 'shipped': models/ per suite; None: skip."
+    post_checkpoint: str | None = None
+    ("Notebook 03's post-trained model (its long-context stage on D_Long), scored beside checkpoint as rows "
+     "'OmniRL (post-trained)'; relative: run folder, then repo; null: none.")
     also_shipped: bool = False
     "Also run, beside the checkpoint, the shipped model covering each suite (rows 'OmniRL-tiny (shipped)')."
     modes: list[str] = field(default_factory=lambda: ["online"])
@@ -198,6 +208,9 @@ class EvaluationConfig:
         check(self.ppo_eval_every >= 1 and ("ppo" not in self.agents or self.ppo_eval_every <= self.baseline_budget()),
               "ppo_eval_every", self.ppo_eval_every, f">= 1 and at most the baselines' episode budget "
               f"({self.baseline_budget()})")
+        check(self.ppo_tune_tasks >= 0, "ppo_tune_tasks", self.ppo_tune_tasks,
+              ">= 0 (held-out tasks to tune PPO on; 0: tune on the reported tasks)")
+        check(self.ppo_processes >= 1, "ppo_processes", self.ppo_processes, ">= 1 (1: PPO runs in this process)")
         check(self.eval_episodes >= 1, "eval_episodes", self.eval_episodes, ">= 1")
         check(self.cql_steps >= 1, "cql_steps", self.cql_steps, ">= 1")
         check("cql" not in self.agents or self.demo_episodes >= 1, "demo_episodes", self.demo_episodes,

@@ -20,6 +20,8 @@ Command line (the numbers in ``models/*/README.md`` come from it)::
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import os
 import time
@@ -30,10 +32,12 @@ from typing import Any
 import numpy as np
 
 from ..workbook.errors import CliParser, InputError, run_cli
+from ..workbook.plugins import PLUGINS_ENV
 from .agents import TQLAgent
 from .models import load_shipped
-from .runs import RunResult, run_agent
-from .suites import SUITE_NAMES, Suite, build_suite, task_suite, test_seed
+from .report import first_within_99
+from .runs import BYTES_PER_TASK_AND_STEP, RunResult, available_memory, run_agent, run_memory
+from .suites import SUITE_NAMES, Suite, build_suite, suites_help, task_suite, test_seed
 
 VALIDATION_INDEX = 50_000  # test-seed indices of validation tasks: apart from the suites' 0..n-1
 TQL_C_GRID = (0.1, 0.5, 1.0, 2.0)
@@ -136,7 +140,7 @@ def mean_ci(x: np.ndarray) -> list[float]:
 def segment_summary(seg: np.ndarray, edges: np.ndarray | Sequence[float] | None = None) -> dict[str, Any]:
     """Mean over runs of every bin (``q1`` .. ``qK``, bin k from the start) and of ``gain`` = last - first, each
     as [mean, 95% low, 95% high]; ``early`` and ``late`` repeat the first and last bins; ``edges`` the bins' step
-    edges when given.
+    edges when given; the adaptation measures of :func:`adaptation` (``best_gain``, ``best_bin``, ``steps_99``).
 
     Runs with a NaN bin (no episode ended there) are left out and counted in ``n_dropped``."""
     keep = np.isfinite(seg).all(axis=1)
@@ -150,7 +154,19 @@ def segment_summary(seg: np.ndarray, edges: np.ndarray | Sequence[float] | None 
     out["gain"] = mean_ci(s[:, -1] - s[:, 0])
     if edges is not None:
         out["edges"] = [float(e) for e in edges]
+    k, first = adaptation([out[f"q{i + 1}"][0] for i in range(s.shape[1])], out.get("edges"))
+    out["best_gain"] = mean_ci(s[:, k] - s[:, 0])
+    out.update(best_bin=k + 1, steps_99=first)
     return out
+
+
+def adaptation(means: Sequence[float], edges: Sequence[float] | None) -> tuple[int, int | None]:
+    """(best bin, steps to adapt) of a score curve in bins: the index of the bin with the highest mean score, whose
+    score minus the first bin's is the *best in-context gain* (the paper's measure of the task-count study), and
+    the first step of the first bin that reaches 99% of that best (Table 1's rule,
+    :func:`~.report.first_within_99`, on log-spaced bins: read to the bin; None without ``edges``)."""
+    k, first = first_within_99(np.asarray(means, dtype=float))
+    return k, (int(edges[first]) + 1 if edges is not None else None)
 
 
 def late(summary: dict[str, Any]) -> list[float]:
@@ -341,21 +357,43 @@ def label_loss_by_behaviour(model, dataset_dir: str | os.PathLike, n_sequences: 
 PROG = "python -m omnirl_core.evaluation"
 
 
+class _Once(argparse.Action):
+    """An option given at most once: a second value is refused rather than replacing the first."""
+
+    def __init__(self, *args, hint: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.hint = hint
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = namespace.__dict__.setdefault("_given_once", {})
+        if self.dest in given:
+            parser.error(f"{option_string} given twice ({given[self.dest]!r}, then {values!r}): give it once"
+                         + (f" ({self.hint})" if self.hint else ""))
+        given[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
 def _parser() -> CliParser:
-    ap = CliParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap = CliParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                   epilog=f"suites (observation ids x actions): {suites_help()}. More suites and backbones: name the "
+                          f"modules that register them in {PLUGINS_ENV}=module1,module2 (docs/extending.md).")
     ap.add_argument("checkpoint", nargs="?", help="checkpoint.pt, model.safetensors or a models/<name> folder")
-    ap.add_argument("--suite", default="anymdp_1", help="anymdp_<ns> (or any suite name without --val)")
-    ap.add_argument("--steps", type=int, default=400, help="environment steps per task (>= --bins)")
-    ap.add_argument("--n-tasks", type=int, default=64, help="tasks (>= 1)")
-    ap.add_argument("--bins", type=int, default=DEFAULT_BINS,
+    ap.add_argument("--suite", default="anymdp_1", action=_Once, hint="one suite per report: run once per suite",
+                    help="a suite listed below, anymdp_<ns> (ns = 1 or >= 8) or garnet_<ns> (ns >= 8); with --val "
+                         "an anymdp_<ns> suite; once, a report is of one suite")
+    ap.add_argument("--steps", type=int, default=400, action=_Once, help="environment steps per task (>= --bins)")
+    ap.add_argument("--n-tasks", type=int, default=64, action=_Once, help="tasks (>= 1)")
+    ap.add_argument("--bins", type=int, default=DEFAULT_BINS, action=_Once,
                     help=f"log-spaced bins of the run (>= 2; default {DEFAULT_BINS}: octaves, the first 1/32 alone)")
-    ap.add_argument("--temperature", type=float, default=None, help="> 0; default: the shipped model's, else 1.0")
+    ap.add_argument("--temperature", type=float, default=None, action=_Once,
+                    help="> 0; default: the shipped model's, else 1.0")
     ap.add_argument("--tql", action="store_true", help=f"also TQL-UCB with c in {TQL_C_GRID}")
     ap.add_argument("--val", action="store_true", help="validation tasks (test-seed indices 50,000+)")
-    ap.add_argument("--seed", type=int, default=0, help=">= 0")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (>= 1)")
-    ap.add_argument("--out", default=None, help="write the report (JSON) here")
-    ap.add_argument("--loss-by-behaviour", metavar="DATASET", default=None,
+    ap.add_argument("--seed", type=int, default=0, action=_Once, help=">= 0")
+    ap.add_argument("--threads", type=int, default=1, action=_Once, help="torch CPU threads (>= 1)")
+    ap.add_argument("--out", default=None, action=_Once,
+                    help="write the report (JSON) here: a new file, or a report written before")
+    ap.add_argument("--loss-by-behaviour", metavar="DATASET", default=None, action=_Once,
                     help="instead of acting: the label loss per behaviour policy on a synthesised dataset")
     ap.add_argument("--allow-unverified", action="store_true",
                     help="accept a checkpoint without a checksum (written by an older version); says so on stderr")
@@ -380,6 +418,11 @@ def _check_args(a) -> None:
         if a.checkpoint is None and not a.tql:
             raise InputError("nothing to evaluate: name a checkpoint (checkpoint.pt, model.safetensors or a "
                              "models/<name> folder), or --tql for the TQL-UCB baseline")
+        need, avail = run_memory(a.n_tasks, a.steps, a.bins), available_memory()
+        if need > avail:
+            raise InputError(f"--steps {a.steps} x --n-tasks {a.n_tasks}: a run needs about {need / 2**30:,.1f} GiB "
+                             f"of memory ({BYTES_PER_TASK_AND_STEP + a.bins} bytes per task and step), more than "
+                             f"the {avail / 2**30:,.1f} GiB available; use fewer steps or tasks")
     if a.out is not None:  # before the run: a report that cannot be written is known at once
         out = Path(a.out).expanduser()
         if out.is_dir():
@@ -388,6 +431,25 @@ def _check_args(a) -> None:
             raise InputError(f"--out {a.out}: the folder {out.resolve().parent} does not exist")
         if not os.access(out.resolve().parent, os.W_OK):
             raise InputError(f"--out {a.out}: the folder {out.resolve().parent} is not writable")
+        if out.is_file():  # only a report of this command is replaced; never weights, a config or other data
+            ckpt = Path(a.checkpoint).expanduser() if a.checkpoint else None
+            what = None if _is_report(out) else "is not a report of this command"
+            if ckpt is not None and ckpt.is_file() and os.path.samefile(out, ckpt):
+                what = "is the checkpoint being evaluated"
+            if what:
+                raise InputError(f"--out {a.out}: {what} and would be replaced by the report; name a new file (e.g. "
+                                 f"{out.resolve().parent / 'gain.json'}) or a report written before")
+
+
+def _is_report(path: Path) -> bool:
+    """True for a JSON report this command wrote (a mapping with its suite, steps and task count)."""
+    if path.suffix.lower() != ".json" or path.stat().st_size > 64 * 2**20:
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"suite", "steps", "n_tasks"} <= data.keys()
 
 
 def run_command(argv: Sequence[str] | None = None) -> dict[str, Any]:

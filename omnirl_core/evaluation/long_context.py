@@ -48,12 +48,17 @@ READABLE_HALF_WIDTH = 0.25
 
 def loss_sequences(cfg: LongContextConfig, ns: int, na: int) -> list[dict]:
     """Batches (one per sequence, [1, T] tensors) of DPD sequences of ``cfg.steps`` steps on unseen tasks."""
-    dcfg = load_config(DatasetConfig, {"seed": LOSS_SEED, "ns": ns, "na": na, "seq_len": cfg.steps,
-                                       "n_sequences": cfg.loss_sequences, "sequences_per_shard": cfg.loss_sequences,
-                                       "batch_size": cfg.loss_sequences})
+    return dpd_sequences(cfg.steps, cfg.loss_sequences, ns, na)
+
+
+def dpd_sequences(steps: int, n: int, ns: int, na: int) -> list[dict]:
+    """``n`` DPD sequences of ``steps`` steps on unseen ``ns`` x ``na`` AnyMDP tasks (seed :data:`LOSS_SEED`), each
+    a batch of [1, T] tensors with the label and its mask: the sequences every loss along the context is read on."""
+    dcfg = load_config(DatasetConfig, {"seed": LOSS_SEED, "ns": ns, "na": na, "seq_len": steps,
+                                       "n_sequences": n, "sequences_per_shard": n, "batch_size": n})
     d = synthesize_shard(dcfg, 0)
     out = []
-    for b in range(cfg.loss_sequences):
+    for b in range(n):
         row = {k: torch.from_numpy(np.asarray(d[k][b : b + 1], dtype=np.int64)) for k in ("obs", "tag", "action")}
         row["reward"] = torch.from_numpy(d["reward"][b : b + 1].astype(np.float32))
         label = d["label"][b : b + 1].astype(np.int64)

@@ -16,21 +16,31 @@ from pathlib import Path
 from typing import Any
 
 from .agents import NoisyOracleAgent, OmniRLAgent, OracleAgent
-from .baselines import baseline_episodes, run_fixed, tune_ppo, tune_tql
+from .baselines import baseline_episodes, run_fixed, tune_tql
 from .config import EvaluationConfig
 from .expected import expected_reward_suite, is_bandit
 from .models import load_model
 from .offline import CQL_MISSING, have_d3rlpy, run_cql
+from .ppo import tune_ppo
 from .runs import RunResult, run_agent
-from .suites import Suite, build_suite, is_simulated
+from .suites import Suite, build_suite, is_simulated, model_fit
 
 # ---------------------------------------------------------------------------------------------- driver
 SHIPPED = "shipped"
-_SHIPPED_MODELS: dict[str, Any] = {}
+_LOADED_MODELS: dict[str, Any] = {}
 
 
-def _model_for_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool):
-    """(model, temperature, reason when None) for OmniRL on ``suite``."""
+POST_LABEL = "OmniRL (post-trained)"
+"""Table 1's row of notebook 03's post-trained model (``post_checkpoint``)."""
+
+
+def _model_for_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool | str):
+    """(model, temperature, reason when None) for OmniRL on ``suite``; ``shipped`` True: the shipped model covering
+    it; "post": ``cfg.post_checkpoint``'s model."""
+    if shipped == "post":
+        if cfg.post_checkpoint not in _LOADED_MODELS:
+            _LOADED_MODELS[cfg.post_checkpoint] = load_model(cfg.post_checkpoint, device=cfg.device)
+        model, shipped = _LOADED_MODELS[cfg.post_checkpoint], False
     if shipped:
         from .models import load_shipped, shipped_model_for
 
@@ -38,19 +48,22 @@ def _model_for_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool):
             info = shipped_model_for(suite.n_obs)
         except LookupError as exc:
             return None, None, str(exc)
-        if info.name not in _SHIPPED_MODELS:
-            _SHIPPED_MODELS[info.name] = load_shipped(info.path, device=cfg.device)[0]
-        return _SHIPPED_MODELS[info.name], info.temperature, ""
-    if model is None:
+        if info.name not in _LOADED_MODELS:
+            _LOADED_MODELS[info.name] = load_shipped(info.path, device=cfg.device)[0]
+        model, temperature = _LOADED_MODELS[info.name], info.temperature
+    elif model is None:
         return None, None, "no checkpoint configured"
-    if suite.n_obs > model.cfg.ns_max:
-        return None, None, f"the model takes at most {model.cfg.ns_max} observation ids, the suite has {suite.n_obs}"
-    return model, cfg.temperature, ""
+    else:
+        temperature = cfg.temperature
+    why = model_fit(suite, model.cfg.ns_max, model.cfg.na)
+    return (None, None, why) if why else (model, temperature, "")
 
 
-def _omnirl_rows(cfg: EvaluationConfig, model, shipped: bool) -> list[tuple[str, bool]]:
-    """(row label, whether it is the shipped model) of every OmniRL model to run."""
-    rows = [("OmniRL", shipped)]
+def _omnirl_rows(cfg: EvaluationConfig, model, shipped: bool) -> list[tuple[str, bool | str]]:
+    """(row label, whether it is the shipped model, or "post") of every OmniRL model to run."""
+    rows: list[tuple[str, bool | str]] = [("OmniRL", shipped)]
+    if cfg.post_checkpoint:
+        rows.append((POST_LABEL, "post"))
     if cfg.also_shipped and not shipped:
         rows.append(("OmniRL-tiny (shipped)", True))
     return rows
@@ -163,8 +176,12 @@ def _run_suite(cfg: EvaluationConfig, suite: Suite, model, shipped: bool,
                 continue
             res, _ = tune_ppo(suite, cfg.baseline_budget(), lr_grid=cfg.ppo_lr_grid, ent_grid=cfg.ppo_ent_grid,
                               smooth=cfg.smooth, smooth_tested=cfg.smooth_tested, eval_every=cfg.ppo_eval_every,
-                              eval_episodes=cfg.eval_episodes,
-                              deterministic=cfg.ppo_deterministic, seed=cfg.seed, progress=cfg.progress)
+                              eval_episodes=cfg.eval_episodes, tune_tasks=cfg.ppo_tune_tasks,
+                              processes=cfg.ppo_processes, deterministic=cfg.ppo_deterministic, seed=cfg.seed,
+                              progress=cfg.progress)
+            if log:
+                log(f"{name}: PPO lr={res.info['learning_rate']:g}, ent={res.info['ent_coef']:g}, tuned on "
+                    f"{res.info['tuned_on']}")
             results.append(res)
         elif agent == "cql":
             if not have_d3rlpy():

@@ -74,6 +74,14 @@ def _best_final(smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best, final
 
 
+def first_within_99(values: np.ndarray) -> tuple[int, int]:
+    """(index of the maximum, first index whose value reaches 99% of it) of ``values`` (NaN never reaches): the
+    "99% of the best" rule of Table 1 and of the ablations' steps to adapt."""
+    v = np.nan_to_num(np.asarray(values, dtype=float), nan=-np.inf)
+    k = int(np.argmax(v))
+    return k, int(np.flatnonzero(v >= v[k] - 0.01 * abs(v[k]))[0])
+
+
 def bootstrap_best_final(scores: np.ndarray, w: int, *, n_boot: int = N_BOOT, seed: int = 0,
                          full_only: bool = True, interval: str = "basic", chunk: int = 100) -> np.ndarray:
     """[2, 2]: 95% intervals [low, high] of the best and the final value of the task-averaged, trailing-mean
@@ -133,8 +141,7 @@ def table_metrics(result: RunResult, smooth: int = 5, smooth_tested: int | None 
     if not np.isfinite(smoothed).any():
         return out
     best, final = (float(x) for x in _best_final(smoothed))
-    target = best - 0.01 * abs(best)
-    end = int(np.flatnonzero(np.nan_to_num(smoothed, nan=-np.inf) >= target)[0])
+    end = first_within_99(smoothed)[1]
     k = max(0, end - w + 1)  # the window's first point
     index = result.info.get("episode_index")
     episodes_99 = int(index[k]) if index is not None else k + 1

@@ -9,6 +9,7 @@ TQL-UCB and PPO) is in :mod:`.tested` and :mod:`.baselines`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,40 @@ import numpy as np
 
 from .agents import TAG_UNKNOWN, Agent
 from .suites import Suite
+
+# ---------------------------------------------------------------------------------------------- memory
+BYTES_PER_TASK_AND_STEP = 48
+"""Memory of a run per task and step of its budget, besides 1 byte per bin: :func:`run_agent`'s returns and step
+counts (two float64 [tasks, steps] arrays), and the scores and copies that scoring them in bins makes
+(:func:`~.incontext.online_gain` measured at about 46.5 bytes with 6 bins)."""
+
+
+def available_memory() -> int:
+    """Bytes of memory a run can take now: the system's available memory (``MemAvailable``, else the physical
+    memory), at most this process's cgroup limit."""
+    avail = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as fh:
+            limit = fh.read().strip()
+        if limit.isdigit():
+            avail = min(avail, int(limit))
+    except OSError:
+        pass
+    return avail
+
+
+def run_memory(n_tasks: int, steps: int, bins: int) -> int:
+    """Bytes a run of ``n_tasks`` tasks for ``steps`` steps, scored in ``bins`` bins, allocates at its peak."""
+    return int(n_tasks) * int(steps) * (BYTES_PER_TASK_AND_STEP + int(bins))
 
 
 # ---------------------------------------------------------------------------------------------- runs

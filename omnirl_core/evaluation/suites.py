@@ -42,6 +42,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..workbook.errors import InputError
+from ..workbook.plugins import Registry
 from ..world.anymdp import sample_anymdp
 from ..world.envs import BatchedAnyMDPEnv
 from ..world.garnet import sample_garnet
@@ -58,6 +60,8 @@ from ..world.oracle import ORACLE_GAMMA, oracle_policy, oracle_return, policy_it
 from ..world.task import Task
 from .gym_tasks import (
     NA,
+    PENDULUM_ANGLE_BINS,
+    PENDULUM_SPEED_BINS,
     PENDULUM_TORQUES,
     BatchedDiscretePendulum,
     DiscretePendulum,
@@ -73,15 +77,14 @@ from .gym_tasks import (
 from .streams import EnvStreams, env_seeds
 
 TEST_SEED_OFFSET = 2**32
+PENDULUM_OBS = PENDULUM_ANGLE_BINS * PENDULUM_SPEED_BINS
 
 
-SUITE_NAMES = (
-    "anymdp_1", "anymdp_16", "anymdp_32", "anymdp_64", "anymdp_128",
-    "garnet_16", "garnet_64",
-    "cliffwalking", "frozenlake", "frozenlake_slippery",
-    "pendulum_g1", "pendulum_g5", "pendulum_g9.8",
-    "darkroom_6", "darkroom_8", "darkroom_10",
-)  # fmt: skip
+_REGISTRY: Registry[SuiteSpec] = Registry(
+    "suite", "or anymdp_<ns>, garnet_<ns>; register one with omnirl_core.evaluation.register_suite, or list its "
+    "module in OMNIRL_PLUGINS")
+SUITE_NAMES = _REGISTRY.view()
+"""The registered suite names (a live, tuple-like view: the built-in ones below, then any registered later)."""
 
 PAPER_TABLE1: dict[str, dict[str, tuple[float, float | None]]] = {
     # suite -> method -> (best score, steps to 99% of best or None where the paper gives none)
@@ -325,6 +328,17 @@ def gym_suite(name: str, make_env: Callable[[], gym.Env], num_envs: int, *, shap
                  make_single=lambda b: DiscreteWrapper(make_env(), na, shaping))
 
 
+def model_fit(suite: Suite | SuiteSpec, ns_max: int, na: int) -> str:
+    """Why a model with ``ns_max`` observation ids and ``na`` actions cannot run ``suite`` (a :class:`Suite` or a
+    registered :class:`SuiteSpec`), "" when it can. Fewer actions than the model's are fine: the agent plays the
+    model's action a as ``a mod suite.na``, as tasks with fewer actions do (paper)."""
+    if suite.n_obs > ns_max:
+        return f"the model takes at most {ns_max} observation ids, the suite has {suite.n_obs}"
+    if suite.na > na:
+        return f"the model takes at most {na} actions, the suite has {suite.na}"
+    return ""
+
+
 def is_simulated(name: str) -> bool:
     """Whether suite ``name`` is simulated (Pendulum): no tabular tasks, so its baselines take the numpy path."""
     return name.startswith("pendulum_g")
@@ -332,29 +346,138 @@ def is_simulated(name: str) -> bool:
 
 def build_suite(name: str, n_tasks: int = 64, *, na: int = NA, pendulum_samples: int = 200,
                 pendulum_reference_episodes: int = 64, pendulum_start: str = "random") -> Suite:
-    """One of :data:`SUITE_NAMES`. ``n_tasks``: tasks for AnyMDP / Garnet, parallel copies for the single
-    Gymnasium tasks and Pendulum (each copy is scored as its own run); DarkRoom has one task per corner, repeated
-    to ``max(n_tasks, 4)`` rounded down to a multiple of 4. ``pendulum_start``: Pendulum's start state, one of
+    """A registered suite (:data:`SUITE_NAMES`), or ``anymdp_<ns>`` / ``garnet_<ns>`` of any size. ``n_tasks``:
+    tasks for AnyMDP / Garnet, parallel copies for the single Gymnasium tasks and Pendulum (each copy is scored
+    as its own run); DarkRoom has one task per corner, repeated to ``max(n_tasks, 4)`` rounded down to a multiple
+    of 4. ``na``: the actions every suite exposes. ``pendulum_start``: Pendulum's start state, one of
     :data:`.gym_tasks.PENDULUM_STARTS` (random: a fresh start every episode; reference: the reference
-    evaluation's fixed start), checked for every suite."""
+    evaluation's fixed start), checked for every suite. The options are passed to the suite's builder."""
     check_pendulum_start(pendulum_start)
-    if name.startswith("anymdp_"):
-        ns = int(name.split("_")[1])
-        tasks = [sample_anymdp(ns, na, seed=test_seed(0, ns, i)) for i in range(n_tasks)]
-        return task_suite(name, tasks, info={"family": "anymdp", "ns": ns})
-    if name.startswith("garnet_"):
-        ns = int(name.split("_")[1])
-        tasks = [sample_garnet(ns, na, 2, seed=test_seed(1, ns, i)) for i in range(n_tasks)]
-        return task_suite(name, tasks, info={"family": "garnet", "ns": ns})
-    if name == "cliffwalking":
-        return task_suite(name, [cliffwalking_task(na)] * n_tasks)
-    if name in ("frozenlake", "frozenlake_slippery"):
-        return task_suite(name, [frozenlake_task(name.endswith("slippery"), na)] * n_tasks)
-    if name.startswith("darkroom_"):
-        size = int(name.split("_")[1])
-        corners = [darkroom_task(size, c, na=na) for c in range(4)]
-        return task_suite(name, [corners[i % 4] for i in range(max(4, n_tasks - n_tasks % 4))])
+    options = {"na": na, "pendulum_samples": pendulum_samples,
+               "pendulum_reference_episodes": pendulum_reference_episodes, "pendulum_start": pendulum_start}
+    spec = _REGISTRY.find(name)
+    if spec is None:
+        builder = _family_member(name)
+        if builder is not None:
+            return builder(n_tasks, **options)
+        raise InputError(f"unknown suite {name!r}; choose one of {', '.join(SUITE_NAMES)} (or anymdp_<ns>, "
+                         "garnet_<ns>; a suite of your own: omnirl_core.evaluation.register_suite)")
+    suite = spec.builder(n_tasks, **options)
+    if not isinstance(suite, Suite):
+        raise TypeError(f"the builder of suite {name!r} returned {type(suite).__name__}, not a Suite")
+    if suite.name != name or suite.n_obs != spec.n_obs or (na == NA and suite.na != spec.na):
+        raise ValueError(f"the builder of suite {name!r} returned suite {suite.name!r} with {suite.n_obs} observation "
+                         f"ids and {suite.na} actions; it was registered as {name!r} with {spec.n_obs} and {spec.na}")
+    return suite
+
+
+# ---------------------------------------------------------------------------------------------- the registry
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A registered suite: ``builder(n_tasks, **options) -> Suite`` and what is known without building it (the
+    observation ids and actions a model needs, its family, a line for help texts)."""
+
+    name: str
+    builder: Callable[..., Suite]
+    n_obs: int
+    na: int = NA
+    family: str = "custom"
+    description: str = ""
+
+
+def register_suite(name: str, builder: Callable[..., Suite], *, n_obs: int, na: int = NA, family: str = "custom",
+                   description: str = "", replace: bool = False) -> SuiteSpec:
+    """Register suite ``name`` (a name already registered is an error unless ``replace=True``).
+
+    ``builder(n_tasks, **options)`` returns the :class:`Suite` named ``name`` with ``n_tasks`` runs; ``options``
+    are :func:`build_suite`'s keywords (``na``, ``pendulum_samples``, ``pendulum_reference_episodes``,
+    ``pendulum_start``), which a builder may ignore but must accept. ``n_obs`` and ``na``: the suite's
+    observation ids and actions (with the default options), known without building it, so a model that cannot
+    run the suite is skipped before it is built; ``family`` groups suites (anymdp, garnet, gym, pendulum,
+    darkroom, ...); ``description``: one line for help texts. The suite is accepted by name everywhere a suite
+    name is: :func:`build_suite`, the configurations of notebooks 04 and 05, ``python -m
+    omnirl_core.evaluation --suite``."""
+    if not callable(builder):
+        raise TypeError(f"suite {name!r}: builder must be callable, got {builder!r}")
+    for key, value in (("n_obs", n_obs), ("na", na)):
+        if not (isinstance(value, (int, np.integer)) and value >= 1):
+            raise ValueError(f"suite {name!r}: {key} must be an int >= 1, got {value!r}")
+    spec = SuiteSpec(name, builder, int(n_obs), int(na), str(family), str(description))
+    return _REGISTRY.register(name, spec, replace=replace)
+
+
+def suite_spec(name: str) -> SuiteSpec:
+    """The registered suite ``name`` (an :class:`~omnirl_core.workbook.errors.InputError` listing the names
+    otherwise)."""
+    return _REGISTRY.get(name)
+
+
+def unregister_suite(name: str) -> SuiteSpec:
+    """Remove a registered suite (for tests that register a temporary one)."""
+    return _REGISTRY.unregister(name)
+
+
+def suites_help() -> str:
+    """One line per registered suite: name, observation ids x actions, description (for command-line help)."""
+    return "; ".join(f"{s.name} ({s.n_obs} x {s.na}{': ' + s.description if s.description else ''})"
+                     for s in map(_REGISTRY.get, _REGISTRY.names()))
+
+
+def _family_member(name: str) -> Callable[..., Suite] | None:
+    """The builder of an unregistered size of a built-in family (``anymdp_<ns>``, ``garnet_<ns>``,
+    ``darkroom_<N>``, ``pendulum_g<g>``), or None."""
+    family, _, tail = name.partition("_")
+    if family in ("anymdp", "garnet") and tail.isdigit():
+        return functools.partial(_sampled_suite, family, int(tail))
+    if family == "darkroom" and tail.isdigit() and int(tail) >= 2:
+        return functools.partial(_darkroom_suite, int(tail))
     if is_simulated(name):
-        return pendulum_suite(float(name[len("pendulum_g"):]), n_tasks, samples=pendulum_samples,
-                              reference_episodes=pendulum_reference_episodes, name=name, start=pendulum_start)
-    raise InputError(f"unknown suite {name!r}; choose one of {', '.join(SUITE_NAMES)} (or anymdp_<ns>, garnet_<ns>)")
+        try:
+            g = float(name[len("pendulum_g"):])
+        except ValueError:
+            return None
+        return functools.partial(_pendulum, g) if math.isfinite(g) and f"pendulum_g{g:g}" == name else None
+    return None
+
+
+def _sampled_suite(family: str, ns: int, n_tasks: int, *, na: int = NA, **_) -> Suite:
+    """``anymdp_<ns>`` / ``garnet_<ns>``: unseen tasks of the family at test seeds."""
+    if family == "anymdp":
+        tasks = [sample_anymdp(ns, na, seed=test_seed(0, ns, i)) for i in range(n_tasks)]
+    else:
+        tasks = [sample_garnet(ns, na, 2, seed=test_seed(1, ns, i)) for i in range(n_tasks)]
+    return task_suite(f"{family}_{ns}", tasks, info={"family": family, "ns": ns})
+
+
+def _gym_task_suite(name: str, make_task: Callable[[int], Task], n_tasks: int, *, na: int = NA, **_) -> Suite:
+    return task_suite(name, [make_task(na)] * n_tasks)
+
+
+def _darkroom_suite(size: int, n_tasks: int, *, na: int = NA, **_) -> Suite:
+    corners = [darkroom_task(size, c, na=na) for c in range(4)]
+    return task_suite(f"darkroom_{size}", [corners[i % 4] for i in range(max(4, n_tasks - n_tasks % 4))])
+
+
+def _pendulum(g: float, n_tasks: int, *, pendulum_samples: int = 200, pendulum_reference_episodes: int = 64,
+              pendulum_start: str = "random", **_) -> Suite:
+    return pendulum_suite(g, n_tasks, samples=pendulum_samples, reference_episodes=pendulum_reference_episodes,
+                          name=f"pendulum_g{g:g}", start=pendulum_start)
+
+
+for _ns in (1, 16, 32, 64, 128):
+    register_suite(f"anymdp_{_ns}", functools.partial(_sampled_suite, "anymdp", _ns), n_obs=_ns, family="anymdp",
+                   description="unseen AnyMDP tasks" if _ns > 1 else "unseen AnyMDP bandits")
+for _ns in (16, 64):
+    register_suite(f"garnet_{_ns}", functools.partial(_sampled_suite, "garnet", _ns), n_obs=_ns, family="garnet",
+                   description="unseen Garnet tasks, branching 2")
+for _name, _make, _ns, _what in (
+        ("cliffwalking", cliffwalking_task, 48, "Gymnasium CliffWalking, falling ends the episode"),
+        ("frozenlake", functools.partial(frozenlake_task, False), 16, "Gymnasium FrozenLake 4x4"),
+        ("frozenlake_slippery", functools.partial(frozenlake_task, True), 16, "Gymnasium FrozenLake 4x4, slippery")):
+    register_suite(_name, functools.partial(_gym_task_suite, _name, _make), n_obs=_ns, family="gym", description=_what)
+for _g in (1.0, 5.0, 9.8):
+    register_suite(f"pendulum_g{_g:g}", functools.partial(_pendulum, _g), n_obs=PENDULUM_OBS, family="pendulum",
+                   description=f"discrete Pendulum, g = {_g:g}")
+for _size in (6, 8, 10):
+    register_suite(f"darkroom_{_size}", functools.partial(_darkroom_suite, _size), n_obs=_size * _size,
+                   family="darkroom", description=f"DarkRoom {_size} x {_size}, goal in a corner")

@@ -19,7 +19,8 @@ the recurrent memory, while a joint embedding can, which is what an MDP's per-(s
 Logits are read at that token, so causality is the same as in the paper layout. It has no world-model heads
 (s_{t+1} is inside the next token), and costs a quarter of the sequence length.
 
-Backbones: ``rwkv7``, ``gated_deltanet``, ``gsa`` and ``mamba2`` (``omnirl_core.model.layers``): pure-PyTorch
+Backbones: ``rwkv7``, ``gated_deltanet``, ``gsa`` and ``mamba2`` (``omnirl_core.model.layers``), registered by name in
+:mod:`.backbones` (``register_backbone`` adds another; the contract a block keeps is written there): pure-PyTorch
 chunked kernels on CPU, flash-linear-attention's Triton kernels on a GPU (``chunk_rwkv7``,
 ``chunk_gated_delta_rule``, ``chunk_gsa``, ``chunk_simple_gla``), one set of parameters; ``backend`` chooses
 (``auto``: fla's on a CUDA tensor when importable), and each layer says once which path it runs and why.
@@ -43,10 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..workbook.fields import check, param
-from .layers.gated_deltanet import GatedDeltaNetBlock
-from .layers.gsa import GSABlock
-from .layers.mamba2 import Mamba2Block
-from .layers.rwkv7 import RWKV7Block
+from .backbones import BACKBONES, backbone_spec, build_block
 
 __all__ = [
     "BACKBONES",
@@ -60,8 +58,6 @@ __all__ = [
     "ramp_weights",
 ]
 
-BACKBONES = ("rwkv7", "gated_deltanet", "gsa", "mamba2")
-DEFAULT_HEAD_DIM = {"rwkv7": 64, "gated_deltanet": 48, "gsa": 64, "mamba2": 128}
 PAPER_PARAM_COUNTS = {"rwkv7": 43.6e6, "gated_deltanet": 46.3e6, "gsa": 42.9e6, "mamba2": 31.6e6}
 """Total parameter counts reported in the paper for 18 blocks x 512."""
 
@@ -72,7 +68,7 @@ TAG_UNKNOWN = 7
 @dataclass
 class ModelConfig:
     backbone: str = param("rwkv7", choices=BACKBONES)
-    "Sequence backbone (the paper's choice is rwkv7)."
+    "Sequence backbone: a registered name (omnirl_core.model.BACKBONES; the paper's choice is rwkv7)."
     layout: str = param("paper", choices=("paper", "compact"))
     "Token layout: 'paper' = four tokens per step (s, g, a, r); 'compact' = one fused token per step."
     ns_max: int = param(128, ge=1)
@@ -86,7 +82,8 @@ class ModelConfig:
     intermediate_size: int = param(1024, ge=1)
     "Inner width of each block's feed-forward part."
     head_dim: int | None = param(None, ge=4)
-    "Recurrent head size; None = the paper's for the backbone (rwkv7 64, gated_deltanet 48, gsa 64, mamba2 128)."
+    ("Recurrent head size; None = the backbone's default (the paper's: rwkv7 64, gated_deltanet 48, gsa 64, "
+     "mamba2 128).")
     gdn_num_heads: int = param(8, ge=1)
     "Gated DeltaNet: number of heads (keys: gdn_num_heads * head_dim)."
     gdn_expand_v: float = param(1.0, gt=0)
@@ -127,7 +124,7 @@ class ModelConfig:
 
     @property
     def resolved_head_dim(self) -> int:
-        return self.head_dim if self.head_dim is not None else DEFAULT_HEAD_DIM[self.backbone]
+        return self.head_dim if self.head_dim is not None else backbone_spec(self.backbone).default_head_dim
 
     @classmethod
     def paper(cls, backbone: str = "rwkv7", **overrides) -> ModelConfig:
@@ -177,52 +174,6 @@ class Head(nn.Module):
 # --------------------------------------------------------------------------------------------------
 
 
-def _build_block(cfg: ModelConfig, i: int) -> nn.Module:
-    hd = cfg.resolved_head_dim
-    if cfg.backbone == "rwkv7":
-        return RWKV7Block(
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            hd,
-            layer_idx=i,
-            num_hidden_layers=cfg.num_layers,
-            norm_eps=cfg.norm_eps,
-            chunk_size=cfg.chunk_size or 64,
-            backend=cfg.backend,
-        )
-    if cfg.backbone == "gated_deltanet":
-        return GatedDeltaNetBlock(
-            cfg.hidden_size,
-            cfg.intermediate_size,
-            hd,
-            cfg.gdn_num_heads,
-            cfg.gdn_expand_v,
-            norm_eps=cfg.norm_eps,
-            chunk_size=cfg.chunk_size or 64,
-            backend=cfg.backend,
-        )
-    if cfg.backbone == "gsa":  # SwiGLU with 2/3 of intermediate_size: as many weights as a 2-matrix FFN
-        return GSABlock(
-            cfg.hidden_size,
-            max(1, round(2 * cfg.intermediate_size / 3)),
-            hd,
-            norm_eps=cfg.norm_eps,
-            chunk_size=cfg.chunk_size or 32,
-            backend=cfg.backend,
-        )
-    if cfg.backbone == "mamba2":
-        return Mamba2Block(
-            cfg.hidden_size,
-            hd,
-            cfg.mamba_state_size,
-            cfg.mamba_expand,
-            norm_eps=cfg.norm_eps,
-            chunk_size=cfg.chunk_size or 64,
-            backend=cfg.backend,
-        )
-    raise ValueError(f"unknown backbone {cfg.backbone!r}; choose one of {BACKBONES}")
-
-
 class OmniRL(nn.Module):
     """``forward(obs, tag, action, reward, state=None) -> (logits [B, T, na], aux, new_state)``.
 
@@ -243,7 +194,7 @@ class OmniRL(nn.Module):
         self.type_emb = nn.Embedding(4 if cfg.layout == "paper" else 1, d)  # per-slot type embedding
         if cfg.pair_embedding:  # rows: (previous obs 0..ns_max) x (previous action 0..na+1)
             self.pair_emb = nn.Embedding((cfg.ns_max + 1) * (cfg.na + 2), d)
-        self.blocks = nn.ModuleList(_build_block(cfg, i) for i in range(cfg.num_layers))
+        self.blocks = nn.ModuleList(build_block(cfg, i) for i in range(cfg.num_layers))
         self.norm_out = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.policy_head = Head(d, cfg.na, cfg.norm_eps)
         if cfg.world_model:

@@ -41,15 +41,18 @@ from ..workbook.config import config_to_dict, load_config
 from ..workbook.fields import ConfigError, Rule, _issue_text, check, param
 from . import cross_suite as xs
 from .archive import find_archived, restore_archived, result_key, save_archived
+from .cluster import ClusterConfig
+from .context_loss import context_loss, pool_context_loss
 from .cross_suite import ANY_SUITE, eval_settings, score_on_suites, test_suite
 from .seeds import pool_seeds, pool_suites, seeded_configs
+from .summary import markdown_summary, plot_study, summary_rows
 
 __all__ = ["StudyConfig", "AblationConfig", "VariantResult", "variant_configs", "run_variant", "pool_results",
            "run_studies", "summary_rows", "markdown_summary", "plot_study"]
 
 PREFIXES = ("dataset.", "training.")
 TASK_SUITE = Rule(lambda s: s in SUITE_NAMES and s.startswith(("anymdp_", "garnet_")),
-                  "an anymdp_<ns> or garnet_<ns> suite of omnirl_core.evaluation.suites.SUITE_NAMES")
+                  "a registered anymdp_<ns> or garnet_<ns> suite (omnirl_core.evaluation.suites.SUITE_NAMES)")
 
 
 @dataclass
@@ -108,6 +111,9 @@ class AblationConfig:
     "Sampling temperature of every model."
     tql: bool = param(True)
     "Also measure TQL-UCB (best c of 0.1, 0.5, 1, 2 by mean score) on the same tasks, as a reference line."
+    loss_sequences: int = param(4, ge=0)
+    ("DPD sequences of each study's test length (unseen tasks of its test suite's size) on which every variant's "
+     "label loss is read along the context in log-spaced bins (studies.context_loss); 0: not measured.")
     reference_checkpoint: str | None = None
     "Also measure this model (relative: the run folder, e.g. notebook 03's 03_training/run/model.safetensors)."
     workers: int = param(2, ge=1)
@@ -121,6 +127,8 @@ class AblationConfig:
     "Torch CPU threads for training and evaluation."
     progress: bool = param(True)
     "Show progress bars."
+    cluster: ClusterConfig = param(default_factory=ClusterConfig)
+    "Where the command line runs the variants: this machine, submitit's LocalExecutor or a SLURM array (.cluster)."
 
     def validate(self) -> None:
         issues: list[tuple[str, str]] = []
@@ -234,6 +242,7 @@ class VariantResult:
     suites: dict = field(default_factory=dict)  # further suite -> {"gain": summary} or {"skipped": why}
     seed: int | None = 0  # the seed of this run; None: the pool of ``runs`` (:func:`pool_results`)
     runs: list[VariantResult] = field(default_factory=list)  # the seeds' runs behind a pooled result
+    context_loss: dict | None = None  # label loss along the context (:mod:`.context_loss`), None: not measured
 
 
 def _suite(cfg: AblationConfig, study: str | None = None):
@@ -308,8 +317,13 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
                 "the model is not kept: training it again")
             saved = None
         if saved is not None:
+            curve = saved.get("context_loss")
+            if (curve or {}).get("sequences", 0) != cfg.loss_sequences and model_path.is_file():
+                curve = context_loss(cfg, study, load_model(model_path), training.chunk_len)  # new, or measured
+                write_json_atomic(gain_path, {**saved, "context_loss": curve})  # with other settings or older code
             return VariantResult(study, variant, saved["gain"], saved["final_loss"], saved["train_seconds"],
-                                 saved["env_steps_trained"], folder, saved.get("info", {}), suites, seed)
+                                 saved["env_steps_trained"], folder, saved.get("info", {}), suites, seed,
+                                 context_loss=curve)
     if reuse_only:
         return None
     t0 = time.perf_counter()
@@ -330,12 +344,15 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
         with torch.no_grad():  # per-task scores kept in the gain: the seeds of a variant are pooled from them
             gain = online_gain(suite, OmniRLAgent(result.model.eval(), temperature=cfg.temperature, device=device),
                                steps, seed=cfg.seed)
+        curve = context_loss(cfg, study, result.model, training.chunk_len)
     finally:
         torch.set_num_threads(old_threads)
     seq_len = training.data.seq_len or dataset.seq_len
     env_steps = int(training.steps * training.data.batch_size * min(seq_len, dataset.seq_len))
-    out = VariantResult(study, variant, gain, final_loss, train_seconds, env_steps, folder, seed=seed)
+    out = VariantResult(study, variant, gain, final_loss, train_seconds, env_steps, folder, seed=seed,
+                        context_loss=curve)
     record = {"gain": gain, "final_loss": final_loss, "train_seconds": train_seconds, "env_steps_trained": env_steps,
+              "context_loss": curve,
               "dataset": config_to_dict(dataset), "training": config_to_dict(training), "info": out.info,
               "seed": seed, "code": code_version(*RUN_CODE),
               "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -359,16 +376,17 @@ def pool_results(runs: Sequence[VariantResult]) -> VariantResult:
     return VariantResult(first.study, first.variant, pool_seeds([r.gain for r in runs], seeds),
                          float(sum(r.final_loss for r in runs) / len(runs)), float(sum(r.train_seconds for r in runs)),
                          first.env_steps_trained, first.folder, first.info,
-                         pool_suites([r.suites for r in runs], seeds), None, list(runs))
+                         pool_suites([r.suites for r in runs], seeds), None, list(runs),
+                         pool_context_loss([r.context_loss for r in runs]))
 
 
 def tql_reference(cfg: AblationConfig, study: str | None = None) -> dict:
     """TQL-UCB on a study's test tasks, as the line a learner should beat: ``c`` of
     :data:`~omnirl_core.evaluation.incontext.TQL_C_GRID` chosen by the one tuning rule
-    (:func:`~omnirl_core.evaluation.baselines.pick_best`) on the mean score, the study's measure."""
+    (:func:`~omnirl_core.evaluation.tuning.pick_best`) on the mean score, the study's measure."""
     from ..evaluation.agents import TQLAgent
-    from ..evaluation.baselines import pick_best
     from ..evaluation.incontext import TQL_C_GRID, online_gain
+    from ..evaluation.tuning import pick_best
 
     suite = _suite(cfg, study)
     steps = eval_settings(cfg, study)[1] if study is not None else cfg.eval_steps
@@ -388,9 +406,9 @@ def model_reference(cfg: AblationConfig, study: str, model, temperature: float |
     from ..evaluation.incontext import online_gain
 
     suite = _suite(cfg, study)
-    if suite.n_obs > model.cfg.ns_max or suite.na != model.cfg.na:
-        raise ValueError(f"the model takes {model.cfg.ns_max} observation ids and {model.cfg.na} actions; the test "
-                         f"suite of {study} has {suite.n_obs} and {suite.na}")
+    why = xs.suite_fit(suite, model.cfg.ns_max, model.cfg.na)
+    if why:
+        raise ValueError(f"{why} (the test suite of {study}, {suite.name})")
     with torch.no_grad():
         out = online_gain(suite, OmniRLAgent(model.eval(), temperature=temperature or cfg.temperature),
                           eval_settings(cfg, study)[1], seed=cfg.seed)
@@ -453,68 +471,3 @@ def spread_variants(cfg: AblationConfig, config_path: str | Path | None, root: s
                  root / "logs" / (f"{name}.{variant}.log" if seed == 0 else f"{name}.{variant}.seed{seed}.log"))
                 for name, variant, seed in jobs.values()]
     run_on_devices(commands, slots(cfg.devices, cfg.cpu_processes), log=log)
-
-
-# ---------------------------------------------------------------------------------------------- reports
-def summary_rows(cfg: AblationConfig, results: dict[str, list[VariantResult]]) -> list[dict]:
-    rows = []
-    for study, variants in results.items():
-        suite, steps = eval_settings(cfg, study)
-        for r in variants:
-            g = r.gain
-            per_seed = g.get("per_seed", {}).get("gain", [g["gain"][0]])
-            rows.append({"study": study, "variant": r.variant, "suite": suite, "test_steps": steps,
-                         "env_steps": r.env_steps_trained, "loss": r.final_loss, "q1": g["q1"][0], "q4": late(g)[0],
-                         "q4_low": late(g)[1], "q4_high": late(g)[2], "mean": g["mean"], "gain": g["gain"][0],
-                         "gain_low": g["gain"][1], "gain_high": g["gain"][2], "seeds": g.get("n_seeds", 1),
-                         "gain_per_seed": per_seed, "paper": cfg.studies[study].finding})
-    return rows
-
-
-def markdown_summary(rows: Sequence[dict], tql: dict[str, dict] | None = None,
-                     models: dict[str, dict[str, dict]] | None = None) -> str:
-    """The results table (one row per variant, then per study TQL-UCB and other reference models, e.g. notebook
-    03's, when given: ``models[study][label]``) and the paper's findings. A row of several seeds has intervals over
-    seeds and tasks (:mod:`.seeds`), of one seed over tasks; the last column lists each seed's own gain."""
-    lines = ["| study | variant | test tasks | seeds | env steps trained | final loss | first bin | last bin "
-             "[95% CI] | mean | gain, last - first [95% CI] | gain per seed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-
-    def reference(label: str, ref: dict) -> str:
-        q4, g = late(ref), ref["gain"]
-        return (f"| {study} | {label}, reference | {where} | - | - | - | {ref['q1'][0]:.3f} | "
-                f"{q4[0]:.3f} [{q4[1]:.3f}, {q4[2]:.3f}] | {ref['mean']:.3f} | {g[0]:+.3f} [{g[1]:+.3f}, {g[2]:+.3f}] "
-                "| - |")
-
-    studies: dict[str, dict] = {}
-    for r in rows:
-        studies.setdefault(r["study"], r)
-    for study, first in studies.items():
-        where = f"{first['suite']}, {first['test_steps']} steps"
-        for r in rows:
-            if r["study"] == study:
-                lines.append(f"| {study} | {r['variant']} | {where} | {r['seeds']} | {r['env_steps'] / 1e6:.2f}M | "
-                             f"{r['loss']:.3f} | {r['q1']:.3f} | {r['q4']:.3f} [{r['q4_low']:.3f}, "
-                             f"{r['q4_high']:.3f}] | {r['mean']:.3f} | {r['gain']:+.3f} [{r['gain_low']:+.3f}, "
-                             f"{r['gain_high']:+.3f}] | {', '.join(f'{x:+.3f}' for x in r['gain_per_seed'])} |")
-        ref = (tql or {}).get(study)
-        if ref is not None:
-            lines.append(reference(f"TQL-UCB (c={ref['c']:g})", ref))
-        for label, ref in (models or {}).get(study, {}).items():
-            lines.append(reference(label, ref))
-    lines += ["", "| study | the paper's finding |", "|---|---|"]
-    lines += [f"| {s} | {r['paper'] or '-'} |" for s, r in studies.items()]
-    return "\n".join(lines)
-
-
-def plot_study(study: str, variants: Sequence[VariantResult], tql: dict | None = None, ax=None,
-               models: dict[str, dict] | None = None):
-    """The in-context gain curve (score per log-spaced bin, 95% CIs) of every variant of a study, and of the references
-    (TQL-UCB, ``models``: label -> summary)."""
-    from ..views.evaluation import plot_gain
-
-    summaries = {r.variant: r.gain for r in variants}
-    if tql is not None:
-        summaries[f"TQL-UCB c={tql['c']:g}"] = tql
-    summaries.update(models or {})
-    return plot_gain(summaries, title=study, ax=ax)

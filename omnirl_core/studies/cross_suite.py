@@ -3,8 +3,8 @@
 Besides its own test suite (``eval_suite``) every variant of a study is scored on the suites of ``also_suites``
 (the study's list, else the configuration's) with the same online protocol (:func:`~omnirl_core.evaluation.
 incontext.online_gain`: empty memory, tag 7, the study's steps per task, the configuration's tasks, seed and
-temperature). A suite whose observation count exceeds the model's ``ns_max`` (or whose action count differs from
-the model's) is skipped with a note, as notebook 04 skips a model it cannot run.
+temperature). A suite whose observation count exceeds the model's ``ns_max`` (or whose action count exceeds the
+model's ``na``) is skipped with a note, as notebook 04 skips a model it cannot run.
 
 Each suite's result is a file of its own next to the variant's model, ``runs/<run>/suites/<suite>.json``, holding
 the test settings (and the code of this module) it was measured under: a changed suite list measures only the
@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.incontext import MEASURE, late
-from ..evaluation.suites import PAPER_TABLE1, SUITE_NAMES
+from ..evaluation.suites import PAPER_TABLE1, SUITE_NAMES, model_fit, suite_spec
 from ..workbook.fields import Rule
 
 __all__ = ["ANY_SUITE", "eval_settings", "further_suites", "test_suite", "suite_fit", "score_on_suites",
            "saved_suites", "suites_to_measure", "suite_ident", "suite_rows", "suite_table", "VARIANT_LABELS"]
 
-ANY_SUITE = Rule(lambda s: s in SUITE_NAMES, "a suite of omnirl_core.evaluation.suites.SUITE_NAMES")
+ANY_SUITE = Rule(lambda s: s in SUITE_NAMES, "a registered suite (omnirl_core.evaluation.suites.SUITE_NAMES)")
 
 VARIANT_LABELS = {"dpd": "DPD (OmniRL)", "ad": "AD", "ad_eps": "AD-ε", "dpt": "DPT", "no_tags": "OmniRL without tags",
                   "anymdp": "trained on AnyMDP", "garnet": "trained on Garnet"}
@@ -69,12 +69,9 @@ test_suite.__test__ = False  # not a pytest test
 
 
 def suite_fit(suite, ns_max: int, na: int) -> str:
-    """Why a model with ``ns_max`` observation ids and ``na`` actions cannot run on ``suite`` ("" when it can)."""
-    if suite.n_obs > ns_max:
-        return f"the model takes at most {ns_max} observation ids, the suite has {suite.n_obs}"
-    if suite.na != na:
-        return f"the model has {na} actions, the suite {suite.na}"
-    return ""
+    """Why a model with ``ns_max`` observation ids and ``na`` actions cannot run on ``suite`` ("" when it can; a
+    suite with fewer actions is fine): :func:`omnirl_core.evaluation.suites.model_fit`."""
+    return model_fit(suite, ns_max, na)
 
 
 @functools.cache
@@ -108,7 +105,7 @@ def suites_to_measure(cfg: Any, study: str, folder: Path, model_cfg) -> list[str
     """The further suites that :func:`score_on_suites` would have to run the model on (not saved, and fitting)."""
     saved = saved_suites(cfg, study, folder)
     return [n for n in further_suites(cfg, study)
-            if n not in saved and not suite_fit(test_suite(cfg, n), model_cfg.ns_max, model_cfg.na)]
+            if n not in saved and not suite_fit(suite_spec(n), model_cfg.ns_max, model_cfg.na)]
 
 
 def score_on_suites(cfg: Any, study: str, label: str, folder: Path, model_cfg, get_model: Callable[[], Any],
@@ -194,8 +191,8 @@ def _cell(res: dict | None, key: str, signed: bool) -> str:
 
 def suite_table(cfg: Any, results: dict[str, Sequence[Any]], studies: Sequence[str]) -> str | None:
     """Markdown: the last bin's score and the in-context gain (last bin - first), each with its 95% interval over
-    tasks, of every model of ``studies`` (rows) on every suite (columns), the paper's OmniRL score (Table 1) beside
-    the scores, then why cells were skipped and the paper's findings. None when none of ``studies`` ran."""
+    tasks, of every model of ``studies`` (rows) on every suite (columns), the paper's OmniRL score (Table 1) below
+    them as another measure, then why cells were skipped and the paper's findings. None when none of ``studies`` ran."""
     suites, rows = suite_rows(cfg, results, studies)
     if not rows:
         return None
@@ -213,8 +210,10 @@ def suite_table(cfg: Any, results: dict[str, Sequence[Any]], studies: Sequence[s
     for row in rows:
         lines.append(f"| {row['label']} | " + " | ".join(_cell(row["suites"].get(n), "late", False) for n in suites)
                      + " |")
-    paper = [f"{PAPER_TABLE1[n]['OmniRL'][0]:.3f}" if n in PAPER_TABLE1 else "-" for n in suites]
-    lines.append("| paper: OmniRL, best score (Table 1) | " + " | ".join(paper) + " |")
+    paper = [f"{n} {PAPER_TABLE1[n]['OmniRL'][0]:.3f}" for n in suites if n in PAPER_TABLE1]
+    if paper:
+        lines += ["", "Not the same measure, for scale only: the paper's OmniRL best score within 10,000 episodes "
+                  "(Table 1): " + ", ".join(paper) + "."]
     lines += ["", "In-context gain, last bin - first bin (the first 1/32 of the steps):", "", head, rule]
     for row in rows:
         lines.append(f"| {row['label']} | " + " | ".join(_cell(row["suites"].get(n), "gain", True) for n in suites)

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.incontext import adaptation
+
 __all__ = ["seeded_configs", "crossed_bootstrap", "pool_seeds", "pool_suites", "N_BOOT"]
 
 N_BOOT = 4000  # bootstrap replicates: the interval's ends vary by about 1.5% of its width between bootstrap seeds
@@ -99,6 +101,8 @@ def pool_seeds(gains: Sequence[dict], seeds: Sequence[int] | None = None, n_boot
     out["gain"] = _interval(table[:, :, -1] - table[:, :, 0], weights)
     if "edges" in gains[0]:
         out["edges"] = gains[0]["edges"]
+    k, first = adaptation([out[f"q{i + 1}"][0] for i in range(table.shape[2])], out.get("edges"))
+    out.update(best_gain=_interval(table[:, :, k] - table[:, :, 0], weights), best_bin=k + 1, steps_99=first)
     scored = np.isfinite(table[:, :, 0])
     out.update({"mean": float(np.nanmean(table)), "n_tasks": int(scored.any(axis=0).sum()),
                 "n_dropped": int((~scored).sum()), "steps": gains[0].get("steps"), "n_seeds": len(gains),

@@ -62,6 +62,8 @@ the transfer matrix (exact up to rounding, ``behaviours._DriftingTables``).
 Presets: ``dpd`` (the mixture above), ``no_tags`` (dpd with every tag 7), ``ad`` (Q-learner behaviour without
 noise, labels = its own actions), ``ad_eps`` (noisy oracle gamma 0.994 behaviour, labels = its actions),
 ``dpt`` (oracle gamma 0.994, Q-learner and uniform random behaviours with equal weights, oracle labels).
+``DatasetConfig.tags: false`` sets every tag to 7 on any preset and changes no other byte (the paper's AD, AD-epsilon
+and DPT have no tags; ``no_tags`` is ``dpd`` with tags false); it is part of the dataset's identity.
 
 Engines (``DatasetConfig.engine``): ``numba`` (default) runs each sequence step by step in compiled code
 (``omnirl_core.synthesis.engine_numba``); ``numpy`` advances a batch of sequences together as arrays with the batched
@@ -99,6 +101,7 @@ from .format import (
     verify_shard_dir,
     write_json_atomic,
 )
+from .preflight import check_fits, dataset_bytes, step_bytes
 from .reader import SequenceDataset
 from .shards import dataset_tasks, shard_plan, shard_tasks, task_for
 from .writer import SynthesisError, synthesize, synthesize_shard
@@ -108,7 +111,8 @@ __all__ = [
     "BEHAVIOURS", "BOUNDARY", "FORMAT", "LABEL_MASKED", "LEARNER_PARAMS", "SCHEMA_VERSION", "STEP_FIELDS",
     "TAG_NAMES", "TAG_UNKNOWN", "behaviour_weights",
     "dataset_tasks", "shard_plan", "shard_tasks", "task_for",
-    "synthesize_batch", "synthesize_shard", "synthesize", "SynthesisError", "verify_shard_dir", "shard_name",
+    "synthesize_batch", "synthesize_shard", "synthesize", "SynthesisError", "check_fits", "dataset_bytes",
+    "step_bytes", "verify_shard_dir", "shard_name",
     "write_json_atomic", "DatasetError", "load_manifest", "load_shard", "SequenceDataset",
     "load_dataset_arrays", "reward_curves", "tag_statistics",
 ]

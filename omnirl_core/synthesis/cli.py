@@ -32,6 +32,8 @@ def _parser() -> CliParser:
     ap.add_argument("--set", action="append", default=[], help="override, e.g. datasets.d_small.n_sequences=8")
     ap.add_argument("--part", default=None, metavar="RANK/WORLD",
                     help="write only the shards k with k %% WORLD == RANK (several nodes); 'env': from the launcher")
+    ap.add_argument("--force", action="store_true",
+                    help="start even when the dataset is larger than the free disk or the workers exceed 2 per core")
     ap.add_argument("--no-progress", action="store_true")
     return ap
 
@@ -76,7 +78,8 @@ def _main(argv: list[str]) -> int:
             continue
         t0 = time.perf_counter()
         folder = out / name
-        man = synthesize(dcfg, folder, workers=workers, progress=not args.no_progress, part=part)
+        man = synthesize(dcfg, folder, workers=workers, progress=not args.no_progress, part=part,
+                         force=args.force or cfg.force)
         dt = time.perf_counter() - t0
         if part is None:
             print(f"{name}: {man['n_shards']} shards, {dcfg.n_sequences * dcfg.seq_len} steps, {dt:.1f} s, in {folder}")

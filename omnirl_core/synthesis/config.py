@@ -101,6 +101,8 @@ class DatasetConfig:
     "Base seed; shard k is a pure function of (this config, seed, k)."
     preset: str = param("dpd", choices=("dpd", "ad", "ad_eps", "dpt", "no_tags"))
     "Data strategy: dpd (paper mixture), ad, ad_eps, dpt, no_tags (dpd with every tag 7)."
+    tags: bool = param(True)
+    "Steps carry the acting behaviour's tag; false: every tag is 7 (unknown), whatever the preset."
     task_source: str = param("anymdp", choices=("anymdp", "garnet"))
     "Task family of the sequences."
     ns: int = param(16, rule=STATE_COUNT)
@@ -129,6 +131,11 @@ class DatasetConfig:
     "Simulation engine: compiled per-sequence loop (numba) or numpy arrays over the batch (same process)."
     mixture: MixtureConfig = param(MixtureConfig())
     "Behaviour mixture, schedules and tag masking."
+
+    @property
+    def tagless(self) -> bool:
+        """Every step's tag is 7 (unknown): ``tags`` false, or the ``no_tags`` preset (dpd with tags false)."""
+        return not self.tags or self.preset == "no_tags"
 
     def validate(self) -> None:
         if self.preset in ("dpd", "no_tags"):  # the presets that draw behaviours by the mixture's weights
@@ -161,6 +168,9 @@ class SynthesisConfig:
     "Where datasets go, relative to the run folder (or absolute)."
     workers: int = param(2, ge=1)
     "Worker processes (does not change the data)."
+    force: bool = param(False)
+    ("Start even when a dataset needs more than the free disk or the workers exceed 2 per core of this machine "
+     "(refused before any work otherwise).")
     show_sequences: int = param(3, ge=0)
     "Sequences drawn in the look at the data."
     show_steps: int = param(300, ge=10)

@@ -400,7 +400,7 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
         np.stack([t.terminal for t in tasks]), np.array([t.max_steps for t in tasks]),
         np.stack([t.state_mapping for t in tasks]).astype(np.int64), label_pol.astype(np.int64), orc, cum,
         _SRC.astype(np.int64), _TAG.astype(np.int64), _ORC.astype(np.int64), _NOISE.astype(np.int64), fp, T,
-        ns == 1, cfg.preset in ("ad", "ad_eps"), cfg.preset == "no_tags", m.q_rule == "ucb",
+        ns == 1, cfg.preset in ("ad", "ad_eps"), cfg.tagless, m.q_rule == "ucb",
         np.array([1.0, float(m.q_noisy_horizon_min)]), np.array([0.01, m.mb_oracle_gamma, m.mb_oracle_c]), hp,
         np.array([m.drift_logit_scale, m.drift_scale, m.switch_fraction, m.switch_prob, m.seq_mask_prob,
                   m.episode_mask_prob]),

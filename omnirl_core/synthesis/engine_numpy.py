@@ -101,7 +101,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     switching = rng.random(B) < m.switch_fraction
     seq_masked = rng.random(B) < m.seq_mask_prob
     ep_masked = rng.random(B) < m.episode_mask_prob
-    no_tags = cfg.preset == "no_tags"
+    no_tags = cfg.tagless
     self_label = cfg.preset in ("ad", "ad_eps")
     pos = np.zeros(B, dtype=np.int64)
     while pos.min() < T:

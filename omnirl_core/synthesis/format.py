@@ -119,6 +119,11 @@ def verify_shard_dir(path: Path, record: dict | None = None) -> str | None:
 _INT_FIELDS = ("obs", "tag", "action", "label")
 
 
+class SynthesisError(InputError):
+    """A dataset folder that cannot be (re)used or written: other config, corrupt manifest, another synthesis
+    writing it, more than the disk or the cores can take."""
+
+
 class DatasetError(InputError):
     """A dataset that cannot be read as recorded: missing, truncated or corrupt files, wrong dtype or shape, a
     manifest that contradicts itself or its shards."""

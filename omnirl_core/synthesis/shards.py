@@ -16,7 +16,13 @@ from .config import DatasetConfig
 
 
 def _data_identity(cfg: DatasetConfig) -> dict:
-    return config_to_dict(cfg)
+    """The configuration a dataset's manifest records and a later synthesis into its folder must match. ``tags``
+    appears only when false, so the datasets written before the field existed keep their identity, and a tagless
+    dataset never matches a tagged one."""
+    ident = config_to_dict(cfg)
+    if ident["tags"]:
+        del ident["tags"]
+    return ident
 
 
 def shard_plan(cfg: DatasetConfig) -> list[int]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..workbook.config import load_config
-from ..workbook.errors import InputError
 from ..workbook.locks import LOCK_FILE, folder_lock
+from ..workbook.orphans import die_with_parent
 from .behaviours import BEHAVIOURS
 from .config import DatasetConfig
 from .engine_numpy import synthesize_batch
@@ -29,16 +29,14 @@ from .format import (
     SCHEMA_VERSION,
     STEP_FIELDS,
     TAG_NAMES,
+    SynthesisError,
     _sha256,
     shard_name,
     verify_shard_dir,
     write_json_atomic,
 )
+from .preflight import check_fits
 from .shards import _data_identity, dataset_tasks, shard_plan, shard_tasks
-
-
-class SynthesisError(InputError):
-    """A dataset folder that cannot be (re)used: other config, corrupt manifest, another synthesis writing it."""
 
 
 def writer_lock(root: Path, name: str = LOCK_FILE):
@@ -130,7 +128,7 @@ def _worker(args: tuple[dict, str, int]) -> tuple[int, dict, float]:
 
 
 def synthesize(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1, progress: bool = True,
-               max_shards: int | None = None, part: tuple[int, int] | None = None) -> dict:
+               max_shards: int | None = None, part: tuple[int, int] | None = None, force: bool = False) -> dict:
     """Synthesise (or resume) the dataset ``cfg`` into ``out_dir``; returns the manifest.
 
     Completed shards found on disk are verified (sha256) and kept; a corrupt one is regenerated; leftover
@@ -141,6 +139,9 @@ def synthesize(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1,
     ``k % world == rank`` (shards are pure functions of (config, k), so the split changes no byte) under its own
     lock, leaving ``manifest.json`` alone; the returned manifest covers its shards only. One run without ``part``
     afterwards verifies every shard and writes the complete manifest.
+
+    Before any shard, what is left to write must fit the free disk and ``workers`` the machine's cores
+    (:func:`~.preflight.check_fits`; ``force`` starts anyway).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
@@ -150,11 +151,11 @@ def synthesize(cfg: DatasetConfig, out_dir: str | os.PathLike, workers: int = 1,
     root.mkdir(parents=True, exist_ok=True)
     lock = LOCK_FILE if part is None else f"{LOCK_FILE}.part{part[0]}of{part[1]}"
     with writer_lock(root, lock):
-        return _synthesize_locked(cfg, root, workers, progress, max_shards, part)
+        return _synthesize_locked(cfg, root, workers, progress, max_shards, part, force)
 
 
 def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: bool, max_shards: int | None,
-                       part: tuple[int, int] | None = None) -> dict:
+                       part: tuple[int, int] | None = None, force: bool = False) -> dict:
     manifest_path = root / "manifest.json"
     identity = _data_identity(cfg)
     if manifest_path.exists():
@@ -190,6 +191,7 @@ def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: b
     todo = [k for k in mine if k not in records]
     if max_shards is not None:
         todo = todo[:max_shards]
+    check_fits(cfg, root, sum(plan[k] for k in todo), min(workers, max(len(todo), 1)), force=force)
     write_manifest = part is None  # parts leave the manifest to the run that joins them
     if write_manifest:
         write_json_atomic(manifest_path, _manifest(cfg, records))
@@ -206,7 +208,7 @@ def _synthesize_locked(cfg: DatasetConfig, root: Path, workers: int, progress: b
             pool = None
         else:
             ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            pool = ctx.Pool(min(workers, len(jobs)))
+            pool = ctx.Pool(min(workers, len(jobs)), initializer=die_with_parent, initargs=(os.getpid(),))
             results = pool.imap_unordered(_worker, jobs)
         for k, record, _ in results:
             records[k] = record

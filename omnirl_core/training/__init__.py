@@ -7,6 +7,7 @@ the recurrent memory carried across chunks, AdamW, DistributedDataParallel under
 - :mod:`.checkpoints` atomic checkpoints for exact resume, ``init_from``
 - :mod:`.metrics` metrics files
 - :mod:`.loop` :func:`train`, the loop itself, readable top to bottom
+- :mod:`.preemption` SIGTERM or SIGUSR1: a checkpoint at the next iteration boundary, exit code 75
 - :mod:`.launch` notebook 03's way to run it: in the kernel, or torchrun with several processes
 - :mod:`.cli` ``python -m omnirl_core.training`` (and ``torchrun -m omnirl_core.training``)
 """
@@ -34,6 +35,7 @@ from .launch import LaunchError, describe_launch, run_torchrun, train_or_launch
 from .loop import NonFiniteLossError, TrainContext, TrainResult, position_loss_hook, train
 from .losses import accumulate_gradients, lr_at, position_loss, sequence_normalisers
 from .metrics import MetricsWriter, read_eval, read_metrics
+from .preemption import PREEMPTED_EXIT, PREEMPTED_FILE, TrainingPreempted
 
 __all__ = [
     "TrainConfig", "DataConfig", "OptimConfig", "LossConfig", "EvalConfig",
@@ -43,5 +45,6 @@ __all__ = [
     "CHECKPOINT", "WEIGHTS", "CheckpointMismatchError", "save_checkpoint", "load_checkpoint", "init_weights_from",
     "MetricsWriter", "read_metrics", "read_eval",
     "TrainContext", "TrainResult", "NonFiniteLossError", "position_loss_hook", "train",
+    "PREEMPTED_EXIT", "PREEMPTED_FILE", "TrainingPreempted",
     "LaunchConfig", "LaunchError", "describe_launch", "run_torchrun", "train_or_launch",
 ]

@@ -202,8 +202,6 @@ def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: 
     """Write ``checkpoint.pt`` (everything for an exact resume) and ``model.safetensors`` (weights), atomically.
 
     ``data_states`` holds each process's data position (``data.state_dict()``), in rank order."""
-    from safetensors.torch import save_file
-
     raw = model.module if hasattr(model, "module") else model
     sd = {k: v.detach().cpu().contiguous() for k, v in raw.state_dict().items()}
     bad = non_finite(sd)
@@ -229,9 +227,88 @@ def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: 
     }
     path = Path(out_dir) / CHECKPOINT
     _atomic(path, lambda p: torch.save(ckpt, p))
-    meta = {"step": str(step), "model_config": json.dumps(config_to_dict(cfg.model)), DIGEST_KEY: digest}
-    _atomic(Path(out_dir) / WEIGHTS, lambda p: save_file(sd, p, metadata=meta))
+    write_weights(Path(out_dir), sd, step=step, model_config=config_to_dict(cfg.model), digest=digest)
     return path
+
+
+def _weights_bytes(tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """A ``.safetensors`` file's bytes with its metadata in sorted key order: safetensors writes the metadata
+    from a hash map whose order changes from process to process, so the same weights would give other bytes
+    (another sha256) in every run."""
+    from safetensors.torch import save
+
+    raw = save(dict(tensors), metadata=metadata)
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the tensor data stays 8-byte aligned, as safetensors writes it
+    return len(text).to_bytes(8, "little") + text + raw[8 + n:]
+
+
+def write_weights(out_dir: Path, sd: Mapping[str, torch.Tensor], *, step: int, model_config: dict,
+                  digest: str | None = None) -> Path:
+    """Write ``model.safetensors`` (the weights, their iteration, model configuration and checksum) atomically;
+    the same weights give the same bytes."""
+    digest = tensor_digest(sd) if digest is None else digest
+    meta = {"step": str(step), "model_config": json.dumps(model_config, sort_keys=True), DIGEST_KEY: digest}
+    path = Path(out_dir) / WEIGHTS
+    data = _weights_bytes(sd, meta)
+    _atomic(path, lambda p: Path(p).write_bytes(data))
+    return path
+
+
+def weights_disagreement(out_dir: Path, ckpt: dict) -> str | None:
+    """None when ``model.safetensors`` in ``out_dir`` holds the weights of ``ckpt`` (the loaded checkpoint.pt of
+    that folder): the same iteration and the same tensors (checksum). Else why not, in words."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(out_dir) / WEIGHTS
+    if not path.is_file():
+        return "it is missing"
+    try:
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+        weights = load_file(str(path))
+    except Exception as exc:  # safetensors raises several types for a damaged file
+        return f"it is unreadable ({type(exc).__name__})"
+    if meta.get("step") != str(ckpt["step"]):
+        return f"it holds the weights of iteration {meta.get('step', '<not recorded>')}"
+    if tensor_digest(weights) != tensor_digest(ckpt["model"]):
+        return "its weights differ from the checkpoint's"
+    return None
+
+
+def sync_weights(out_dir: Path, ckpt: dict, cfg: TrainConfig) -> str | None:
+    """Make ``model.safetensors`` agree with the checkpoint (a write that failed or was cut between the two
+    files leaves it older); returns what was wrong with it when it was rewritten, else None."""
+    wrong = weights_disagreement(out_dir, ckpt)
+    if wrong is not None:
+        write_weights(Path(out_dir), ckpt["model"], step=int(ckpt["step"]), model_config=config_to_dict(cfg.model))
+    return wrong
+
+
+def _tensor_names(names: list[str], first: int = 3) -> str:
+    shown = ", ".join(names[:first])
+    return shown + (f" and {len(names) - first} more" if len(names) > first else "")
+
+
+def load_model_weights(model: torch.nn.Module, weights: Mapping[str, torch.Tensor], path: Path) -> None:
+    """``model.load_state_dict(weights)``, with a short :class:`CheckpointMismatchError` naming ``path``, the
+    number of tensors that do not fit and the first few of them (torch's own error lists every tensor)."""
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in weights)
+    extra = sorted(k for k in weights if k not in own)
+    shapes = sorted(k for k in own if k in weights and tuple(own[k].shape) != tuple(weights[k].shape))
+    if missing or extra or shapes:
+        parts = [f"{len(v)} {what} ({_tensor_names(v)})" for what, v in
+                 (("of another shape", shapes), ("missing", missing), ("unknown to the model", extra)) if v]
+        raise CheckpointMismatchError(
+            f"{path}: its weights do not fit the model of its recorded configuration: {'; '.join(parts)} of "
+            f"{len(own)} tensors; the file was altered or written by another version: use another output folder "
+            "to start afresh")
+    model.load_state_dict(dict(weights))
 
 
 def load_checkpoint(path: str | os.PathLike, cfg: TrainConfig | None = None, *, allow_unverified: bool = False,
@@ -288,9 +365,10 @@ def init_weights_from(model: torch.nn.Module, path: str | os.PathLike, *,
     """Copy into ``model`` every tensor of the checkpoint at ``path`` with the same name and shape.
 
     The file is verified first (:func:`read_weights`: checksum, finite values). Returns the names ``loaded`` and
-    those kept ``fresh`` (absent there or of another shape). Raises ``FileNotFoundError`` for a missing file and
-    :class:`CheckpointMismatchError` for one that is unreadable, altered or non-finite, or when nothing fits
-    (another architecture altogether)."""
+    those kept ``fresh`` (absent there or of another shape), and the ``differences`` of the model configuration
+    recorded in the file from ``model.cfg`` (as :func:`~omnirl_core.model.config_differences`). Raises
+    ``FileNotFoundError`` for a missing file and :class:`CheckpointMismatchError` for one that is unreadable,
+    altered or non-finite, or when nothing fits (another architecture altogether)."""
     from ..workbook import repo_path
 
     path = repo_path(path)
@@ -302,12 +380,24 @@ def init_weights_from(model: torch.nn.Module, path: str | os.PathLike, *,
     if not path.is_file():
         raise FileNotFoundError(f"init_from: {path} does not exist")
     try:
-        source, _ = read_weights(path, allow_unverified=allow_unverified)
+        source, stored = read_weights(path, allow_unverified=allow_unverified)
     except CheckpointMismatchError as exc:
         raise CheckpointMismatchError(f"init_from: {exc}") from None
     own = model.state_dict()
     loaded = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    differences = M.config_differences(stored, model.cfg) if isinstance(stored, dict) and hasattr(model, "cfg") else []
     if not loaded:
-        raise CheckpointMismatchError(f"init_from: no tensor of {path} fits this model (another architecture?)")
+        raise CheckpointMismatchError(f"init_from: no tensor of {path} fits this model (another architecture"
+                                      + (f": {'; '.join(differences)})" if differences else "?)"))
     model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in loaded.items()}})
-    return {"loaded": sorted(loaded), "fresh": sorted(k for k in own if k not in loaded)}
+    return {"loaded": sorted(loaded), "fresh": sorted(k for k in own if k not in loaded), "differences": differences}
+
+
+def describe_init(path, kept: dict[str, list[str]]) -> str:
+    """One line on what :func:`init_weights_from` did: counts, the configuration fields in which the file's model
+    differs, and the first few tensors kept fresh."""
+    loaded, fresh = kept["loaded"], kept["fresh"]
+    line = f"init_from {path}: {len(loaded)} of {len(loaded) + len(fresh)} tensors loaded, {len(fresh)} kept fresh"
+    if kept.get("differences"):
+        line += f" (the file's model differs: {'; '.join(kept['differences'])})"
+    return line + (f": {_tensor_names(fresh)}" if fresh else "")

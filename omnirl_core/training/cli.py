@@ -18,7 +18,11 @@ The long-context stage after a run (``post_training`` in the YAML: D_Long), into
 settings that would make the resume inexact unless ``--allow-changes`` is given, and a checkpoint (or
 ``init_from`` file) without a checksum unless ``--allow-unverified`` is given. A refused run leaves its folder as it
 was. Exit codes: 0 done, 2 bad input (configuration, data, checkpoint; one line on stderr), 3 stopped by non-finite
-losses or weights.
+losses or weights, 75 preempted.
+
+Preemption: SIGTERM or SIGUSR1 makes the run finish its iteration, write a checkpoint and exit with 75
+(``PREEMPTED_EXIT``), all processes of a torchrun together; ``preempted.json`` in the run folder records it (torchrun
+itself exits with 1 whatever its processes returned). The same command with ``--resume`` continues exactly.
 """
 
 from __future__ import annotations
@@ -33,12 +37,18 @@ from ..workbook.errors import CliParser, run_cli
 from .checkpoints import WEIGHTS
 from .config import TrainConfig, post_training_config
 from .loop import train
+from .preemption import PREEMPTED_EXIT, PREEMPTED_FILE, TrainingPreempted
 
 PROG = "python -m omnirl_core.training"
 
 
+EPILOG = (f"exit codes: 0 done, 2 bad input, 3 stopped by non-finite losses or weights, {PREEMPTED_EXIT} preempted: "
+          f"SIGTERM or SIGUSR1 wrote a checkpoint at the end of the iteration under way (and {PREEMPTED_FILE} in the "
+          "run folder); the same command with --resume continues the run exactly")
+
+
 def _parser() -> CliParser:
-    p = CliParser(prog=PROG, description=__doc__.split("\n")[0])
+    p = CliParser(prog=PROG, description=__doc__.split("\n")[0], epilog=EPILOG)
     p.add_argument("config", help="YAML file of a TrainConfig (e.g. params/quick/03_training.yaml)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted-key overrides, values parsed as YAML")
     p.add_argument("--out", default=None, help="run folder (default: outputs/train/<config file stem>)")
@@ -76,17 +86,22 @@ def _main(argv: list[str]) -> int:
         torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
     try:
         rank = torch.distributed.get_rank() if world > 1 else 0
-        result = train(cfg, out, resume=args.resume, progress=not args.no_progress and rank == 0,
-                       allow_changes=args.allow_changes, allow_unverified=args.allow_unverified)
-        if rank == 0 and result.start >= result.step:
-            print(f"nothing to do: the run in {out} has already done its {result.step} iterations (last loss "
-                  f"{result.last_loss:.4f}); raise steps to continue it")
-        elif rank == 0:
-            print(f"done: {result.step} iterations, last loss {result.last_loss:.4f}, "
-                  f"{result.bad_steps} skipped; checkpoint in {out}")
+        code = 0
+        try:
+            result = train(cfg, out, resume=args.resume, progress=not args.no_progress and rank == 0,
+                           allow_changes=args.allow_changes, allow_unverified=args.allow_unverified)
+        except TrainingPreempted:  # the checkpoint is written and the run said so on stderr
+            code = PREEMPTED_EXIT
+        else:
+            if rank == 0 and result.start >= result.step:
+                print(f"nothing to do: the checkpoint in {out} is at iteration {result.start}, the steps={result.step} "
+                      f"asked for (last loss {result.last_loss:.4f}); raise steps to continue the run")
+            elif rank == 0:
+                print(f"done: {result.step} iterations, last loss {result.last_loss:.4f}, "
+                      f"{result.bad_steps} skipped; checkpoint in {out}")
         if world > 1:  # every rank done before any tears gloo down (a peer gone mid-teardown once aborted a rank)
             torch.distributed.barrier()
-        return 0
+        return code
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

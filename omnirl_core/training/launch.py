@@ -6,13 +6,15 @@ kernel; with more it writes the validated configuration to the run folder, start
     python -m torch.distributed.run --standalone --nproc_per_node N -m omnirl_core.training CONFIG --out RUN --resume
 
 (NCCL on GPUs, gloo on CPU), shows a progress bar fed by rank 0's metrics file, and on failure raises
-:class:`LaunchError` with the failing rank's own error (each rank's output goes to ``RUN/launch_logs/``). After
+:class:`LaunchError` with the failing rank's own error (each rank's output goes to ``RUN/launch_logs/``), or
+:class:`~.preemption.TrainingPreempted` when the ranks were asked to stop by a signal and wrote a checkpoint. After
 success it reads the checkpoint back, so the notebook continues exactly as after an in-kernel run. Several
 nodes: run the same torchrun command on every node with rendezvous flags (docs/paper-scale.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -23,10 +25,12 @@ from pathlib import Path
 import torch
 
 from ..workbook import dump_config
-from .checkpoints import CHECKPOINT, WEIGHTS, load_checkpoint
+from ..workbook.orphans import popen_kwargs
+from .checkpoints import CHECKPOINT, WEIGHTS, load_checkpoint, load_model_weights
 from .config import TrainConfig
 from .loop import TrainResult, train
 from .metrics import read_eval, read_metrics
+from .preemption import PREEMPTED_FILE, TrainingPreempted
 
 
 class LaunchError(RuntimeError):
@@ -58,11 +62,16 @@ def run_torchrun(cfg: TrainConfig, out_dir: str | os.PathLike, *, resume: bool =
     cmd = torchrun_command(config_path, out, cfg.launch.nproc_per_node, log_dir, resume)
     child_env = {**os.environ, **(env or {})}
     log_dir.parent.mkdir(parents=True, exist_ok=True)
+    (out / PREEMPTED_FILE).unlink(missing_ok=True)  # a record left by an earlier launch is not this one's
     with open(log_dir.parent / "torchrun.log", "a") as console:
         console.write(f"$ {' '.join(cmd)}\n")
         console.flush()
-        proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, env=child_env)
+        proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, env=child_env, **popen_kwargs())
         _follow(proc, out, cfg, progress)
+    if proc.returncode != 0 and (out / PREEMPTED_FILE).is_file():  # the ranks wrote a checkpoint and stopped
+        record = json.loads((out / PREEMPTED_FILE).read_text())
+        raise TrainingPreempted(f"stopped by {record['signal']} after iteration {record['step']}; its checkpoint is "
+                                f"in {out}: run again to continue", int(record["step"]), record["signal"])
     if proc.returncode != 0:
         raise LaunchError(failure_report(out / "launch_logs" / "torchrun.log", log_dir, proc.returncode))
     return _result(cfg, out)
@@ -129,7 +138,7 @@ def _result(cfg: TrainConfig, out: Path) -> TrainResult:
 
     ckpt = load_checkpoint(out / CHECKPOINT, cfg)
     model = OmniRL(cfg.model)
-    model.load_state_dict(load_file(str(out / WEIGHTS)))
+    load_model_weights(model, load_file(str(out / WEIGHTS)), out / WEIGHTS)
     rows = read_metrics(out)
     return TrainResult(int(ckpt["step"]), out, model.eval(), int(ckpt["counters"].get("bad_steps_total", 0)),
                        float(rows[-1]["loss"]) if rows else float("nan"), read_eval(out))

@@ -22,7 +22,8 @@ Robustness: checkpoints are written atomically and hold everything needed for an
 optimiser, schedule position, RNG states, data position); a non-finite loss or gradient skips the step and is
 counted, and ``max_bad_steps`` of them in a row stop the run with :class:`NonFiniteLossError` (the last checkpoint
 is left as it was); a checkpoint written with another model configuration raises :class:`CheckpointMismatchError`
-naming the differing keys.
+naming the differing keys. SIGTERM or SIGUSR1 (a cluster's preemption, or its warning ahead of a time limit) stops
+the run after the iteration under way, every process the same one, with a checkpoint (:mod:`.preemption`).
 
 Data: :class:`StandInData` (synthetic in-context bandit-like sequences, a pure function of (seed, step, sequence
 index), used when ``data.path`` is unset) or :class:`DatasetStream` (a synthesised dataset folder read through
@@ -54,14 +55,18 @@ from .checkpoints import (
     WEIGHTS,
     CheckpointMismatchError,
     _set_rng_state,
+    describe_init,
     init_weights_from,
     load_checkpoint,
+    load_model_weights,
     save_checkpoint,
+    sync_weights,
 )
 from .config import TrainConfig
 from .data import StandInData, make_data, mask_states
 from .losses import _all_reduce_sum, accumulate_gradients, lr_at, position_loss
 from .metrics import MetricsWriter
+from .preemption import PREEMPTED_EXIT, StopRequest, TrainingPreempted, clear_preempted, signal_name, write_preempted
 
 
 @dataclass
@@ -147,6 +152,13 @@ def _last_checkpoint(path: Path, step: int | None) -> str:
     return f"The last checkpoint ({path}, iteration {step}) is left as it was."
 
 
+def _record_preemption(out: Path, done: int, signum: int) -> None:
+    """After the checkpoint of iteration ``done`` of a run asked to stop: the record in the folder, and one line."""
+    write_preempted(out, done, signum)
+    print(f"stopped by {signal_name(signum)}: checkpoint of iteration {done} written to {out / CHECKPOINT}; exit "
+          f"code {PREEMPTED_EXIT}, the same command with --resume continues the run", file=sys.stderr, flush=True)
+
+
 class RunFolderBusy(InputError):
     """Another training is writing the same run folder."""
 
@@ -218,19 +230,28 @@ def train(
     folder holding ``model.safetensors`` without ``checkpoint.pt`` (a shipped model, or weights kept without their
     checkpoint) is refused rather than overwritten. A run whose final checkpoint cannot be written (the weights of
     its last iterations give non-finite outputs) raises :class:`NonFiniteLossError`: a returned result always has
-    its checkpoint on disk.
+    its checkpoint on disk. A resume first makes ``model.safetensors`` agree with ``checkpoint.pt`` (a write cut
+    between the two leaves it older): when it does not hold the checkpoint's iteration and weights, it is rewritten
+    from the checkpoint, saying so on stderr. A checkpoint past ``cfg.steps`` is refused (a run cannot go back).
+
+    Preemption (:mod:`.preemption`): SIGTERM or SIGUSR1 while it runs (in the main thread) makes every process
+    finish its iteration, write a checkpoint and raise :class:`~.preemption.TrainingPreempted` (the command
+    line's exit code :data:`~.preemption.PREEMPTED_EXIT`); ``resume`` then continues exactly. The signals'
+    previous handlers are restored when it returns.
     """
     kwargs = dict(resume=resume, hooks=hooks, progress=progress, allow_changes=allow_changes,
                   allow_unverified=allow_unverified)
     _refuse_weights_without_checkpoint(Path(out_dir))  # before the lock file: a model folder stays untouched
-    if _dist()[0] != 0:  # rank 0 holds the folder for every process
-        return _train(cfg, Path(out_dir), **kwargs)
-    with _run_folder(Path(out_dir)):
-        return _train(cfg, Path(out_dir), **kwargs)
+    rank, world = _dist()
+    with StopRequest(f"[rank {rank}] " if world > 1 else "").installed() as stop:
+        if rank != 0:  # rank 0 holds the folder for every process
+            return _train(cfg, Path(out_dir), stop=stop, **kwargs)
+        with _run_folder(Path(out_dir)):
+            return _train(cfg, Path(out_dir), stop=stop, **kwargs)
 
 
 def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hook] | None, progress: bool,
-           allow_changes: bool, allow_unverified: bool) -> TrainResult:
+           allow_changes: bool, allow_unverified: bool, stop: StopRequest) -> TrainResult:
     rank, world = _dist()
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
@@ -242,6 +263,11 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
         if len(ckpt["data"]) != world:
             raise CheckpointMismatchError(f"{ckpt_path} was written by {len(ckpt['data'])} processes, this run has "
                                           f"{world}: the data positions cannot be resumed exactly")
+        if int(ckpt["step"]) > cfg.steps:
+            raise CheckpointMismatchError(
+                f"{ckpt_path} has done {ckpt['step']} iterations, more than steps={cfg.steps} asks for, and a run "
+                f"cannot go back: set steps={ckpt['step']} (or more, to continue it) to use it, or use another "
+                f"output folder for a run of {cfg.steps} iterations")
     device = _device(cfg)
     if cfg.torch_threads is not None and device.type == "cpu":
         torch.set_num_threads(cfg.torch_threads)
@@ -254,8 +280,7 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
     if cfg.init_from and ckpt is None:
         kept = init_weights_from(model, cfg.init_from, allow_unverified=allow_unverified)
         if rank == 0:
-            print(f"init_from {cfg.init_from}: {len(kept['loaded'])} tensors loaded, "
-                  f"{len(kept['fresh'])} kept fresh ({', '.join(kept['fresh']) or 'none'})")
+            print(describe_init(cfg.init_from, kept))
     o = cfg.optim
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
@@ -268,7 +293,7 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
     saved_step = None  # step of the checkpoint on disk, if any
 
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        load_model_weights(model, ckpt["model"], ckpt_path)
         optimizer.load_state_dict(ckpt["optimizer"])
         data.load_state_dict(ckpt["data"][rank])
         _set_rng_state(ckpt["rng"])
@@ -282,6 +307,12 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
             header += f"\nResumed at iteration {start} with changes (allow_changes): " + "; ".join(ckpt["changes"])
             print(f"resuming {ckpt_path} at iteration {start} with changed settings: " + "; ".join(ckpt["changes"]))
         dump_config(cfg, out / "config.yaml", header=header)
+        clear_preempted(out)
+        if ckpt is not None:
+            wrong = sync_weights(out, ckpt, cfg)
+            if wrong:
+                print(f"{out / WEIGHTS} did not match {ckpt_path} ({wrong}): rewritten from the checkpoint "
+                      f"(iteration {start})", file=sys.stderr)
 
     net = model
     if world > 1:
@@ -317,10 +348,15 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
             summed = _all_reduce_sum(torch.tensor([terms[k] for k in keys], dtype=torch.float64, device=device))
             terms.update({k: float(v) for k, v in zip(keys, summed)})
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-        ok = torch.tensor([float(terms["finite"] and bool(torch.isfinite(grad_norm)))], device=device)
+        # [this iteration is bad here, a signal asked this process to stop]: the maximum over the processes, so
+        # that every one skips the same iterations and stops after the same one
+        flags = torch.tensor([float(not (terms["finite"] and bool(torch.isfinite(grad_norm)))), float(stop.signum)],
+                             device=device)
         if world > 1:
-            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
-        if ok.item() > 0:
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        bad, asked = flags.tolist()
+        good, stop_signal = bad == 0, int(asked)
+        if good:
             optimizer.step()
             counters["bad_steps_in_a_row"] = 0
             if not _weights_finite(model):  # a finite gradient can still overflow the weights (e.g. a huge lr)
@@ -340,7 +376,7 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
                     f"{counters['bad_steps_in_a_row']} consecutive iterations (up to {step}) had a non-finite loss or "
                     f"gradient; stopped. {_last_checkpoint(ckpt_path, saved_step)}"
                 )
-        if ok.item() > 0:  # a skipped iteration's loss is not the run's
+        if good:  # a skipped iteration's loss is not the run's
             last_loss = terms["loss"]
         done = step + 1
         if rank == 0 and step == start:  # the run's record of which kernels each layer ran (and why)
@@ -355,7 +391,7 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
             sps = steps_since_log * batch["obs"].numel() * world / max(now - t_log, 1e-9)
             mean = {k: v / steps_since_log for k, v in window.items()}  # loss terms: mean since the last row
             row = {"step": done, **mean, "lr": lr, "grad_norm": float(grad_norm),
-                   "skipped": int(ok.item() == 0), "bad_steps_total": counters["bad_steps_total"],
+                   "skipped": int(not good), "bad_steps_total": counters["bad_steps_total"],
                    "steps_per_s": sps, "elapsed_s": now - t_start}
             history.append(row)
             metrics.log(row)
@@ -370,9 +406,12 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
                 res = hook(ctx)
                 if res:
                     metrics.log_eval({"step": done, **res})
+        if world == 1 and stop.requested:  # one process: a signal during this iteration's bookkeeping counts too
+            stop_signal = stop.signum
         # the last iteration always writes one (skipped iterations left the weights as they were): a finished run
-        # has the checkpoint of its final state
-        if (done % cfg.checkpoint_every == 0 and counters["bad_steps_in_a_row"] == 0) or done == cfg.steps:
+        # has the checkpoint of its final state; so does a run asked to stop
+        if (done % cfg.checkpoint_every == 0 and counters["bad_steps_in_a_row"] == 0) or done == cfg.steps \
+                or stop_signal:
             # the weights about to be written have not been run yet: they must give finite outputs
             finite = torch.tensor([float(_outputs_finite(model, batch, cfg.chunk_len))], device=device)
             if world > 1:
@@ -389,9 +428,18 @@ def _train(cfg: TrainConfig, out_dir: Path, *, resume: bool, hooks: Sequence[Hoo
             if rank == 0:
                 save_checkpoint(out, step=done, model=model, optimizer=optimizer, data_states=data_states, cfg=cfg,
                                 counters=counters, last_loss=last_loss)
+                if stop_signal and done < cfg.steps:
+                    _record_preemption(out, done, stop_signal)
             saved_step = done
-            if world > 1:
+            if world > 1:  # no process leaves before the checkpoint (and the preemption record) is written
                 torch.distributed.barrier()
+        if stop_signal and done < cfg.steps:
+            if bar is not None:
+                bar.close()
+            metrics.close()
+            raise TrainingPreempted(f"stopped by {signal_name(stop_signal)} after iteration {done}; its checkpoint "
+                                    f"is in {out}: run again with resume=True (--resume) to continue", done,
+                                    signal_name(stop_signal))
     if bar is not None:
         bar.close()
     metrics.close()

@@ -4,6 +4,7 @@ with, and the papermill runner that executes the notebooks in order.
 - :mod:`.fields` declaring fields (:func:`param`, :class:`Rule`), :class:`ConfigError`
 - :mod:`.config` building and validating configs from YAML, dumping and describing them
 - :mod:`.registry` which config class validates which notebook
+- :mod:`.plugins` name-keyed registries (suites, backbones) and the plug-in modules of ``OMNIRL_PLUGINS``
 - :mod:`.artefacts` what a notebook takes from the earlier notebooks of its run folder
 - :mod:`.notebook` a notebook's configuration: its parameter file, then the values papermill injects
 - :mod:`.runner`, :mod:`.cli` ``python -m omnirl_core.workbook run|check|audit|describe``

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .orphans import popen_kwargs
+
 
 class DeviceJobError(RuntimeError):
     """A job that failed on its device; the message holds the end of its log."""
@@ -44,7 +46,7 @@ def run_on_devices(jobs: Sequence[tuple[str, list[str], Path]], devices: Sequenc
             log_path.parent.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ) if device is None else {**os.environ, "CUDA_VISIBLE_DEVICES": str(device)}
             with open(log_path, "w") as fh:
-                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+                proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, **popen_kwargs())
             running.append((proc, name, device, log_path))
             if log:
                 log(f"{name}: started on {_where(device)}")

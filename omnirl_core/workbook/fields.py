@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from .errors import InputError
+from .plugins import Names
 
 _META = "omnirl_config"
 
@@ -101,7 +102,7 @@ class _Constraints:
     gt: float | None = None
     le: float | None = None
     lt: float | None = None
-    choices: tuple[Any, ...] | None = None
+    choices: tuple[Any, ...] | Names | None = None
     rule: Rule | None = None
     min_len: int | None = None
     max_len: int | None = None
@@ -144,19 +145,21 @@ def param(
     Leave out ``default`` (and ``default_factory``) for a required field. Mutable defaults (lists,
     dicts, dataclass instances) are copied for each instance, so ``param([1, 2])`` is fine.
     Bounds (``ge``/``gt``/``le``/``lt``), ``choices`` and ``rule`` apply to a scalar value or to each
-    element of a list/tuple; ``min_len``/``max_len`` bound the length of a list/tuple.
+    element of a list/tuple; ``min_len``/``max_len`` bound the length of a list/tuple. ``choices`` may be a live
+    :class:`~omnirl_core.workbook.plugins.Names` view (a registry's names): it is read when a value is checked.
     """
+    live = isinstance(choices, Names)
     cons = _Constraints(
         ge=ge,
         gt=gt,
         le=le,
         lt=lt,
-        choices=tuple(choices) if choices is not None else None,
+        choices=choices if live or choices is None else tuple(choices),
         rule=rule,
         min_len=min_len,
         max_len=max_len,
     )
-    if cons.choices is not None and not cons.choices:
+    if cons.choices is not None and not live and not cons.choices:
         raise ValueError("param(choices=...) must not be empty")
     metadata = {_META: cons}
     if default is not dataclasses.MISSING and default_factory is not dataclasses.MISSING:

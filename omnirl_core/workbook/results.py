@@ -27,7 +27,7 @@ KEY_ARTEFACTS: dict[str, tuple[str, ...]] = {
     "02_synthesis": ("reward_curves.png", "sequences_dpd_bandit.png"),
     "03_training": ("loss_curves.png", "position_loss.png"),
     "04_evaluation": ("incontext_gain.png", "long_context.png", "curves_anymdp_16.png", "table1.md"),
-    "05_ablations": ("gain_curves.png", "summary.md", "table1_variants.md"),
+    "05_ablations": ("gain_curves.png", "context_loss.png", "summary.md", "table1_variants.md"),
 }
 """Per notebook, the files of its output folder that the docs show (the first is its key figure)."""
 

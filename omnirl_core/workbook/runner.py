@@ -15,6 +15,11 @@ two parameters: ``config_path`` (absolute path of its YAML) and ``run_dir`` (abs
 every selected notebook without ``NN:``); the validated result is written to the run folder and the notebook
 reads that file instead.
 
+One run at a time writes a run folder: a second ``run`` into it is refused at once, naming the holder (the
+package's folder lock, ``RUN_DIR/.lock``). Every file is written whole or not at all (:mod:`.runfiles`): an
+executed notebook replaces ``NN_name.ipynb`` when it ends, and ``workbook_run.json`` keeps the records of the
+notebooks a run did not execute. A write that fails (a full disk) names its file and leaves the previous one.
+
 Exit codes: 0 success, 1 a notebook failed, 2 a configuration or usage problem (nothing ran).
 The command line itself is :mod:`.cli`.
 """
@@ -24,11 +29,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import importlib
-import json
 import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +41,12 @@ from typing import Any
 
 from . import config as _config
 from .errors import InputError
+from .locks import folder_lock, remove_stale_temp_files
+from .runfiles import SUMMARY_FILE, finish_notebook, is_storage_error, named, temporary_path, write_record
 
 NOTEBOOK_RE = re.compile(r"^(\d{2})_[A-Za-z0-9_]+\.py$")
 DEFAULT_KERNEL = "omnirl"
 DEFAULT_REGISTRY = "omnirl_core.workbook.registry:NOTEBOOK_CONFIGS"
-SUMMARY_FILE = "workbook_run.json"
 
 
 class WorkbookError(InputError):
@@ -275,28 +281,6 @@ def _first_lines(source: str, n: int = 3) -> str:
     return text + ("\n    ..." if len(lines) > n else "")
 
 
-def _fix_output_metadata(output: Path, notebook: Path, root: Path) -> None:
-    """Record the source notebook's path (papermill stores the whole input node when given one)."""
-    import nbformat
-
-    if not output.exists():
-        return
-    try:
-        nb = nbformat.read(output, as_version=4)
-    except Exception:  # a half-written notebook is left as it is
-        return
-    meta = nb.metadata.get("papermill")
-    if meta is None:
-        return
-    try:
-        meta["input_path"] = str(notebook.relative_to(root))
-    except ValueError:
-        meta["input_path"] = str(notebook)
-    tmp = output.with_name(f".{output.name}.tmp")
-    nbformat.write(nb, tmp)
-    os.replace(tmp, output)
-
-
 def _kernel_options() -> dict[str, Any]:
     """Ask for CurveZMQ-encrypted kernel sockets where the kernel and jupyter_client support them."""
     from jupyter_client.manager import KernelManager
@@ -332,19 +316,27 @@ def _execute(job: NotebookJob, out_path: Path, run_dir: Path, kernel: str, root:
     import papermill
 
     nb = jupytext.read(job.notebook)
+    tmp = temporary_path(out_path)  # replaces out_path when the notebook ends (ok or failed)
     try:
-        papermill.execute_notebook(
-            nb,
-            str(out_path),
-            parameters={"config_path": str(job.params), "run_dir": str(run_dir)},
-            kernel_name=kernel,
-            cwd=str(root),
-            progress_bar=False,
-            log_output=log_output,
-            **_kernel_options(),
-        )
-    finally:
-        _fix_output_metadata(out_path, job.notebook, root)
+        with warnings.catch_warnings():  # papermill warns of an output name not ending in .ipynb
+            warnings.filterwarnings("ignore", "The specified file .* does not end in one of", UserWarning)
+            papermill.execute_notebook(
+                nb,
+                str(tmp),
+                parameters={"config_path": str(job.params), "run_dir": str(run_dir)},
+                kernel_name=kernel,
+                cwd=str(root),
+                progress_bar=False,
+                log_output=log_output,
+                **_kernel_options(),
+            )
+    except BaseException as exc:
+        if is_storage_error(exc):  # the executed notebook could not be written: the previous one stays
+            tmp.unlink(missing_ok=True)
+            raise named(exc, out_path) from exc
+        finish_notebook(tmp, out_path, job.notebook, root)  # the partially executed notebook
+        raise
+    finish_notebook(tmp, out_path, job.notebook, root)
 
 
 def run_workbook(
@@ -371,13 +363,11 @@ def run_workbook(
     from tqdm.auto import tqdm
 
     plan = _plan(params_dir, notebooks_dir=notebooks_dir, only=only, registry=registry, overrides=overrides)
+    name = _run_name(run_name, params_dir)
     _import_notebook_tools()
     _check_kernel(kernel)
     root_dir = Path(root).resolve() if root is not None else _default_root()
     out_root = Path(output_root).resolve() if output_root is not None else root_dir / "outputs"
-    name = run_name or Path(params_dir).resolve().name
-    if not name or "/" in name or name in (".", ".."):
-        raise WorkbookError(f"invalid run name {name!r}")
     run_dir = out_root / name
     run_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # silences a debugger notice from the kernel
@@ -386,6 +376,27 @@ def run_workbook(
         if echo:
             tqdm.write(text, file=sys.stderr)
 
+    with folder_lock(run_dir, busy="another workbook run is writing this run folder", error=WorkbookError):
+        for tmp in remove_stale_temp_files(run_dir):
+            say(f"removed {_pretty(tmp)}, a temporary file left by a process that is gone")
+        return _run_jobs(plan, params_dir, run_dir, name, kernel, root_dir, log_output, echo, say)
+
+
+def _run_name(run_name: str | None, params_dir: str | os.PathLike) -> str:
+    """``run_name`` (default: the parameter folder's name), refused unless it is a plain folder name."""
+    if run_name is None:
+        return Path(params_dir).resolve().name
+    bad = not run_name.strip() or run_name != run_name.strip() or run_name in (".", "..") or "\0" in run_name
+    if bad or any(sep and sep in run_name for sep in ("/", os.sep, os.altsep)):
+        raise WorkbookError(f"--run-name {run_name!r}: must be a plain folder name (not empty, no '/' and no "
+                            "spaces around it, not '.' or '..'); the run folder is OUTPUT_ROOT/NAME")
+    return run_name
+
+
+def _run_jobs(plan: _Plan, params_dir, run_dir: Path, name: str, kernel: str, root_dir: Path, log_output: bool,
+              echo: bool, say) -> list[NotebookResult]:
+    from tqdm.auto import tqdm
+
     for warning in plan.warnings:
         say(f"warning: {warning}")
     jobs = plan.jobs
@@ -393,6 +404,7 @@ def run_workbook(
     started = _dt.datetime.now().astimezone()
     t_start = time.perf_counter()
     failure: NotebookFailed | None = None
+    error: BaseException | None = None
     say(f"Running {len(jobs)} notebook(s) with {_pretty(Path(params_dir))} -> {_pretty(run_dir)} (kernel {kernel})")
     # A live bar on a terminal; plain lines in logs (tqdm disables itself when stderr is not a TTY).
     bar = tqdm(total=len(jobs), unit="nb", desc="workbook", disable=None if echo else True, file=sys.stderr)
@@ -403,9 +415,11 @@ def run_workbook(
                 say(f"[{i}/{len(jobs)}] {job.stem} ...")
             out_path = run_dir / f"{job.stem}.ipynb"
             result.output = out_path
-            validated = _config.dump_config(
-                job.config, run_dir / f"{job.stem}.config.yaml", header=f"Validated parameters of {job.stem}"
-            )
+            validated = run_dir / f"{job.stem}.config.yaml"
+            try:
+                _config.dump_config(job.config, validated, header=f"Validated parameters of {job.stem}")
+            except OSError as exc:
+                raise named(exc, validated) from exc
             if job.overridden:
                 job = dataclasses.replace(job, params=Path(validated).resolve())
             t0 = time.perf_counter()
@@ -413,6 +427,9 @@ def run_workbook(
                 _execute(job, out_path, run_dir, kernel, root_dir, log_output)
             except BaseException as exc:
                 result.seconds = time.perf_counter() - t0
+                if is_storage_error(exc):  # nothing of this run of the notebook was kept: its earlier record stays
+                    say(f"[not written] {job.stem}  {result.seconds:.1f} s")
+                    raise
                 result.status = "failed"
                 failure = _failure(job, out_path, exc)
                 result.error = str(failure)
@@ -428,12 +445,20 @@ def run_workbook(
             for problem in audit_notebook(out_path):
                 say(f"  [audit] {problem}")
             bar.update(1)
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         bar.close()
         total = time.perf_counter() - t_start
-        _write_summary(run_dir, params_dir, kernel, started, total, results)
         if echo:
             print(_summary_text(name, results, total), file=sys.stderr)
+        try:
+            write_record(run_dir, params_dir, kernel, started, results)
+        except OSError as exc:
+            if error is None:
+                raise
+            say(f"warning: {SUMMARY_FILE} was not updated: {exc}")  # the error above is the one reported
     if failure is not None:
         raise failure
     return results
@@ -469,21 +494,3 @@ def _summary_text(name: str, results: list[NotebookResult], total: float) -> str
         for r in results
     ]
     return "\n".join([head, *rows])
-
-
-def _write_summary(
-    run_dir: Path, params_dir: str | os.PathLike, kernel: str, started: _dt.datetime, total: float, results
-) -> None:
-    data = {
-        "params_dir": str(Path(params_dir).resolve()),
-        "kernel": kernel,
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(total, 3),
-        "notebooks": [
-            {**dataclasses.asdict(r), "output": str(r.output) if r.output else None, "seconds": round(r.seconds, 3)}
-            for r in results
-        ],
-    }
-    tmp = run_dir / f".{SUMMARY_FILE}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / SUMMARY_FILE)
