@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from omnirl_core.evaluation import EvaluationConfig, RandomAgent, run_agent  # noqa: E402
 from omnirl_core.evaluation.protocol import config_suite  # noqa: E402
+from omnirl_core.evaluation.suites import suite_spec  # noqa: E402
 from omnirl_core.studies.ablations import AblationConfig, run_key, variant_configs  # noqa: E402
 from omnirl_core.studies.cross_suite import eval_settings  # noqa: E402
 from omnirl_core.workbook import load_config  # noqa: E402
@@ -90,7 +92,7 @@ def ablation_rows(cfg: AblationConfig, ev: EvaluationConfig, args) -> tuple[list
             for seed in range(cfg.seeds):
                 dataset, training = variant_configs(cfg, study, variant, seed)
                 key = run_key(cfg, study, dataset, training)
-                fits = [n for n in also if n != suite and config_suite(ev, n, 1).n_obs <= training.model.ns_max]
+                fits = [n for n in also if n != suite and suite_spec(n).n_obs <= training.model.ns_max]
                 test_steps += steps * (1 + len(fits))
                 if key in seen:
                     continue
@@ -117,6 +119,8 @@ def main(argv=None) -> int:
     if args.smoke:
         args.tasks, args.episodes = 1, 2
     ev = load_config(EvaluationConfig, ROOT / "params/paper/04_evaluation.yaml")
+    if args.smoke:  # Pendulum's model from a few samples: its lengths are 200 steps whatever the model
+        ev = replace(ev, pendulum_samples=5, pendulum_reference_episodes=2)
     ab = load_config(AblationConfig, ROOT / "params/paper/05_ablations.yaml")
     print(f"Paper profile, projected: online steps at {args.step_ms:g} ms per batch step (assumed), training at "
           f"{args.iter_s:g} s per iteration per GPU (the paper's rate), {args.gpus} GPUs; episode lengths: the "

@@ -161,16 +161,21 @@ display(Markdown(table))
 # trained on Garnet on AnyMDP and on Pendulum. Here every variant is also run, with the same online protocol, on
 # the suites of `also_suites` (a study's own list, else the file's): one row per trained model (DPD, shared by
 # `tags` and `data_strategy`, is one row), one column per suite, the score in the last log-spaced bin and the
-# in-context gain with 95% intervals. A model with fewer observation ids (`ns_max`) than a suite is skipped
+# in-context gain with 95% intervals; studies with the same `table` title share a table (the parameter files put
+# `tags` and `data_strategy` in one). A model with fewer observation ids (`ns_max`) than a suite is skipped
 # there, with the reason below the table. The paper's best scores within 10,000 episodes, another measure than a
 # last bin, follow the score table for scale only.
 
 # %%
-parts = []
-for title, names in (("Data strategies and tags", ("data_strategy", "tags")),
-                     ("Trained on AnyMDP or on Garnet", ("garnet",))):
+parts, idle = [], []
+for title, names in xs.table_groups(cfg).items():  # the studies' `table` titles: one table per title
     text = xs.suite_table(cfg, results, names)
-    parts.append(f"### {title}\n\n" + (text or f"(not run here: add {' / '.join(names)} to `run`)"))
+    if text:
+        parts.append(f"### {title}\n\n{text}")
+    else:
+        idle.append(f"{title} ({', '.join(names)})")
+if idle:
+    parts.append("Not run here (add them to `run`): " + "; ".join(idle) + ".")
 report = "\n\n".join(parts)
 _ = (out_dir / "table1_variants.md").write_text(report + "\n")
 display(Markdown(report))

@@ -540,3 +540,16 @@ def test_context_loss_falls_for_a_model_that_learns_in_context_and_is_off_at_zer
     assert pooled["seeds"] == 2 and pooled["loss"][0] == pytest.approx(curve["loss"][0] + 0.5)
     cfg.loss_sequences = 0
     assert cl.context_loss(cfg, "tags", model, 128) is None
+
+
+def test_cross_suite_tables_are_grouped_by_the_studies_table_titles():
+    """Notebook 05's cross-suite tables come from the file: studies with one ``table`` title share a table, a
+    study without one has its own, titled by its name."""
+    cfg = load_config(ab.AblationConfig, QUICK)
+    groups = xs.table_groups(cfg)
+    assert groups["Data strategies and tags"] == ["tags", "data_strategy"]
+    assert groups["Trained on AnyMDP or on Garnet"] == ["garnet"]
+    assert sum(len(v) for v in groups.values()) == len(cfg.studies)
+    cfg.studies["extra"] = ab.StudyConfig(variants={"base": {}})
+    assert xs.table_groups(cfg)["extra"] == ["extra"]
+    assert xs.table_groups(cfg, ["garnet"]) == {"Trained on AnyMDP or on Garnet": ["garnet"]}

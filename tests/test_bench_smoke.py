@@ -143,7 +143,6 @@ def test_ppo_cost_smoke():
     assert len(found) >= 2 and all(rows for _, rows in found), text
 
 
-@pytest.mark.slow
 def test_paper_cost_smoke():
     """The paper profile's 04 and 05 projected from its files: a row per suite of 04 and per study of 05."""
     from omnirl_core.evaluation import EvaluationConfig

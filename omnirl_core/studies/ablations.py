@@ -69,6 +69,9 @@ class StudyConfig:
     "Steps per test task of this study (None: the configuration's eval_steps)."
     also_suites: list[str] | None = param(None, rule=ANY_SUITE)
     "Further suites to score every variant on (None: the configuration's also_suites; [] none)."
+    table: str = param("")
+    ("Title of the cross-suite table (notebook 05's table1_variants.md) this study's variants join: studies with one "
+     "title share a table, a variant they share one row; empty: a table of its own, titled by the study's name.")
 
 
 def _default_training() -> TrainConfig:

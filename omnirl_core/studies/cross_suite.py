@@ -27,7 +27,8 @@ from ..evaluation.suites import PAPER_TABLE1, SUITE_NAMES, model_fit, suite_spec
 from ..workbook.fields import Rule
 
 __all__ = ["ANY_SUITE", "eval_settings", "further_suites", "test_suite", "suite_fit", "score_on_suites",
-           "saved_suites", "suites_to_measure", "suite_ident", "suite_rows", "suite_table", "VARIANT_LABELS"]
+           "saved_suites", "suites_to_measure", "suite_ident", "suite_rows", "suite_table", "table_groups",
+           "VARIANT_LABELS"]
 
 ANY_SUITE = Rule(lambda s: s in SUITE_NAMES, "a registered suite (omnirl_core.evaluation.suites.SUITE_NAMES)")
 
@@ -155,6 +156,15 @@ def score_on_suites(cfg: Any, study: str, label: str, folder: Path, model_cfg, g
 
 
 # ---------------------------------------------------------------------------------------------- report
+def table_groups(cfg: Any, studies: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Title -> the studies of ``studies`` (default: all, in the file's order) whose variants share a cross-suite
+    table (:class:`~.ablations.StudyConfig` ``table``; a study without one has a table of its own)."""
+    groups: dict[str, list[str]] = {}
+    for name in cfg.studies if studies is None else studies:
+        groups.setdefault(cfg.studies[name].table or name, []).append(name)
+    return groups
+
+
 def suite_rows(cfg: Any, results: dict[str, Sequence[Any]], studies: Sequence[str]) -> tuple[list[str], list[dict]]:
     """(suites, rows) of the report over the variants of ``studies`` that are in ``results``: the suites are every
     study's test suite, then its further suites, in order; one row per trained model (a variant shared by two
