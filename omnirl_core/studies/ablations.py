@@ -41,7 +41,7 @@ from ..workbook.config import config_to_dict, load_config
 from ..workbook.fields import ConfigError, Rule, _issue_text, check, param
 from . import cross_suite as xs
 from .archive import find_archived, restore_archived, result_key, save_archived
-from .cluster import ClusterConfig
+from .cluster_config import ClusterConfig
 from .context_loss import context_loss, pool_context_loss
 from .cross_suite import ANY_SUITE, eval_settings, score_on_suites, test_suite
 from .seeds import pool_seeds, pool_suites, seeded_configs
