@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..workbook.atomic import write_text_atomic
 from ..workbook.errors import InputError
 from .config import DatasetConfig
 
@@ -78,18 +78,9 @@ def shard_name(k: int) -> str:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=1, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp_{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # named .tmp_*: a dataset folder's own cleanup (the synthesis writer) removes such leftovers
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True) + "\n",
+                      tmp=Path(path).with_name(f".tmp_{Path(path).name}.{os.getpid()}"))
 
 
 def verify_shard_dir(path: Path, record: dict | None = None) -> str | None:

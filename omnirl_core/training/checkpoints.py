@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .. import model as M
+from ..workbook.atomic import atomic_write
 from ..workbook.config import config_to_dict
 from ..workbook.errors import InputError
 from .config import TrainConfig
@@ -183,18 +184,14 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:  # name the file being written, not its temporary name
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    except RuntimeError as exc:  # torch.save reports a failed write (a full disk) as a RuntimeError
-        raise OSError(errno.EIO, f"writing failed ({' '.join(str(exc).split())[:120]})", str(path)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
+    """:func:`~omnirl_core.workbook.atomic.atomic_write` of ``write(temporary path)``."""
+    def guarded(tmp: Path) -> None:
+        try:
+            write(str(tmp))
+        except RuntimeError as exc:  # torch.save reports a failed write (a full disk) as a RuntimeError
+            raise OSError(errno.EIO, f"writing failed ({' '.join(str(exc).split())[:120]})", str(path)) from exc
+
+    atomic_write(path, guarded)
 
 
 def save_checkpoint(out_dir: Path, *, step: int, model, optimizer, data_states: list[dict], cfg: TrainConfig,

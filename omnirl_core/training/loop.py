@@ -47,6 +47,7 @@ import torch
 
 from .. import model as M
 from ..model.layers.common import kernel_record
+from ..workbook.atomic import write_text_atomic
 from ..workbook.config import dump_config
 from ..workbook.errors import InputError, RunStopped
 from ..workbook.locks import LOCK_FILE, folder_lock, remove_stale_temp_files
@@ -191,9 +192,7 @@ KERNELS_FILE = "kernels.json"
 
 def _write_kernels(path: Path, kernels: dict[str, list[str]]) -> None:
     """``{layer: [kernels it ran (reason)]}`` of the run's first iteration, written atomically."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(kernels, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(kernels, indent=2))
 
 
 def _refuse_weights_without_checkpoint(out: Path) -> None:

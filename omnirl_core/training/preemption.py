@@ -19,6 +19,8 @@ import signal
 import threading
 from pathlib import Path
 
+from ..workbook.atomic import write_text_atomic
+
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL of sysexits.h: "try again later"
 """Exit code of ``python -m omnirl_core.training`` after a stop asked by a signal (checkpoint written)."""
 
@@ -81,10 +83,8 @@ def signal_name(signum: int) -> str:
 
 def write_preempted(out: Path, step: int, signum: int) -> None:
     """Record the preemption in the run folder (atomically)."""
-    path = out / PREEMPTED_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"step": step, "signal": signal_name(signum), "exit_code": PREEMPTED_EXIT}) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(out / PREEMPTED_FILE,
+                      json.dumps({"step": step, "signal": signal_name(signum), "exit_code": PREEMPTED_EXIT}) + "\n")
 
 
 def clear_preempted(out: Path) -> None:

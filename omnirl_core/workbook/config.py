@@ -40,7 +40,6 @@ import dataclasses
 import difflib
 import json
 import os
-import tempfile
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .atomic import write_text_atomic
 from .fields import (
     ConfigError,
     _Constraints,
@@ -441,22 +441,8 @@ def dump_config(cfg: Any, path: str | os.PathLike, header: str | None = None) ->
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None, allow_unicode=True)
     if header:
         text = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines()) + text
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text, fsync=False)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _md(text: str) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .atomic import atomic_write
+
 FIGURE_KEY = "omnirl_figure"
 """Output metadata key that names the file an image output shows."""
 NO_FIGURE = "no figure:"
@@ -25,13 +27,7 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     """Write ``fig`` to ``path`` as PNG through a temporary file (a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.png'}")
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"), fsync=False)
     return path
 
 

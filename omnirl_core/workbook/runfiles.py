@@ -20,42 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .atomic import named, temporary_path, write_text_atomic  # noqa: F401 - the runner uses them here
 from .errors import _STORAGE_ERRNOS
 
 SUMMARY_FILE = "workbook_run.json"
 
 
-def temporary_path(path: Path) -> Path:
-    """``.NAME.PID.tmp`` beside ``path``: the name :func:`~.locks.remove_stale_temp_files` clears once its process
-    is gone."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def is_storage_error(exc: BaseException) -> bool:
     """A write the machine refused (full disk, quota, read-only folder, no permission)."""
     return isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
-
-
-def named(exc: OSError, path: str | os.PathLike) -> OSError:
-    """``exc`` naming ``path``, the file being written (a failed ``write`` names no file; a failed ``open`` names
-    the temporary file)."""
-    return OSError(exc.errno, exc.strerror or str(exc), os.fspath(path))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``; on failure the temporary file is
-    removed, ``path`` keeps its previous content and the error names ``path``."""
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise named(exc, path) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def finish_notebook(tmp: Path, output: Path, notebook: Path, root: Path) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..workbook.atomic import atomic_write
 
 TASK_FILE_FORMAT = "omnirl-task"
 TASK_FILE_VERSION = 1
@@ -265,26 +266,15 @@ class Task:
                 "meta": self.meta,
             }
         )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    header=np.array(header),
-                    transition=self.transition,
-                    reward=self.reward,
-                    reward_noise=self.reward_noise,
-                    start_prob=self.start_prob,
-                    terminal=self.terminal,
-                    state_mapping=self.state_mapping,
-                )
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        arrays = dict(header=np.array(header), transition=self.transition, reward=self.reward,
+                      reward_noise=self.reward_noise, start_prob=self.start_prob, terminal=self.terminal,
+                      state_mapping=self.state_mapping)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:  # a file object: np.savez would append .npz to a name
+                np.savez(fh, **arrays)
+
+        atomic_write(path, write)
         return path
 
     @classmethod
