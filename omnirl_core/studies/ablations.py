@@ -278,7 +278,7 @@ def run_variant(cfg: AblationConfig, study: str, variant: str, root: str | Path,
     key = run_key(cfg, study, dataset, training)
     folder = root / "runs" / key  # variants of different studies with equal configurations share a run
     gain_path = folder / "gain.json"
-    name = f"{study}/{variant}" + (f" seed {seed}" if seed else "")
+    name = run_label(study, variant, seed)
     pointer = root / study / (f"{variant}.json" if seed == 0 else f"{variant}.seed{seed}.json")
     kept = archive_key(cfg, study, dataset, training)
     if not gain_path.is_file() and cfg.results_dir:
@@ -449,7 +449,6 @@ def spread_variants(cfg: AblationConfig, config_path: str | Path | None, root: s
     land in the cache that :func:`run_studies` then reads back. A failing variant raises with the end of its log."""
     import sys
 
-    from ..synthesis import synthesize
     from ..workbook.devices import run_on_devices, slots
 
     log = log or (lambda _m: None)
@@ -464,13 +463,34 @@ def spread_variants(cfg: AblationConfig, config_path: str | Path | None, root: s
         for seed in range(cfg.seeds):
             for variant in cfg.studies[name].variants:
                 dataset, training = variant_configs(cfg, name, variant, seed)
-                synthesize(dataset, root / "data" / dataset_key(dataset), workers=cfg.workers,
-                           progress=cfg.progress)
                 jobs.setdefault(run_key(cfg, name, dataset, training), (name, variant, seed))
+    synthesize_for(cfg, root, list(jobs.values()), log=None)  # here first: variants share datasets
     extra = ["--results", str(cfg.results_dir)] if cfg.results_dir else []
-    commands = [(f"{name}/{variant}" + (f" seed {seed}" if seed else ""),
+    commands = [(run_label(name, variant, seed),
                  [sys.executable, "-m", "omnirl_core.studies", str(config_path), "--study", name, "--variant", variant,
                   "--seed", str(seed), "--out", str(root), *extra],
                  root / "logs" / (f"{name}.{variant}.log" if seed == 0 else f"{name}.{variant}.seed{seed}.log"))
                 for name, variant, seed in jobs.values()]
     run_on_devices(commands, slots(cfg.devices, cfg.cpu_processes), log=log)
+
+
+def synthesize_for(cfg, root: str | Path, runs: Sequence[tuple[str, str, int]],
+                   log: Callable[[str], None] | None = print) -> None:
+    """Synthesise (or verify) the datasets of ``runs`` under ``root/data``, each once."""
+    from ..synthesis import synthesize
+
+    done: set[Path] = set()
+    for study, variant, seed in runs:
+        dataset, _ = variant_configs(cfg, study, variant, seed)
+        data_dir = Path(root) / "data" / dataset_key(dataset)
+        if data_dir not in done:
+            t0 = time.perf_counter()
+            synthesize(dataset, data_dir, workers=cfg.workers, progress=cfg.progress)
+            done.add(data_dir)
+            if log:
+                log(f"data {data_dir.name} ready ({time.perf_counter() - t0:.1f} s)")
+
+
+def run_label(study: str, variant: str, seed: int) -> str:
+    """``study/variant``, with `` seed s`` for a seed other than 0: how logs and errors name a run."""
+    return f"{study}/{variant}" + (f" seed {seed}" if seed else "")

@@ -19,13 +19,15 @@ from .ablations import (
     AblationConfig,
     StudyConfig,
     markdown_summary,
+    run_label,
     run_studies,
     run_variant,
     spread_variants,
     summary_rows,
+    synthesize_for,
     tql_reference,
 )
-from .cluster import EXECUTORS, check_executor, pending_runs, run_label, run_local, submit_slurm, synthesize_for
+from .cluster import EXECUTORS, check_executor, pending_runs, run_local, submit_slurm
 from .cross_suite import suite_table
 
 # --slurm-OPTION -> (field of the cluster section, type, metavar)

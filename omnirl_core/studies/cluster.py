@@ -7,8 +7,8 @@
 1. :func:`pending_runs` lists the (study, variant, seed) runs not finished under the run folder ROOT, one per run
    folder (variants with equal configurations share a run), after restoring the results kept in ``results_dir``
    as :func:`~omnirl_core.studies.ablations.run_variant` would;
-2. :func:`synthesize_for` writes their datasets here, before anything is submitted (synthesis holds a dataset
-   folder's lock and refuses a second writer at once);
+2. :func:`~omnirl_core.studies.ablations.synthesize_for` writes their datasets here, before anything is submitted
+   (synthesis holds a dataset folder's lock and refuses a second writer at once);
 3. :func:`submit_slurm` submits them as one SLURM job array (submitit's ``map_array``: one ``sbatch``, ``--array=
    0-(N-1)%P``), each element a :class:`VariantJob` that calls ``run_variant(cfg, study, variant, ROOT, seed=s)``;
    :func:`run_local` runs the same jobs through submitit's ``LocalExecutor`` on this machine's slots (``devices``
@@ -93,24 +93,10 @@ def pending_runs(cfg, root: str | Path, studies: Sequence[str] | None = None) ->
     return list(out.values())
 
 
-def synthesize_for(cfg, root: str | Path, runs: Sequence[tuple[str, str, int]],
-                   log: Callable[[str], None] | None = print) -> None:
-    """Synthesise (or verify) the datasets of ``runs`` under ``root/data``, each once."""
-    from ..synthesis import synthesize
+def _label(study: str, variant: str, seed: int) -> str:
+    from .ablations import run_label
 
-    done: set[Path] = set()
-    for study, variant, seed in runs:
-        dataset, _, data_dir, _ = _run_paths(cfg, study, variant, seed, Path(root))
-        if data_dir not in done:
-            t0 = time.perf_counter()
-            synthesize(dataset, data_dir, workers=cfg.workers, progress=cfg.progress)
-            done.add(data_dir)
-            if log:
-                log(f"data {data_dir.name} ready ({time.perf_counter() - t0:.1f} s)")
-
-
-def run_label(study: str, variant: str, seed: int) -> str:
-    return f"{study}/{variant}" + (f" seed {seed}" if seed else "")
+    return run_label(study, variant, seed)
 
 
 # ------------------------------------------------------------------------------------------------ the job
@@ -331,7 +317,7 @@ def run_local(cfg, root: str | Path, runs: Sequence[tuple[str, str, int]],
                 job = executor.submit(fn, *run)
                 running.append((job, slot, run))
                 if log:
-                    log(f"{run_label(*run)}: started as local job {job.job_id} on "
+                    log(f"{_label(*run)}: started as local job {job.job_id} on "
                         f"{'a CPU process' if slot is None else f'device {slot}'}")
             while not any(job.done() for job, *_ in running):
                 time.sleep(poll_seconds)
@@ -343,10 +329,10 @@ def run_local(cfg, root: str | Path, runs: Sequence[tuple[str, str, int]],
                     for other, *_ in running:
                         other.cancel()
                     tail = "\n".join(str(error).strip().splitlines()[-12:])
-                    raise ClusterJobError(f"{run_label(*run)} failed (local job {job.job_id}, logs "
+                    raise ClusterJobError(f"{_label(*run)} failed (local job {job.job_id}, logs "
                                           f"{job.paths.stdout} and {job.paths.stderr}):\n{tail}")
                 out.append(job.result())
                 free.append(slot)
                 if log:
-                    log(f"{run_label(*run)}: done (local job {job.job_id})")
+                    log(f"{_label(*run)}: done (local job {job.job_id})")
     return out
