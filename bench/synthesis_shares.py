@@ -1,27 +1,27 @@
 """What the behaviour mixture puts in a dataset: the share of steps per tag and per behaviour, and how often the
-executed action is the label (the oracle's action), for each synthesis process side by side.
+executed action is the label (the oracle's action), for each engine side by side (one process, other random
+streams: the columns agree up to sampling noise).
 
-    python bench/synthesis_shares.py                       # dpd mixture, AnyMDP(16, 5), 256 x 4,096 steps
-    python bench/synthesis_shares.py --ns 32 --seq-len 8192 --n 128 --engine numpy
-    python bench/synthesis_shares.py --smoke             # seconds: 8 x 256 steps, numpy engine
+    python bench/synthesis_shares.py --out bench/results/synthesis_shares.md   # dpd mixture, AnyMDP(16, 5), 256 x 4,096
+    python bench/synthesis_shares.py --ns 32 --seq-len 8192 --n 128
+    python bench/synthesis_shares.py --smoke             # seconds: 8 x 256 steps
 
-Prints one table per quantity with a column per process (``DatasetConfig.process``); the numbers are shares of the
-non-boundary steps of one shard, seed 0.
+Prints one table per quantity with a column per engine (``DatasetConfig.engine``); the numbers are shares of the
+non-boundary steps of one shard, seed 0. ``--out`` also writes what it prints to a file.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from omnirl_core.synthesis import BEHAVIOURS, BOUNDARY, TAG_NAMES, DatasetConfig, synthesize_shard
 from omnirl_core.workbook import load_config
 
 
-def shares(process: str | None, args) -> dict[str, dict[str, float]]:
+def shares(engine: str, args) -> dict[str, dict[str, float]]:
     cfg = {"seed": 0, "ns": args.ns, "na": 5, "seq_len": args.seq_len, "n_sequences": args.n,
-           "sequences_per_shard": args.n, "batch_size": min(args.n, 128), "engine": args.engine}
-    if process is not None:
-        cfg["process"] = process
+           "sequences_per_shard": args.n, "batch_size": min(args.n, 128), "engine": engine}
     d = synthesize_shard(load_config(DatasetConfig, cfg), 0)
     real = d["behaviour"] != BOUNDARY
     tag, beh = d["tag"][real], d["behaviour"][real]
@@ -41,23 +41,25 @@ def main() -> None:
     p.add_argument("--ns", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=None, help="steps per sequence [4096; smoke 256]")
     p.add_argument("--n", type=int, default=None, help="sequences [256; smoke 8]")
-    p.add_argument("--engine", default=None, choices=("numba", "numpy"), help="[numba; smoke numpy]")
-    p.add_argument("--process", nargs="*", default=None, help="processes to compare (default: all)")
+    p.add_argument("--engine", nargs="*", default=["numba", "numpy"], choices=("numba", "numpy"),
+                   help="engines to compare [both]")
+    p.add_argument("--out", default=None, help="also write the tables to this file")
     p.add_argument("--smoke", action="store_true", help="seconds: a tiny shard (checks that the script runs)")
     args = p.parse_args()
-    # The numpy engine needs no compilation, which on a cold numba cache would take longer than a smoke run.
-    for name, full, smoke in (("seq_len", 4096, 256), ("n", 256, 8), ("engine", "numba", "numpy")):
+    for name, full, smoke in (("seq_len", 4096, 256), ("n", 256, 8)):
         if getattr(args, name) is None:
             setattr(args, name, smoke if args.smoke else full)
-    field = DatasetConfig.__dataclass_fields__.get("process")
-    processes = args.process or ([None] if field is None else ["reference", "workbench_v1"])
-    cols = {str(pr): shares(pr, args) for pr in processes}
+    cols = {engine: shares(engine, args) for engine in args.engine}
+    lines = [f"`python bench/synthesis_shares.py` (AnyMDP({args.ns}, 5), {args.n} x {args.seq_len} steps, seed 0; "
+             "shares of the non-boundary steps)"]
     for table in next(iter(cols.values())):
-        print(f"\n{table} (AnyMDP({args.ns}, 5), {args.n} x {args.seq_len} steps, {args.engine})")
-        print(f"| {'':36s} | " + " | ".join(f"{c:>12s}" for c in cols) + " |")
-        print("|" + "-" * 38 + "|" + "|".join("-" * 14 for _ in cols) + "|")
+        lines += ["", f"{table}:", "", "| | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
         for row in cols[next(iter(cols))][table]:
-            print(f"| {row:36s} | " + " | ".join(f"{cols[c][table][row]:12.3f}" for c in cols) + " |")
+            lines.append(f"| {row} | " + " | ".join(f"{cols[c][table][row]:.3f}" for c in cols) + " |")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

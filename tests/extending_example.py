@@ -1,7 +1,8 @@
-"""A plug-in module from outside the package: a toy suite and a toy backbone, registered on import.
+"""A plug-in module from outside the package: a toy suite, a toy backbone and a behaviour, registered on import.
 
 ``OMNIRL_PLUGINS=extending_example`` (with this folder on ``PYTHONPATH``) makes every command line accept them by
-name: ``--suite toy_chain`` for the evaluation, ``model.backbone: toy_gru`` for training (tests/test_extending.py).
+name: ``--suite toy_chain`` for the evaluation, ``model.backbone: toy_gru`` for training, ``mixture.weights:
+{sticky_random: 0.2}`` for synthesis (tests/test_extending.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch.nn as nn
 
 from omnirl_core.evaluation import register_suite, task_suite
 from omnirl_core.model import register_backbone
+from omnirl_core.synthesis import ActContext, register_behaviour
 from omnirl_core.world import Task
 
 
@@ -45,5 +47,16 @@ class GRUBlock(nn.Module):
         return x + y, {"h": h[0]}, v_first
 
 
+STICKINESS = 0.9
+
+
+def sticky_random(ctx: ActContext) -> np.ndarray:
+    """Repeat the previous action with probability STICKINESS, else a uniform random one (its own stream)."""
+    n = ctx.states.size
+    keep = (ctx.prev_action >= 0) & (ctx.rng.random(n) < STICKINESS)
+    return np.where(keep, ctx.prev_action, ctx.rng.integers(0, ctx.na, n))
+
+
 register_suite("toy_chain", toy_chain, n_obs=3, na=2, family="toy", description="3-state chain, 2 actions")
 register_backbone("toy_gru", GRUBlock, default_head_dim=8, description="a GRU")
+register_behaviour("sticky_random", sticky_random, tag=6, doc="repeats its last action 9 times in 10")

@@ -120,7 +120,7 @@ def test_synthesis_shares_smoke():
     found = tables(ok(run("synthesis_shares.py", "--smoke")))
     assert len(found) == 4  # tag share, behaviour share, action == label, random actions
     for header, rows in found:
-        assert header == ["", "reference", "workbench_v1"] and rows
+        assert header == ["", "numba", "numpy"] and rows
     for _, rows in found[:2]:  # every non-boundary step has one tag and one behaviour: each column sums to 1
         for col in (1, 2):
             assert sum(float(r[col]) for r in rows) == pytest.approx(1.0, abs=0.01), rows

@@ -175,9 +175,17 @@ def test_expected_rewards_are_ordered(dpd):
         m = beh == BEHAVIOURS.index(name)
         return r[m].mean()
 
+    def per_sequence(name):  # each sequence's mean reward over its steps of this behaviour (>= 20 of them)
+        m = beh == BEHAVIOURS.index(name)
+        return np.array([r[b][m[b]].mean() for b in range(beh.shape[0]) if m[b].sum() >= 20])
+
     oracle, rnd = rate("oracle_0.994"), rate("drift_random")
     assert oracle > rnd + 0.01
-    assert oracle >= rate("noisy_oracle_0.994") - 0.005
+    # a noisy oracle's epsilon decays within tens of steps: no better than the oracle, up to the spread of the
+    # tasks the two happen to act on (the standard error over sequences)
+    o, n = per_sequence("oracle_0.994"), per_sequence("noisy_oracle_0.994")
+    se = np.sqrt(o.var(ddof=1) / o.size + n.var(ddof=1) / n.size)
+    assert o.mean() >= n.mean() - 3 * se, (o.mean(), n.mean(), se)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

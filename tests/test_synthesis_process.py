@@ -1,4 +1,4 @@
-"""Data synthesis follows the reference's process (``DatasetConfig.process``), in both engines: schedules run from
+"""Data synthesis follows the reference's process, in both engines: schedules run from
 the sequence start, one drifting table per sequence, the mixtures' own model-based learner, the oracle's share
 after the random draw, the Q-learner's horizon, spread observation ids; the behaviour mixture against its weights
 (chi-square, with a deliberately wrong mixture that the same checks reject); ``tags: false`` hides every tag and
@@ -25,12 +25,12 @@ from omnirl_core.synthesis import (
     synthesize_shard,
 )
 from omnirl_core.synthesis import numba_learners as nb
-from omnirl_core.synthesis.behaviours import _DriftingTables, behaviour_weights
+from omnirl_core.synthesis.behaviours import behaviour_weights
+from omnirl_core.synthesis.drifting import DriftingTables
 from omnirl_core.workbook import load_config
 from omnirl_core.world import BatchedAnyMDPEnv, ModelBasedLearner, QLearner, RandomPolicy, run_policy, sample_anymdp
 
 ENGINES = ["numba", "numpy"]
-PROCESSES = ["reference", "workbench_v1"]
 NO_MASKS = {"seq_mask_prob": 0.0, "episode_mask_prob": 0.0}
 ZERO = {"w_drift_random": 0.0, "w_model_based": 0.0, "w_q_learning": 0.0, "w_mb_oracle": [0.0] * 4,
         "w_noisy_oracle": [0.0, 0.0], "w_oracle": [0.0, 0.0, 0.0]}
@@ -49,12 +49,27 @@ def _env_clock(beh: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- schedules
-def _late_random_share_z(d: dict, ns: int, na: int, start: int) -> float:
+def _stint_clock(beh: np.ndarray) -> np.ndarray:
+    """[B, T] environment steps since the behaviour last changed (what a schedule restarted at every switch
+    would run on; a re-draw of the same behaviour is not seen)."""
+    out = np.zeros(beh.shape)
+    for b in range(beh.shape[0]):
+        real = beh[b] != BOUNDARY
+        ids = beh[b][real]
+        k = np.arange(ids.size)
+        starts = np.maximum.accumulate(np.where(np.r_[True, ids[1:] != ids[:-1]], k, 0))
+        out[b][real] = k - starts
+    return out
+
+
+def _late_random_share_z(d: dict, ns: int, na: int, start: int, restart: bool = False) -> float:
     """z of the noisy oracle's random-action share at env clock >= ``start`` against the reference's schedule run
     from the sequence start: epsilon_k = max(1 - u k / (ns na), 0), u ~ U(0, 1) per sequence, whose mean over u
     is 1 - k / (2 ns na) below k = ns na and ns na / (2 k) above. One value per sequence (its share and its
-    expectation over its own steps), so the standard error is the spread across sequences."""
+    expectation over its own steps), so the standard error is the spread across sequences. ``restart``: the
+    expectation of a schedule started again at every change of behaviour (the wrong process), same steps."""
     beh, tag, clock = d["behaviour"], d["tag"], _env_clock(d["behaviour"])
+    k_of = _stint_clock(beh) if restart else clock
     noisy = beh == BEHAVIOURS.index("noisy_oracle_0.994")
     unit = ns * na
     diffs = []
@@ -62,7 +77,7 @@ def _late_random_share_z(d: dict, ns: int, na: int, start: int) -> float:
         late = noisy[b] & (clock[b] >= start)
         if late.sum() < 20:
             continue
-        k = clock[b][late].astype(float)
+        k = k_of[b][late].astype(float)
         expected = np.where(k < unit, 1 - k / (2 * unit), unit / (2 * np.maximum(k, 1)))
         diffs.append((tag[b][late] == 6).mean() - expected.mean())
     diffs = np.array(diffs)
@@ -75,10 +90,10 @@ def test_schedules_run_from_the_sequence_start_not_from_each_switch(engine):
     # a noisy oracle and the pure oracle, re-drawn at every episode end: a restarted epsilon stays near 1
     mix = {**ZERO, "w_noisy_oracle": [0.0, 1.0], "w_oracle": [0.0, 0.0, 1.0], "switch_fraction": 1.0,
            "switch_prob": 1.0}
-    z = {p: _late_random_share_z(synthesize_shard(_cfg(mix, engine=engine, process=p, seq_len=1500), 0), 8, 5, 400)
-         for p in PROCESSES}
-    assert abs(z["reference"]) < 4.5, z
-    assert z["workbench_v1"] > 20, z  # the restarting process is rejected by the same check
+    d = synthesize_shard(_cfg(mix, engine=engine, seq_len=1500), 0)
+    z = {"from the start": _late_random_share_z(d, 8, 5, 400), "restarted": _late_random_share_z(d, 8, 5, 400, True)}
+    assert abs(z["from the start"]) < 4.5, z
+    assert z["restarted"] < -20, z  # the same check rejects schedules restarted at every switch
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -87,15 +102,14 @@ def test_oracle_acts_after_the_random_draw(engine):
     mix = {**ZERO, "w_mb_oracle": [0.0, 0.0, 0.0, 1.0], "mb_oracle_random_start": [0.5, 0.5],
            "mb_oracle_random_floor": [0.5, 0.5], "mb_oracle_oracle_start": [0.4, 0.4],
            "mb_oracle_oracle_cap": [0.4, 0.4], "mb_oracle_rate": 0.0}
-    expected = {"reference": {6: 0.5, 3: 0.5 * 0.4, 4: 0.5 * 0.6}, "workbench_v1": {6: 0.5, 3: 0.4, 4: 0.1}}
-    for p in PROCESSES:
-        d = synthesize_shard(_cfg(mix, engine=engine, process=p, n_sequences=32, sequences_per_shard=32,
-                                  batch_size=32), 0)
-        tag = d["tag"][d["behaviour"] != BOUNDARY]
-        for t, share in expected[p].items():
-            se = np.sqrt(share * (1 - share) / tag.size)
-            assert abs((tag == t).mean() - share) < 5 * se, (p, t, (tag == t).mean(), share)
-    assert abs(0.2 - 0.4) > 50 * np.sqrt(0.24 / tag.size)  # the two processes are far apart at this size
+    expected = {6: 0.5, 3: 0.5 * 0.4, 4: 0.5 * 0.6}
+    d = synthesize_shard(_cfg(mix, engine=engine, n_sequences=32, sequences_per_shard=32, batch_size=32), 0)
+    tag = d["tag"][d["behaviour"] != BOUNDARY]
+    for t, share in expected.items():
+        se = np.sqrt(share * (1 - share) / tag.size)
+        assert abs((tag == t).mean() - share) < 5 * se, (t, (tag == t).mean(), share)
+    # the oracle taking min(p_oracle, 1 - p_random) = 0.4 of the steps is rejected by the same check
+    assert abs((tag == 3).mean() - 0.4) > 50 * np.sqrt(0.24 / tag.size)
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -103,28 +117,33 @@ def test_the_mixtures_model_based_learner_has_its_own_gamma_and_c(engine):
     # reference: the mb_oracle mixture's learner uses mb_oracle_gamma / mb_oracle_c, not the drawn values
     mix = {**ZERO, "w_mb_oracle": [0.0, 0.0, 0.0, 1.0], "learner_noise_prob": 0.0}
 
-    def steps(process, **extra):
-        d = synthesize_shard(_cfg({**mix, **extra}, engine=engine, process=process, n_sequences=16,
-                                  sequences_per_shard=16, batch_size=16, seq_len=800), 0)
+    def steps(**extra):
+        d = synthesize_shard(_cfg({**mix, **extra}, engine=engine, n_sequences=16, sequences_per_shard=16,
+                                  batch_size=16, seq_len=800), 0)
         return np.concatenate([d[k].ravel().astype(float) for k in ("action", "tag", "reward")])
 
-    ref = steps("reference")
-    assert np.array_equal(ref, steps("reference", learner_c_base=5.0, learner_gamma_range=[0.5, 0.5]))
-    assert not np.array_equal(ref, steps("reference", mb_oracle_c=5.0))
-    assert not np.array_equal(ref, steps("reference", mb_oracle_gamma=0.5))
-    v1 = steps("workbench_v1")
-    assert not np.array_equal(v1, steps("workbench_v1", learner_c_base=5.0, learner_gamma_range=[0.5, 0.5]))
-    assert np.array_equal(v1, steps("workbench_v1", mb_oracle_c=5.0))
+    ref = steps()
+    assert np.array_equal(ref, steps(learner_c_base=5.0, learner_gamma_range=[0.5, 0.5]))
+    assert not np.array_equal(ref, steps(mb_oracle_c=5.0))
+    assert not np.array_equal(ref, steps(mb_oracle_gamma=0.5))
+    # the drawn values do reach the model_based behaviour's own learner
+    mine = {**ZERO, "w_model_based": 1.0, "learner_noise_prob": 0.0}
+    d0, d1 = (synthesize_shard(_cfg({**mine, **extra}, engine=engine, n_sequences=16, sequences_per_shard=16,
+                                    batch_size=16, seq_len=800), 0)
+              for extra in ({}, {"learner_c_base": 5.0, "learner_gamma_range": [0.5, 0.5]}))
+    assert not np.array_equal(d0["action"], d1["action"])
 
 
-def _modal_share(d: dict) -> float:
-    """Mean over (sequence, state) of the share of the drifting policy's steps that take its most common action."""
+def _modal_share(d: dict, pool: int = 1) -> float:
+    """Mean over (sequence, state) of the share of the drifting policy's steps that take its most common action;
+    ``pool`` sequences taken as one (as if the table were drawn again for each of their parts)."""
     beh, obs, act = d["behaviour"], d["obs"], d["action"]
     drift = beh == BEHAVIOURS.index("drift_random")
     shares = []
-    for b in range(beh.shape[0]):
-        for s in np.unique(obs[b][drift[b]]):
-            a = act[b][drift[b] & (obs[b] == s)]
+    for b in range(0, beh.shape[0] - pool + 1, pool):
+        rows = slice(b, b + pool)
+        for s in np.unique(obs[rows][drift[rows]]):
+            a = act[rows][drift[rows] & (obs[rows] == s)]
             if a.size >= 10:
                 shares.append(np.bincount(a).max() / a.size)
     return float(np.mean(shares))
@@ -135,12 +154,13 @@ def test_the_drifting_table_is_drawn_once_per_sequence(engine):
     # near-deterministic tables (logit scale 30), no drift, re-drawn behaviour at every episode end
     mix = {**ZERO, "w_drift_random": 1.0, "w_oracle": [0.0, 0.0, 1.0], "switch_fraction": 1.0, "switch_prob": 1.0,
            "drift_logit_scale": 30.0, "drift_scale": 0.0}
-    share = {p: _modal_share(synthesize_shard(_cfg(mix, engine=engine, process=p, seq_len=1500), 0))
-             for p in PROCESSES}
+    d = synthesize_shard(_cfg(mix, engine=engine, seq_len=1500), 0)
+    share = {"one sequence": _modal_share(d), "eight sequences pooled": _modal_share(d, pool=8)}
     # e1 ~ Exp(mean 30) is small in some sequences, so even one table is not always near-deterministic (measured:
-    # 0.89 with one table per sequence, 0.49 with a table per stint)
-    assert share["reference"] > 0.8, share  # one table: each state keeps its action across every stint
-    assert share["workbench_v1"] < 0.65, share  # a table per stint: the action changes between stints
+    # 0.87-0.90 with one table per sequence; 0.61 with eight tables pooled, 0.47-0.49 with sixteen, as with a
+    # table drawn again for every stint)
+    assert share["one sequence"] > 0.8, share  # one table: each state keeps its action across every stint
+    assert share["eight sequences pooled"] < 0.7, share  # several tables: the check tells them apart
 
 
 def _direct_rows(p0: np.ndarray, m: np.ndarray, reads: list[tuple[int, int, int]]) -> np.ndarray:
@@ -189,7 +209,7 @@ def test_the_drifting_table_is_p0_times_powers_of_one_transfer_matrix(engine):
     reads = _reads(B, ns, n, seed=3)
     n_steps = reads[-1][2]
     if engine == "numpy":
-        tables = _DriftingTables(B, ns, na, logit_scale=2.0, drift_scale=0.003, every_step=True, n_steps=n_steps)
+        tables = DriftingTables(B, ns, na, logit_scale=2.0, drift_scale=0.003, n_steps=n_steps)
         tables.draw(np.arange(B), np.random.default_rng(7))
         p0, m = tables.probs.copy(), tables.powers[:, 0].copy()
         replay = np.random.default_rng(7)  # the draw's stream: e1, e2, logits, then the transfer noise
@@ -198,7 +218,7 @@ def test_the_drifting_table_is_p0_times_powers_of_one_transfer_matrix(engine):
         replay.standard_normal((B, ns, na))
         raw = np.clip(np.eye(na) + e2[:, None, None] * replay.standard_normal((B, na, na)), 0.0, 1.0)
         np.testing.assert_allclose(m, raw / raw.sum(axis=-1, keepdims=True), rtol=1e-14)  # clip(I + e2 N, 0, 1)
-        lazy = np.array([tables._rows(np.array([b]), np.array([s]), np.array([k]))[0] for b, s, k in reads])
+        lazy = np.array([tables.rows(np.array([b]), np.array([s]), np.array([k]))[0] for b, s, k in reads])
     else:
         rng = np.random.default_rng(7)
         p0 = rng.dirichlet(np.ones(na), size=(B, ns))
@@ -228,8 +248,6 @@ def test_q_learner_horizon_is_the_sequence_length_or_uniform_in_the_noisy_branch
     assert (H[~noisy] == T).all()
     assert stats.kstest(H[noisy], stats.uniform(100, T - 100).cdf).pvalue > 1e-3
     assert stats.kstest(H[noisy], stats.uniform(100, T).cdf).pvalue < 1e-6  # a wrong range is told apart
-    lp1 = synthesize_shard(_cfg(engine=engine, seq_len=T, process="workbench_v1"), 0)["learner_params"]
-    assert (lp1[:, LEARNER_PARAMS.index("q_horizon")] == 4000).all()
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -248,9 +266,6 @@ def test_a_range_of_state_counts_spreads_observation_ids_over_the_largest(engine
         if small:  # a small task's ids are not its first ids
             assert max(int(t.state_mapping.max()) for t in small) >= 16
     assert np.unique(np.concatenate(seen)).size > 28  # together they cover almost all of 0..31
-    v1 = _cfg(engine=engine, ns=8, ns_max=32, n_sequences=16, sequences_per_shard=16, batch_size=16,
-              seq_len=300, process="workbench_v1")
-    assert all(int(t.state_mapping.max()) == t.ns - 1 for t in shard_tasks(v1, 0))
 
 
 # ---------------------------------------------------------------------------------------------- the mixture

@@ -338,7 +338,7 @@ def label_loss_by_behaviour(model, dataset_dir: str | os.PathLike, n_sequences: 
     T = label.shape[1]
     quarter = torch.arange(T) * 4 // T  # [T] quarter of the sequence each step is in
     rows = []
-    for b, name in enumerate(BEHAVIOURS):
+    for b, name in enumerate(man.get("behaviours") or BEHAVIOURS):  # the ids the dataset was written with
         sel = valid & (x["behaviour"] == b)
         if not sel.any():
             continue

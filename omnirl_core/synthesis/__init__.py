@@ -22,24 +22,24 @@ probability ``switch_prob`` at each episode end. Tags: the acting component's ta
 Q 5, any random action 6); all tags of a sequence become 7 with probability ``seq_mask_prob``, those of an
 episode with ``episode_mask_prob``.
 
-The process (``DatasetConfig.process``). ``reference`` (default) runs the mixture as the reference's
-``gen_anymdp_record.py`` does: every behaviour solver is built once per sequence and updated at every step,
-whichever behaviour acts. So (a) each behaviour's schedules (the noisy oracle's epsilon, a noisy learner's noise,
-the mb_oracle mixtures' random and oracle shares) are drawn once per sequence and run on one clock, the
-environment steps since the sequence start: a behaviour switched in late finds its epsilon already decayed;
-(b) the drifting random policy's table P0 and its transfer matrix M = clip(I + e2 N(0, 1), 0, 1) (rows
-normalised) are drawn once per sequence, and the table is P0 M^k at env step k, whoever acts; (c) every learner
-learns from every executed transition, and the mb_oracle mixtures' model-based learner is a solver of its own,
-with ``mb_oracle_gamma`` 0.99 and ``mb_oracle_c`` 0.005 (the ``model_based`` behaviour's learner has the drawn
-values below); (d) in a mixture the random draw comes first and the oracle acts with probability
-(1 - p_random) * p_oracle; (e) the Q-learner's horizon H is the sequence length T (U(``q_noisy_horizon_min``, T)
-in the noisy branch); (f) with ``ns_max`` set (D_Large), each task's observation ids are a random subset of
-0 .. ns_max - 1, so a model never learns that small tasks use small ids.
-``workbench_v1`` is the earlier process of this package, kept so that older datasets (those of the shipped tiny
-models) can be rebuilt byte for byte: schedules start again, with fresh draws, and the drifting table is redrawn
-whenever a behaviour is drawn; only a table in use drifts; the mixtures use the model-based learner's drawn
-gamma and c; the oracle acts with probability min(p_oracle, 1 - p_random); H = 4000; ids 0 .. ns - 1. It gives
-more random actions and less oracle behaviour after switches (``bench/synthesis_shares.py`` prints both).
+The process is the reference's ``gen_anymdp_record.py``: every behaviour solver is built once per sequence and
+updated at every step, whichever behaviour acts. So (a) each behaviour's schedules (the noisy oracle's epsilon, a
+noisy learner's noise, the mb_oracle mixtures' random and oracle shares) are drawn once per sequence and run on one
+clock, the environment steps since the sequence start: a behaviour switched in late finds its epsilon already
+decayed; (b) the drifting random policy's table P0 and its transfer matrix M = clip(I + e2 N(0, 1), 0, 1) (rows
+normalised) are drawn once per sequence, and the table is P0 M^k at env step k, whoever acts (:mod:`.drifting`);
+(c) every learner learns from every executed transition, and the mb_oracle mixtures' model-based learner is a
+solver of its own, with ``mb_oracle_gamma`` 0.99 and ``mb_oracle_c`` 0.005 (the ``model_based`` behaviour's
+learner has the drawn values below); (d) in a mixture the random draw comes first and the oracle acts with
+probability (1 - p_random) * p_oracle; (e) the Q-learner's horizon H is the sequence length T
+(U(``q_noisy_horizon_min``, T) in the noisy branch); (f) with ``ns_max`` set (D_Large), each task's observation
+ids are a random subset of 0 .. ns_max - 1, so a model never learns that small tasks use small ids.
+
+Behaviours are a name-keyed registry (:mod:`.behaviours`): the fourteen built-ins, and plug-ins that outside code
+adds with :func:`register_behaviour` (an act rule of its own, run by the numpy engine) and weights by name
+(``mixture.weights``). Each behaviour's schedule draws, and a plug-in's actions, come from a random stream keyed by
+its name; the learners' hyperparameters from the stream ``learners`` (:mod:`.schedules`, both engines): adding a
+behaviour with weight 0 leaves every byte of a dataset as it was.
 
 Learner hyperparameters (paper section 2, after the reference's behaviour solvers): each learner of a sequence
 (its Q-learner and its model-based learner, independently) is drawn once, at the start of the sequence, in one
@@ -57,7 +57,7 @@ Simplifications (documented, deliberate): the D_Large ns range is drawn per shar
 ns so that they advance as one batch), which gives the same ns distribution over the dataset, and the training
 reader (:class:`SequenceDataset`) interleaves the sequences of all shards so that a batch mixes state counts as
 independent draws would. The drifting table's rows are brought to step k when read, by cached powers M^(2^j) of
-the transfer matrix (exact up to rounding, ``behaviours._DriftingTables``).
+the transfer matrix (exact up to rounding, ``drifting.DriftingTables``).
 
 Presets: ``dpd`` (the mixture above), ``no_tags`` (dpd with every tag 7), ``ad`` (Q-learner behaviour without
 noise, labels = its own actions), ``ad_eps`` (noisy oracle gamma 0.994 behaviour, labels = its actions),
@@ -75,14 +75,24 @@ Determinism: shard k is a pure function of (dataset config, seed, k); its RNG is
 manifest is rewritten atomically, so worker count and interruptions do not change a single byte.
 
 Modules: :mod:`.config` (the dataset and mixture parameters), :mod:`.format` (field names, tags, shard folders,
-manifest: what the writer and the reader share), :mod:`.behaviours` (the mixture, schedules, learner
-hyperparameters), :mod:`.shards` (which tasks each shard holds), :mod:`.engine_numpy` and :mod:`.engine_numba`
+manifest: what the writer and the reader share), :mod:`.behaviours` (the registry, the mixture's weights, named
+random streams), :mod:`.schedules` (learner hyperparameters and schedules), :mod:`.drifting` (the drifting random
+policy), :mod:`.shards` (which tasks each shard holds), :mod:`.engine_numpy` and :mod:`.engine_numba`
 (the two engines), :mod:`.writer` (workers, atomic shards, resume), :mod:`.reader` (:class:`SequenceDataset`),
 :mod:`.analysis` (a look at the data), :mod:`.cli` (``python -m omnirl_core.synthesis``).
 """
 
 from .analysis import load_dataset_arrays, reward_curves, tag_statistics
-from .behaviours import BEHAVIOURS, behaviour_weights
+from .behaviours import (
+    BEHAVIOUR_REGISTRY,
+    BEHAVIOURS,
+    ActContext,
+    Behaviour,
+    behaviour_weights,
+    mixture_weights,
+    register_behaviour,
+    unregister_behaviour,
+)
 from .config import DatasetConfig, MixtureConfig, SynthesisConfig
 from .engine_numpy import synthesize_batch
 from .format import (
@@ -109,7 +119,8 @@ from .writer import SynthesisError, synthesize, synthesize_shard
 __all__ = [
     "DatasetConfig", "MixtureConfig", "SynthesisConfig",
     "BEHAVIOURS", "BOUNDARY", "FORMAT", "LABEL_MASKED", "LEARNER_PARAMS", "SCHEMA_VERSION", "STEP_FIELDS",
-    "TAG_NAMES", "TAG_UNKNOWN", "behaviour_weights",
+    "TAG_NAMES", "TAG_UNKNOWN", "behaviour_weights", "mixture_weights",
+    "ActContext", "Behaviour", "BEHAVIOUR_REGISTRY", "register_behaviour", "unregister_behaviour",
     "dataset_tasks", "shard_plan", "shard_tasks", "task_for",
     "synthesize_batch", "synthesize_shard", "synthesize", "SynthesisError", "check_fits", "dataset_bytes",
     "step_bytes", "verify_shard_dir", "shard_name",

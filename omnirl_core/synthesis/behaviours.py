@@ -1,62 +1,206 @@
-"""The behaviour mixture of decoupled policy distillation: the behaviour table (source, tag, oracle, noise), the
-preset weights, per-sequence schedules and learner hyperparameters, and the drifting random policy.
+"""The behaviours of decoupled policy distillation: a name-keyed registry, the mixture's weights by name, and the
+random stream each behaviour draws from.
+
+A behaviour (:class:`Behaviour`) has a name, the tag its own actions carry (0-7, :data:`~.format.TAG_NAMES`), and
+either a built-in source (the drifting random policy, the model-based learner, the Q-learner, an oracle, uniform
+random; optionally mixed with random actions and an oracle by its schedules, :mod:`.schedules`) or an ``act``
+rule of its own (a plug-in). Built-ins run in both engines; a plug-in runs in the numpy engine (a dataset whose
+mixture draws one runs there whatever its ``engine``, and says so once).
+
+Outside code adds one as Gymnasium adds environments::
+
+    from omnirl_core.synthesis import ActContext, register_behaviour
+
+    def sticky_random(ctx: ActContext) -> np.ndarray:   # ctx.states [k] -> actions [k] in 0 .. na - 1
+        keep = (ctx.prev_action >= 0) & (ctx.rng.random(ctx.states.size) < 0.9)
+        return np.where(keep, ctx.prev_action, ctx.rng.integers(0, ctx.na, ctx.states.size))
+
+    register_behaviour("sticky_random", sticky_random, tag=6)
+
+and gives it a weight by name in a dataset's mixture (``mixture.weights: {sticky_random: 0.2}``); a module listed
+in ``OMNIRL_PLUGINS`` is imported by every command line and worker (:mod:`omnirl_core.workbook.plugins`).
+
+Random streams: a behaviour's schedule parameters and a plug-in's actions come from a stream of its own, keyed by
+its name (:func:`named_stream`), and the learners' hyperparameters from the stream named ``learners``; a behaviour
+with weight 0 draws nothing. So adding a behaviour never shifts another's draws: with weight 0 every byte of a
+dataset stays the same (``tests/test_extending.py``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..workbook.errors import InputError
+from ..workbook.plugins import Registry
 from .config import DatasetConfig
-from .format import _LP_H, _LP_MB, _LP_Q, LEARNER_PARAMS, TAG_MODEL_BASED, TAG_Q, TAG_RANDOM
+from .format import TAG_MODEL_BASED, TAG_Q, TAG_RANDOM, TAG_UNKNOWN
 
-# Behaviour table: name, base source, base tag, oracle index (BEHAVIOUR_GAMMAS) of the base or mixed oracle,
-# noise kind. Sources: drift, mb, q, oracle, uniform. Noise: none, learner, mb_oracle, eps.
-_B = [
-    ("drift_random", "drift", TAG_RANDOM, 0, "none"),
-    ("model_based", "mb", TAG_MODEL_BASED, 0, "learner"),
-    ("q_learning", "q", TAG_Q, 0, "learner"),
-    ("mb_oracle_0", "mb", TAG_MODEL_BASED, 0, "mb_oracle"),
-    ("mb_oracle_1", "mb", TAG_MODEL_BASED, 1, "mb_oracle"),
-    ("mb_oracle_2", "mb", TAG_MODEL_BASED, 2, "mb_oracle"),
-    ("mb_oracle_3", "mb", TAG_MODEL_BASED, 3, "mb_oracle"),
-    ("noisy_oracle_0.93", "oracle", 2, 2, "eps"),
-    ("noisy_oracle_0.994", "oracle", 3, 3, "eps"),
-    ("oracle_0.5", "oracle", 1, 1, "none"),
-    ("oracle_0.93", "oracle", 2, 2, "none"),
-    ("oracle_0.994", "oracle", 3, 3, "none"),
-    ("uniform_random", "uniform", TAG_RANDOM, 0, "none"),
-    ("q_learning_pure", "q", TAG_Q, 0, "none"),
-]
-BEHAVIOURS = tuple(b[0] for b in _B)
-"""Behaviour id -> name (the ``behaviour`` array; 255 marks boundary steps)."""
-_SOURCES = ("drift", "mb", "q", "oracle", "uniform")
-_SRC = np.array([_SOURCES.index(b[1]) for b in _B])
-_TAG = np.array([b[2] for b in _B], dtype=np.uint8)
-_ORC = np.array([b[3] for b in _B])
-_NOISE = np.array([("none", "learner", "mb_oracle", "eps").index(b[4]) for b in _B])
-_ORACLE_TAGS = np.arange(4, dtype=np.uint8)  # oracle i acts -> tag i
+SOURCES = ("drift", "mb", "q", "oracle", "uniform", "plugin")
+"""What produces a behaviour's base action; ``plugin``: its own ``act`` rule."""
+NOISES = ("none", "learner", "mb_oracle", "eps")
+"""How its schedules mix in random and oracle actions: not at all, its learner's decaying noise, the model-based +
+oracle mixture's two schedules, an epsilon decaying from 1."""
+MAX_BEHAVIOURS = 255  # ids are uint8 and 255 marks boundary steps
 
 
-# ---------------------------------------------------------------------------------------------- config helpers
-def behaviour_weights(cfg: DatasetConfig) -> np.ndarray:
-    """Normalised weights over :data:`BEHAVIOURS` for the config's preset."""
+@dataclass
+class ActContext:
+    """What a plug-in's ``act`` rule sees for the ``k`` sequences of a batch where it acts this step."""
+
+    rows: np.ndarray
+    "[k] the sequences' rows in the batch (index per-sequence state of your own with them)."
+    states: np.ndarray
+    "[k] the inner states they are in (0 .. ns - 1)."
+    clock: np.ndarray
+    "[k] environment steps since the start of each sequence."
+    prev_action: np.ndarray
+    "[k] the action executed at each sequence's previous step (-1 at the start of the sequence)."
+    oracle: np.ndarray
+    "[k] the label oracle's actions in these states (a behaviour may imitate or avoid it)."
+    na: int
+    "Number of actions."
+    ns: int
+    "Number of inner states of the batch's tasks."
+    batch: int
+    "Sequences in the batch (rows are below it)."
+    rng: np.random.Generator
+    "This behaviour's own random stream (keyed by its name): draw every random number from it."
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """One behaviour of the mixture (see the module docstring)."""
+
+    name: str
+    tag: int
+    source: str = "plugin"
+    oracle: int = 0
+    "Index into ``world.oracle.BEHAVIOUR_GAMMAS`` of the oracle it is, or that its schedules mix in."
+    noise: str = "none"
+    act: Callable[[ActContext], np.ndarray] | None = field(default=None, compare=False)
+    doc: str = ""
+
+
+_tables: dict = {}  # names -> BehaviourTable (behaviour_table)
+BEHAVIOUR_REGISTRY: Registry[Behaviour] = Registry(
+    "behaviour", hint="register one with omnirl_core.synthesis.register_behaviour, or list its module in "
+                      "OMNIRL_PLUGINS")
+BEHAVIOURS = BEHAVIOUR_REGISTRY.view()
+"""Behaviour id -> name (the ``behaviour`` array; 255 marks boundary steps): the built-ins, then plug-ins in the
+order they were registered. A dataset's manifest records the list it was written with."""
+
+
+def register_behaviour(name: str, act: Callable[[ActContext], np.ndarray], *, tag: int, doc: str = "",
+                       replace: bool = False) -> Behaviour:
+    """Add a behaviour with its own act rule (``act(ctx: ActContext) -> actions [k]``) whose actions carry
+    ``tag`` (0-6; 7 is "unknown", which masking sets). It joins a mixture by name (``mixture.weights``)."""
+    if not callable(act):
+        raise TypeError(f"behaviour {name!r}: act must be callable, got {act!r}")
+    if not (isinstance(tag, int) and 0 <= tag < TAG_UNKNOWN):
+        raise ValueError(f"behaviour {name!r}: tag must be an int in 0 .. {TAG_UNKNOWN - 1}, got {tag!r}")
+    return _register(Behaviour(name, tag, "plugin", 0, "none", act, doc), replace)
+
+
+def unregister_behaviour(name: str) -> Behaviour:
+    """Remove a registered plug-in (a test that adds one removes it afterwards); built-ins stay."""
+    if BEHAVIOUR_REGISTRY.get(name).source != "plugin":
+        raise ValueError(f"behaviour {name!r} is built in and cannot be removed")
+    _tables.clear()
+    return BEHAVIOUR_REGISTRY.unregister(name)
+
+
+def _register(b: Behaviour, replace: bool = False) -> Behaviour:
+    known = b.name in BEHAVIOUR_REGISTRY._entries
+    if known and replace and BEHAVIOUR_REGISTRY._entries[b.name].source != "plugin":
+        raise ValueError(f"behaviour {b.name!r} is built in and cannot be replaced")
+    if not known and len(BEHAVIOUR_REGISTRY._entries) >= MAX_BEHAVIOURS:
+        raise ValueError(f"at most {MAX_BEHAVIOURS} behaviours (ids are uint8, 255 marks boundary steps)")
+    _tables.clear()
+    return BEHAVIOUR_REGISTRY.register(b.name, b, replace=replace)
+
+
+# Built-ins: name, source, tag, oracle index of the base or mixed oracle, noise, description.
+for _b in (
+    ("drift_random", "drift", TAG_RANDOM, 0, "none", "drifting random softmax policy (drifting.py)"),
+    ("model_based", "mb", TAG_MODEL_BASED, 0, "learner", "model-based learner with its drawn noise"),
+    ("q_learning", "q", TAG_Q, 0, "learner", "Q-learner with its drawn noise"),
+    ("mb_oracle_0", "mb", TAG_MODEL_BASED, 0, "mb_oracle", "model-based learner mixed with oracle gamma 0"),
+    ("mb_oracle_1", "mb", TAG_MODEL_BASED, 1, "mb_oracle", "model-based learner mixed with oracle gamma 0.5"),
+    ("mb_oracle_2", "mb", TAG_MODEL_BASED, 2, "mb_oracle", "model-based learner mixed with oracle gamma 0.93"),
+    ("mb_oracle_3", "mb", TAG_MODEL_BASED, 3, "mb_oracle", "model-based learner mixed with oracle gamma 0.994"),
+    ("noisy_oracle_0.93", "oracle", 2, 2, "eps", "oracle gamma 0.93, epsilon decaying from 1"),
+    ("noisy_oracle_0.994", "oracle", 3, 3, "eps", "oracle gamma 0.994, epsilon decaying from 1"),
+    ("oracle_0.5", "oracle", 1, 1, "none", "oracle gamma 0.5"),
+    ("oracle_0.93", "oracle", 2, 2, "none", "oracle gamma 0.93"),
+    ("oracle_0.994", "oracle", 3, 3, "none", "oracle gamma 0.994 (the label's)"),
+    ("uniform_random", "uniform", TAG_RANDOM, 0, "none", "uniform random actions (preset dpt)"),
+    ("q_learning_pure", "q", TAG_Q, 0, "none", "Q-learner without noise (preset ad)"),
+):
+    _register(Behaviour(_b[0], _b[2], _b[1], _b[3], _b[4], doc=_b[5]))
+
+
+@dataclass(frozen=True)
+class BehaviourTable:
+    """The registry as arrays over behaviour ids, for the engines."""
+
+    names: tuple[str, ...]
+    src: np.ndarray  # [nb] index into SOURCES
+    tag: np.ndarray  # [nb] uint8
+    orc: np.ndarray  # [nb] oracle index
+    noise: np.ndarray  # [nb] index into NOISES
+    entries: tuple[Behaviour, ...]
+
+
+
+def behaviour_table() -> BehaviourTable:
+    """The registered behaviours in id order (built once per set of names)."""
+    names = BEHAVIOUR_REGISTRY.names()
+    if names not in _tables:
+        entries = tuple(BEHAVIOUR_REGISTRY.get(n) for n in names)
+        _tables[names] = BehaviourTable(
+            names, np.array([SOURCES.index(b.source) for b in entries]),
+            np.array([b.tag for b in entries], dtype=np.uint8), np.array([b.oracle for b in entries]),
+            np.array([NOISES.index(b.noise) for b in entries]), entries)
+    return _tables[names]
+
+
+# ---------------------------------------------------------------------------------------------- weights
+PRESET_WEIGHTS = {
+    "dpt": {"oracle_0.994": 1.0, "q_learning": 1.0, "uniform_random": 1.0},
+    "ad": {"q_learning_pure": 1.0},
+    "ad_eps": {"noisy_oracle_0.994": 1.0},
+}
+"""The presets with fixed behaviours (the paper's baselines); ``dpd`` and ``no_tags`` take the mixture's."""
+
+
+def mixture_weights(cfg: DatasetConfig) -> dict[str, float]:
+    """Unnormalised weights by behaviour name: the preset's, or for ``dpd`` / ``no_tags`` the mixture's ``w_*``
+    fields, with ``mixture.weights`` (any registered name) added or overriding."""
+    if cfg.preset in PRESET_WEIGHTS:
+        return dict(PRESET_WEIGHTS[cfg.preset])
     m = cfg.mixture
-    w = np.zeros(len(_B))
-    if cfg.preset in ("dpd", "no_tags"):
-        w[0], w[1], w[2] = m.w_drift_random, m.w_model_based, m.w_q_learning
-        w[3:7] = m.w_mb_oracle
-        w[7:9] = m.w_noisy_oracle
-        w[9:12] = m.w_oracle
-    elif cfg.preset == "dpt":
-        w[[11, 2, 12]] = 1.0
-    elif cfg.preset == "ad":
-        w[BEHAVIOURS.index("q_learning_pure")] = 1.0
-    elif cfg.preset == "ad_eps":
-        w[BEHAVIOURS.index("noisy_oracle_0.994")] = 1.0
-    else:  # pragma: no cover - the config validates presets
-        raise ValueError(f"unknown preset {cfg.preset!r}")
+    w = {"drift_random": m.w_drift_random, "model_based": m.w_model_based, "q_learning": m.w_q_learning}
+    w |= {f"mb_oracle_{i}": v for i, v in enumerate(m.w_mb_oracle)}
+    w |= dict(zip(("noisy_oracle_0.93", "noisy_oracle_0.994"), m.w_noisy_oracle))
+    w |= dict(zip(("oracle_0.5", "oracle_0.93", "oracle_0.994"), m.w_oracle))
+    for name, v in m.weights.items():
+        if name not in BEHAVIOUR_REGISTRY:
+            raise InputError(f"mixture.weights: unknown behaviour {name!r}; registered: "
+                             f"{', '.join(BEHAVIOUR_REGISTRY.names())} ({BEHAVIOUR_REGISTRY.hint})")
+        w[name] = float(v)
+    return w
+
+
+def behaviour_weights(cfg: DatasetConfig) -> np.ndarray:
+    """Normalised weights over :data:`BEHAVIOURS` (ids) for the config's preset and mixture."""
+    names = behaviour_table().names
+    w = np.zeros(len(names))
+    for name, v in mixture_weights(cfg).items():
+        w[names.index(name)] = v
     if w.sum() <= 0:
         raise ValueError("the behaviour weights of the mixture are all zero")
     return w / w.sum()
@@ -76,215 +220,17 @@ def _scan_table(weights: np.ndarray) -> np.ndarray:
     return table
 
 
-@dataclass
-class _Schedules:
-    """Linear schedules of the random-action and oracle probabilities, per sequence and behaviour.
-
-    ``params`` [B, n_behaviours, 6] holds (r0, r_rate, r_floor, o0, o_rate, o_cap) of each behaviour of each
-    sequence; at clock k the random-action probability is ``clip(max(r0 - r_rate k, r_floor), 0, 1)`` and the
-    oracle's share ``clip(min(o0 + o_rate k, o_cap), 0, 1)``.
-    """
-
-    params: np.ndarray
-    process: str
-
-    def probs(self, beh: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(p_random, p_oracle) [B] of behaviours ``beh`` [B] at clocks ``k`` [B]: the probabilities that the
-        step's action is a uniform random one and that it is the mixed oracle's (else the base behaviour's).
-
-        reference: the oracle acts with probability (1 - p_random) * p_oracle (its draw comes after the random
-        one's); workbench_v1: with probability min(p_oracle, 1 - p_random)."""
-        r0, r_rate, r_floor, o0, o_rate, o_cap = np.moveaxis(self.params[np.arange(beh.size), beh], -1, 0)
-        p_r = np.clip(np.maximum(r0 - r_rate * k, r_floor), 0.0, 1.0)
-        p_o = np.clip(np.minimum(o0 + o_rate * k, o_cap), 0.0, 1.0)
-        if self.process == "reference":
-            return p_r, (1.0 - p_r) * p_o
-        return p_r, np.minimum(p_o, 1.0 - p_r)
+# ---------------------------------------------------------------------------------------------- streams
+_STREAMS = 0x62656876  # a spawn-key word of its own: named streams never meet SeedSequence.spawn's children
 
 
-def _schedule_params(beh: np.ndarray, lp: np.ndarray, u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarray:
-    """[n, 6] schedule parameters of behaviours ``beh`` [n] from uniforms ``u`` [n, 8].
-
-    A learner behaviour takes its noise (start, decay; zero in the noise-free branch) from its learner's
-    per-sequence draws ``lp`` [n, len(LEARNER_PARAMS)] (the rows of the sequences concerned). The compiled
-    engine's ``_draw_schedule`` maps its uniforms the same way.
-    """
-    m = cfg.mixture
-    unit = 1.0 / (ns * cfg.na)
-    kind = _NOISE[beh]
-    out = np.zeros((beh.size, 6))
-    le = kind == 1
-    col = np.where(_SRC[beh] == 1, _LP_MB, _LP_Q)[le]
-    out[le, 0] = lp[le, col + 3]
-    out[le, 1] = lp[le, col + 4]
-    mo = kind == 2
-
-    def _between(bounds, j):
-        return bounds[0] + (bounds[1] - bounds[0]) * u[mo, j]
-
-    out[mo, 0] = _between(m.mb_oracle_random_start, 1)
-    out[mo, 1] = u[mo, 2] * m.mb_oracle_rate * unit
-    out[mo, 2] = _between(m.mb_oracle_random_floor, 3)
-    out[mo, 3] = _between(m.mb_oracle_oracle_start, 4)
-    out[mo, 4] = u[mo, 5] * m.mb_oracle_rate * unit
-    out[mo, 5] = _between(m.mb_oracle_oracle_cap, 6)
-    ep = kind == 3
-    out[ep, 0] = 1.0
-    out[ep, 1] = u[ep, 7] * m.noisy_oracle_decay * unit
-    return out
+def named_stream(seq: np.random.SeedSequence, name: str) -> np.random.Generator:
+    """The random stream called ``name`` of a batch whose seed sequence is ``seq``: a child of ``seq`` keyed by
+    the name's CRC-32, independent of every other name's and of ``seq.spawn``'s children."""
+    key = (*seq.spawn_key, _STREAMS, zlib.crc32(name.encode()))
+    return np.random.default_rng(np.random.SeedSequence(seq.entropy, spawn_key=key, pool_size=seq.pool_size))
 
 
-def _start_schedules(beh: np.ndarray, cfg: DatasetConfig, ns: int, rng: np.random.Generator,
-                     lp: np.ndarray) -> _Schedules:
-    """The schedules of B sequences at their start: reference, every behaviour's (8 uniforms each, drawn once
-    for the sequence); workbench_v1, the first behaviour's only (8 uniforms), redrawn at every switch."""
-    B, nb = beh.size, len(_B)
-    sch = _Schedules(np.zeros((B, nb, 6)), cfg.process)
-    if cfg.process == "reference":
-        every = np.tile(np.arange(nb), B)
-        u = rng.random((B * nb, 8))
-        sch.params[:] = _schedule_params(every, np.repeat(lp, nb, axis=0), u, cfg, ns).reshape(B, nb, 6)
-    else:
-        _redraw_schedules(sch, np.arange(B), beh, cfg, ns, rng, lp)
-    return sch
-
-
-def _redraw_schedules(sch: _Schedules, idx: np.ndarray, beh: np.ndarray, cfg: DatasetConfig, ns: int,
-                      rng: np.random.Generator, lp: np.ndarray) -> None:
-    """workbench_v1: fresh schedules for the sequences ``idx`` and their new behaviours ``beh[idx]``."""
-    u = rng.random((idx.size, 8))  # fixed draw count per sequence, whatever the kind
-    sch.params[idx, beh[idx]] = _schedule_params(beh[idx], lp[idx], u, cfg, ns)
-
-
-V1_Q_HORIZON = 4000.0
-"""The Q-learner's horizon H in process workbench_v1 (fixed; the reference ties it to the sequence length)."""
-
-
-def _draw_learner_params(u: np.ndarray, cfg: DatasetConfig, ns: int) -> np.ndarray:
-    """[n, len(LEARNER_PARAMS)] hyperparameters of the learners of n sequences from uniforms u [n, 2, k].
-
-    Per learner (0: Q, 1: model-based), uniforms: branch, gamma, Exp(1) (by inversion), noise start, noise decay,
-    and (k = 6, process reference) the Q-learner's horizon: T in the noise-free branch, U(q_noisy_horizon_min, T)
-    in the noisy one; workbench_v1 (k = 5) has H = 4000. The compiled engine's ``_draw_learners`` maps its
-    uniforms the same way.
-    """
-    m = cfg.mixture
-    n = u.shape[0]
-    unit = 1.0 / (ns * cfg.na)
-    out = np.zeros((n, len(LEARNER_PARAMS)))
-    g_lo, g_hi = m.learner_gamma_range
-    n_lo, n_hi = m.learner_noise_range
-    for j, (col, base) in enumerate(((_LP_Q, m.learner_alpha_base), (_LP_MB, m.learner_c_base))):
-        v = u[:, j]
-        noisy = v[:, 0] < m.learner_noise_prob
-        expo = np.maximum(-np.log1p(-v[:, 2]), 1e-12)
-        out[:, col] = noisy
-        out[:, col + 1] = np.where(noisy, m.learner_noisy_gamma, g_lo + (g_hi - g_lo) * v[:, 1])
-        out[:, col + 2] = np.where(noisy, base * expo, base)
-        out[:, col + 3] = np.where(noisy, n_lo + (n_hi - n_lo) * v[:, 3], 0.0)
-        out[:, col + 4] = np.where(noisy, v[:, 4] * m.learner_noise_decay * unit, 0.0)
-    if u.shape[2] > 5:
-        T = float(cfg.seq_len)
-        lo = min(float(m.q_noisy_horizon_min), T)
-        out[:, _LP_H] = np.where(out[:, _LP_Q] == 1, lo + (T - lo) * u[:, 0, 5], T)
-    else:
-        out[:, _LP_H] = V1_Q_HORIZON
-    return out
-
-
-def learner_uniforms(cfg: DatasetConfig) -> int:
-    """Uniforms drawn per learner of a sequence: 6 (process reference: with the Q-learner's horizon) or 5."""
-    return 6 if cfg.process == "reference" else 5
-
-
-def transfer_matrix(e2: float | np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """The drifting policy's transfer matrix [..., na, na] from its standard normals ``noise`` and scale ``e2``:
-    clip(I + e2 N, 0, 1) with rows normalised (row-stochastic, so P M stays a probability table)."""
-    na = noise.shape[-1]
-    m = np.clip(np.eye(na) + np.asarray(e2, dtype=float)[..., None, None] * noise, 0.0, 1.0)
-    tot = m.sum(axis=-1, keepdims=True)
-    return np.where(tot > 0, m / np.where(tot > 0, tot, 1.0), np.eye(na))  # an all-zero row (huge e2) stays put
-
-
-def transfer_powers(m: np.ndarray, n_steps: int) -> np.ndarray:
-    """[..., J, na, na] the powers M^(2^j), j < J, enough for any exponent up to ``n_steps``: M^k is then the
-    product over the binary digits of k. Rows are renormalised after each squaring so that rounding never
-    leaks probability."""
-    out = [m]
-    for _ in range(max(int(n_steps).bit_length(), 1) - 1):
-        sq = out[-1] @ out[-1]
-        out.append(sq / sq.sum(axis=-1, keepdims=True))
-    return np.stack(out, axis=-3)
-
-
-class _DriftingTables:
-    """Drifting random softmax policies, one [ns, na] table per sequence (behaviour ``drift_random``).
-
-    Initial table: softmax of logits N(0, e1^2), e1 ~ Exp(mean ``logit_scale``); e2 ~ Exp(mean ``drift_scale``).
-
-    reference (``every_step``), the reference's ``AnyPolicySolver``: each sequence draws its table P0 and one
-    transfer matrix M = clip(I + e2 N(0, 1), 0, 1), rows normalised (:func:`transfer_matrix`), once, at its
-    start, and the table is multiplied by that same M at every step, whoever acts, so at env step k it is
-    P0 M^k: every row moves steadily towards M's stationary distribution. The rows are advanced lazily: each
-    (sequence, state) row remembers the step it was last brought to, and a read after d more steps multiplies it
-    by M^d, the product of the cached powers M^(2^j) over the binary digits of d (:func:`transfer_powers`).
-    workbench_v1: a fresh table whenever a sequence draws this behaviour, and only the tables in use drift,
-    multiplied after each action by a fresh I + e2 N(0, 1), clipped and renormalised (the process of
-    :class:`omnirl_core.world.policies.DriftingSoftmaxPolicy`).
-    """
-
-    def __init__(self, B: int, ns: int, na: int, logit_scale: float, drift_scale: float,
-                 every_step: bool = False, n_steps: int = 1) -> None:
-        self.ns, self.na = ns, na
-        self.logit_scale, self.drift_scale = logit_scale, drift_scale
-        self.every_step = every_step
-        self.probs = np.full((B, ns, na), 1.0 / na)
-        self.e2 = np.zeros(B)
-        if every_step:
-            self.n_bits = max(int(n_steps).bit_length(), 1)
-            self.powers = np.broadcast_to(np.eye(na), (B, self.n_bits, na, na)).copy()  # M^(2^j) per sequence
-            self.row_at = np.zeros((B, ns), dtype=np.int64)  # the step each row of probs is brought to
-
-    def draw(self, idx: np.ndarray, rng: np.random.Generator) -> None:
-        k = idx.size
-        e1 = rng.exponential(self.logit_scale, size=k) if self.logit_scale > 0 else np.zeros(k)
-        self.e2[idx] = rng.exponential(self.drift_scale, size=k) if self.drift_scale > 0 else np.zeros(k)
-        z = rng.standard_normal((k, self.ns, self.na)) * e1[:, None, None]
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        self.probs[idx] = z / z.sum(axis=-1, keepdims=True)
-        if self.every_step:
-            m = transfer_matrix(self.e2[idx], rng.standard_normal((k, self.na, self.na)))
-            self.powers[idx] = transfer_powers(m, 2 ** self.n_bits - 1)
-            self.row_at[idx] = 0
-
-    def _rows(self, idx: np.ndarray, states: np.ndarray, clock: np.ndarray | None) -> np.ndarray:
-        """[k, na] the action probabilities of sequences ``idx`` in ``states`` at env step ``clock`` [k]."""
-        row = self.probs[idx, states]
-        if not self.every_step:
-            return row
-        to = np.asarray(clock, dtype=np.int64)
-        d = to - self.row_at[idx, states]
-        if (d >> self.n_bits).any():
-            raise ValueError(f"drifting table read at step {int(to.max())}, beyond the {2 ** self.n_bits - 1} "
-                             "steps its powers were built for")
-        for j in range(self.n_bits):
-            on = np.flatnonzero((d >> j) & 1)
-            if on.size:
-                row[on] = np.einsum("ka,kab->kb", row[on], self.powers[idx[on], j])
-        row /= row.sum(axis=-1, keepdims=True)
-        self.probs[idx, states] = row
-        self.row_at[idx, states] = to
-        return row
-
-    def act(self, idx: np.ndarray, states: np.ndarray, rng: np.random.Generator,
-            clock: np.ndarray | None = None) -> np.ndarray:
-        cdf = np.cumsum(self._rows(idx, states, clock), axis=-1)
-        cdf /= cdf[:, -1:]
-        cdf[:, -1] = 1.0
-        actions = (cdf <= rng.random(idx.size)[:, None]).sum(axis=-1)
-        if not self.every_step:
-            mix = np.eye(self.na) + rng.standard_normal((idx.size, self.na, self.na)) * self.e2[idx, None, None]
-            p = np.clip(np.matmul(self.probs[idx], mix), 0.0, None)
-            tot = p.sum(axis=-1, keepdims=True)
-            self.probs[idx] = np.where(tot > 0, p / np.where(tot > 0, tot, 1.0), 1.0 / self.na)
-        return actions
+__all__ = ["ActContext", "BEHAVIOURS", "BEHAVIOUR_REGISTRY", "Behaviour", "BehaviourTable", "NOISES",
+           "PRESET_WEIGHTS", "SOURCES", "behaviour_table", "behaviour_weights", "mixture_weights", "named_stream",
+           "register_behaviour", "unregister_behaviour"]

@@ -17,7 +17,9 @@ from pathlib import Path
 
 from ..workbook.config import load_config
 from ..workbook.errors import CliParser, InputError, run_cli
+from .behaviours import SOURCES, behaviour_table, mixture_weights
 from .config import SynthesisConfig
+from .format import TAG_NAMES
 from .writer import synthesize
 
 PROG = "python -m omnirl_core.synthesis"
@@ -25,8 +27,10 @@ PROG = "python -m omnirl_core.synthesis"
 
 def _parser() -> CliParser:
     ap = CliParser(prog=PROG, description=__doc__.splitlines()[0])
-    ap.add_argument("params", help="a 02_synthesis YAML (SynthesisConfig)")
-    ap.add_argument("--out", required=True, help="output folder; each dataset goes to OUT/<name>")
+    ap.add_argument("params", nargs="?", help="a 02_synthesis YAML (SynthesisConfig)")
+    ap.add_argument("--out", help="output folder; each dataset goes to OUT/<name> (required with PARAMS)")
+    ap.add_argument("--list-behaviours", action="store_true",
+                    help="list the registered behaviours (plug-ins of OMNIRL_PLUGINS included) and exit")
     ap.add_argument("--workers", type=int, default=None, help="worker processes, >= 1 (default: the config's)")
     ap.add_argument("--only", action="append", default=None, help="synthesise only this dataset (repeatable)")
     ap.add_argument("--set", action="append", default=[], help="override, e.g. datasets.d_small.n_sequences=8")
@@ -62,7 +66,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.list_behaviours:
+        table = behaviour_table()
+        print(f"{'id':3s} {'name':21s} {'tag':18s} {'source':8s} description")
+        for i, b in enumerate(table.entries):
+            what = b.doc or ("its own act rule" if b.source == "plugin" else "")
+            print(f"{i:<3d} {b.name:21s} {b.tag} {TAG_NAMES[b.tag]:16s} {SOURCES[table.src[i]]:8s} {what}")
+        return 0
+    if args.params is None or args.out is None:
+        parser.error("PARAMS and --out are required (or --list-behaviours)")
     if args.workers is not None and args.workers < 1:
         raise InputError(f"--workers {args.workers}: must be >= 1")
     cfg = load_config(SynthesisConfig, args.params, overrides=args.set)
@@ -70,6 +84,11 @@ def _main(argv: list[str]) -> int:
     if unknown:
         raise InputError(f"--only {unknown[0]!r}: {args.params} has no such dataset; it has "
                          f"{', '.join(cfg.datasets) or 'none'}")
+    for name, dcfg in cfg.datasets.items():  # every behaviour named in a mixture is registered, before any work
+        try:
+            mixture_weights(dcfg)
+        except InputError as exc:
+            raise InputError(f"{args.params}: datasets.{name}.{exc}") from None
     workers = args.workers or cfg.workers
     part = parse_part(args.part)
     out = Path(args.out).expanduser().resolve()  # relative to the working directory, as for every command line

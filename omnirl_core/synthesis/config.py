@@ -39,6 +39,9 @@ class MixtureConfig:
     "Weights of the epsilon-noisy oracles with gamma 0.93 and 0.994."
     w_oracle: list[float] = param([0.02, 0.03, 0.05], ge=0, min_len=3, max_len=3)
     "Weights of the pure oracles with gamma 0.5, 0.93 and 0.994."
+    weights: dict[str, float] = param({})
+    ("Weights by behaviour name, added to or overriding the w_* fields: any registered behaviour, plug-ins included "
+     "(python -m omnirl_core.synthesis --list-behaviours).")
     switch_fraction: float = param(0.85, ge=0, le=1)
     "Fraction of sequences whose behaviour may be re-drawn at episode ends."
     switch_prob: float = param(0.2, ge=0, le=1)
@@ -80,13 +83,15 @@ class MixtureConfig:
     q_rule: str = param("softmax", choices=("softmax", "ucb"))
     "Exploration rule of the Q-learner behaviour (alpha is used by the softmax rule only)."
     q_noisy_horizon_min: int = param(100, ge=1)
-    "Q-learner horizon H: the sequence length T, or U(this, T) in the noisy branch (process reference)."
+    "Q-learner horizon H: the sequence length T, or U(this, T) in the noisy branch."
     mb_oracle_gamma: float = param(0.99, ge=0, lt=1)
-    "Discount of the model-based learner inside the mb_oracle mixtures (process reference)."
+    "Discount of the model-based learner inside the mb_oracle mixtures."
     mb_oracle_c: float = param(0.005, ge=0)
-    "Bonus scale c of the model-based learner inside the mb_oracle mixtures (process reference)."
+    "Bonus scale c of the model-based learner inside the mb_oracle mixtures."
 
     def validate(self) -> None:
+        for name, w in self.weights.items():
+            check(w >= 0, f"weights.{name}", w, ">= 0")
         for key in ("learner_noise_range", "learner_gamma_range", "mb_oracle_random_start", "mb_oracle_random_floor",
                     "mb_oracle_oracle_start", "mb_oracle_oracle_cap"):
             lo, hi = getattr(self, key)
@@ -125,8 +130,9 @@ class DatasetConfig:
     "Sequences advanced together as arrays (part of the data's identity)."
     label_gamma: float = param(0.994, gt=0, lt=1)
     "Discount of the label oracle."
-    process: str = param("reference", choices=("reference", "workbench_v1"))
-    "reference (schedules from the sequence start, as the reference runs them) or workbench_v1 (older datasets)."
+    process: str = param("reference", choices=("reference",))
+    ("The synthesis process: reference, the reference's (omnirl_core.synthesis); datasets of the package's earlier "
+     "process are rebuilt by the git tag their recipe names.")
     engine: str = param("numba", choices=("numba", "numpy"))
     "Simulation engine: compiled per-sequence loop (numba) or numpy arrays over the batch (same process)."
     mixture: MixtureConfig = param(MixtureConfig())
@@ -141,6 +147,7 @@ class DatasetConfig:
         if self.preset in ("dpd", "no_tags"):  # the presets that draw behaviours by the mixture's weights
             weights = {k: v for k, v in vars(self.mixture).items() if k.startswith("w_")}
             total = sum(sum(v) if isinstance(v, (list, tuple)) else v for v in weights.values())
+            total = total + sum(self.mixture.weights.values())
             check(total > 0, "mixture", "all behaviour weights 0",
                   f"at least one weight > 0 ({', '.join(weights)}): the {self.preset} preset draws behaviours by them")
         if self.ns_max is not None:

@@ -15,10 +15,11 @@ environment, learners and mixture:
   ``argmax Q + b U(0, 1)``;
 - learned terminal states as in ``omnirl_core.world.learners`` (the learner updates live in
   ``omnirl_core.synthesis.numba_learners``, tested against the numpy learners on the same transitions);
-- the per-sequence learner hyperparameters (``_draw_learners``, the same map from uniforms as
-  ``omnirl_core.synthesis._draw_learner_params``), written to ``out_lp``;
-- the drifting softmax policy, the schedules, tags, masking and boundary steps of ``omnirl_core.synthesis``, in
-  either process (``reference`` or ``workbench_v1``, see there).
+- the drifting softmax policy (``omnirl_core.synthesis.drifting``), tags, masking and boundary steps of
+  ``omnirl_core.synthesis``.
+
+The learners' hyperparameters and the behaviours' schedules are drawn before, in numpy, by the functions the numpy
+engine calls (``omnirl_core.synthesis.schedules``), and passed in: both engines hold the same values.
 
 Randomness: inside compiled code ``np.random.*`` is numba's own generator (numpy's global RNG is never
 touched); each sequence seeds it from its own seed, so a sequence's data does not depend on the other
@@ -36,10 +37,11 @@ from numba import njit
 
 from ..world.oracle import BEHAVIOUR_GAMMAS, oracle_policy, stack_tasks
 from ..world.task import Task
-from .behaviours import _NOISE, _ORC, _SRC, _TAG, _scan_table, behaviour_weights
+from .behaviours import _scan_table, behaviour_table, behaviour_weights
 from .config import DatasetConfig
-from .format import LEARNER_PARAMS, _dtype_obs
+from .format import _dtype_obs
 from .numba_learners import _act_mb, _act_q, _categorical, learn_terminal, mb_observe, mb_plan, q_observe
+from .schedules import draw_learner_params, draw_schedules
 
 __all__ = ["run_sequences"]
 
@@ -51,65 +53,6 @@ def _next_state(cdf_row, ns):
         if u < cdf_row[j]:
             return j
     return ns - 1
-
-
-@njit(cache=True)
-def _draw_learners(ns, na, fp, hp, lp, T, reference, h_min):
-    """Hyperparameters of a sequence's Q-learner (lp[0:5]) and model-based learner (lp[5:10]), and the
-    Q-learner's horizon lp[10].
-
-    Columns per learner: noisy (1/0), gamma, alpha or c, noise start, noise decay per step (see
-    ``omnirl_core.synthesis.LEARNER_PARAMS``). hp = (c_base, alpha_base, gamma_lo, gamma_hi, noisy_gamma).
-    reference: a sixth uniform per learner gives the horizon (T, or U(h_min, T) when noisy); else H = 4000.
-    """
-    unit = 1.0 / (ns * na)
-    lp[10] = 4000.0
-    for j in range(2):
-        u = np.random.random(6 if reference else 5)  # branch, gamma, Exp(1), noise start, noise decay(, horizon)
-        o = 5 * j
-        base = hp[1] if j == 0 else hp[0]
-        if u[0] < fp[0]:
-            lp[o] = 1.0
-            lp[o + 1] = hp[4]
-            lp[o + 2] = base * max(-math.log1p(-u[2]), 1e-12)
-            lp[o + 3] = fp[1] + (fp[2] - fp[1]) * u[3]
-            lp[o + 4] = u[4] * fp[3] * unit
-        else:
-            lp[o] = 0.0
-            lp[o + 1] = hp[2] + (hp[3] - hp[2]) * u[1]
-            lp[o + 2] = base
-            lp[o + 3] = 0.0
-            lp[o + 4] = 0.0
-        if reference and j == 0:
-            lo = min(h_min, float(T))
-            lp[10] = lo + (T - lo) * u[5] if lp[0] == 1.0 else float(T)
-
-
-@njit(cache=True)
-def _draw_schedule(kind, src, ns, na, fp, sch, lp):
-    """Schedule parameters (r0, r_rate, r_floor, o0, o_rate, o_cap) into sch[0:6] from 8 uniforms, as
-    ``omnirl_core.synthesis.behaviours._schedule_params``."""
-    # fp: learner_noise_prob, noise_lo, noise_hi, learner_noise_decay, rs_lo, rs_hi, rf_lo, rf_hi,
-    #     os_lo, os_hi, oc_lo, oc_hi, mb_oracle_rate, noisy_oracle_decay
-    # A learner behaviour (kind 1) takes its noise from its learner's draws lp (zero when noise-free).
-    unit = 1.0 / (ns * na)
-    u = np.random.random(8)
-    for i in range(6):
-        sch[i] = 0.0
-    if kind == 1:
-        o = 5 if src == 1 else 0
-        sch[0] = lp[o + 3]
-        sch[1] = lp[o + 4]
-    elif kind == 2:
-        sch[0] = fp[4] + (fp[5] - fp[4]) * u[1]
-        sch[1] = u[2] * fp[12] * unit
-        sch[2] = fp[6] + (fp[7] - fp[6]) * u[3]
-        sch[3] = fp[8] + (fp[9] - fp[8]) * u[4]
-        sch[4] = u[5] * fp[12] * unit
-        sch[5] = fp[10] + (fp[11] - fp[10]) * u[6]
-    elif kind == 3:
-        sch[0] = 1.0
-        sch[1] = u[7] * fp[13] * unit
 
 
 @njit(cache=True)
@@ -131,31 +74,8 @@ def _draw_drift(table, ns, na, logit_scale, drift_scale):
 
 
 @njit(cache=True)
-def _drift_step(table, ns, na, e2):
-    mix = np.eye(na)
-    if e2 > 0:
-        for i in range(na):
-            for j in range(na):
-                mix[i, j] += np.random.standard_normal() * e2
-    out = np.zeros((ns, na))
-    for s in range(ns):
-        for k in range(na):
-            t = table[s, k]
-            for a in range(na):
-                out[s, a] += t * mix[k, a]
-    for s in range(ns):
-        tot = 0.0
-        for a in range(na):
-            if out[s, a] < 0:
-                out[s, a] = 0.0
-            tot += out[s, a]
-        for a in range(na):
-            table[s, a] = out[s, a] / tot if tot > 0 else 1.0 / na
-
-
-@njit(cache=True)
 def _draw_transfer(powers, na, e2):
-    """reference: the transfer matrix M = clip(I + e2 N(0, 1), 0, 1), rows normalised, into powers[0] and its
+    """The transfer matrix M = clip(I + e2 N(0, 1), 0, 1), rows normalised, into powers[0] and its
     repeated squares M^(2^j) into powers[j] (``behaviours.transfer_matrix`` / ``transfer_powers``)."""
     m = powers[0]
     for i in range(na):
@@ -181,7 +101,7 @@ def _draw_transfer(powers, na, e2):
 
 @njit(cache=True)
 def _drift_row(table, powers, row_at, s, na, clock, probs):
-    """reference: row s of the drifting table brought to env step ``clock`` into probs (and stored): times
+    """Row s of the drifting table brought to env step ``clock`` into probs (and stored): times
     M^d for the d steps since it was last read, one cached power M^(2^q) per binary digit of d."""
     d = int(clock) - row_at[s]
     q = 0
@@ -212,27 +132,24 @@ def _n_bits(n):
 
 @njit(cache=True)
 def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, mapping, label_pol, orc, cum_w,
-                  b_src, b_tag, b_orc, b_noise, fp, T, is_bandit, self_label, no_tags, q_ucb, qp, mbp, hp, dp,
-                  reference, drift_used, n_bits, out_obs, out_tag, out_act, out_rew, out_lab, out_beh, out_lp):
-    """Fill out_* [B, T] and the learner hyperparameters out_lp [B, 11] for B sequences. qp = (UCB c, noisy
-    horizon minimum); mbp = (prior, mb_oracle gamma, mb_oracle c); hp = (c_base, alpha_base, gamma_lo, gamma_hi,
-    noisy_gamma); dp = (logit_scale, drift_scale, switch_fraction, switch_prob, seq_mask_prob, episode_mask_prob);
-    n_bits: the powers of the drifting policy's transfer matrix kept (reference).
-    reference: the process of the reference (schedules from the sequence start, one drifting table per sequence
-    drifting every step, the mixtures' own model-based learner); else workbench_v1."""
+                  b_src, b_tag, b_orc, b_noise, lp_all, sch_all, T, is_bandit, self_label, no_tags, q_ucb, mbp, dp,
+                  drift_used, n_bits, out_obs, out_tag, out_act, out_rew, out_lab, out_beh):
+    """Fill out_* [B, T] for B sequences with learner hyperparameters lp_all [B, 11] and schedules sch_all
+    [B, nb, 6] (``omnirl_core.synthesis.schedules``). mbp = (prior, mb_oracle gamma, mb_oracle c); dp =
+    (logit_scale, drift_scale, switch_fraction, switch_prob, seq_mask_prob, episode_mask_prob); n_bits: the powers
+    of the drifting policy's transfer matrix kept."""
     B = seeds.shape[0]
     ns = cdf.shape[1]
     na = cdf.shape[2]
     nb = cum_w.shape[0]
-    q_c = qp[0]
     prior = mbp[0]
+    mbo_gamma, mbo_c = mbp[1], mbp[2]
     for b in range(B):
         np.random.seed(seeds[b])
-        lp = out_lp[b]
-        _draw_learners(ns, na, fp, hp, lp, T, reference, qp[1])
+        lp = lp_all[b]
+        sch = sch_all[b]
         q_gamma, q_alpha, H = lp[1], lp[2], lp[10]
         mb_gamma, mb_c = lp[6], lp[7]
-        mbo_gamma, mbo_c = (mbp[1], mbp[2]) if reference else (mb_gamma, mb_c)
         Q = np.full((ns, na), 1.0 / (1.0 - q_gamma))
         n_sa = np.zeros((ns, na))
         n_s = np.zeros(ns)
@@ -245,14 +162,12 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
         n_term_into = np.zeros(ns)
         Qm = np.zeros((ns, na))
         bonus = np.full((ns, na), mb_c / (1.0 - mb_gamma) * 0.01)
-        Qm2 = np.zeros((ns, na))  # the mb_oracle mixtures' model-based learner (reference)
+        Qm2 = np.zeros((ns, na))  # the mb_oracle mixtures' model-based learner
         bonus2 = np.full((ns, na), mbo_c / (1.0 - mbo_gamma) * 0.01)
         table = np.full((ns, na), 1.0 / na)
-        powers = np.zeros((n_bits, na, na))  # reference: the transfer matrix's powers M^(2^j)
-        row_at = np.zeros(ns, dtype=np.int64)  # reference: the env step each table row is brought to
-        sch = np.zeros((nb, 6))
+        powers = np.zeros((n_bits, na, na))  # the transfer matrix's powers M^(2^j)
+        row_at = np.zeros(ns, dtype=np.int64)  # the env step each table row is brought to
         probs = np.zeros(na)
-        e2 = 0.0
 
         def draw_beh():
             u = np.random.random()
@@ -262,16 +177,9 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             return nb - 1
 
         beh = draw_beh()
-        if reference:
-            for j in range(nb):
-                _draw_schedule(b_noise[j], b_src[j], ns, na, fp, sch[j], lp)
-            if drift_used:
-                e2 = _draw_drift(table, ns, na, dp[0], dp[1])
-                _draw_transfer(powers, na, e2)
-        else:
-            _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch[beh], lp)
-            if b_src[beh] == 0:
-                e2 = _draw_drift(table, ns, na, dp[0], dp[1])
+        if drift_used:
+            e2 = _draw_drift(table, ns, na, dp[0], dp[1])
+            _draw_transfer(powers, na, e2)
         clock = 0.0
         switching = np.random.random() < dp[2]
         seq_masked = np.random.random() < dp[4]
@@ -283,19 +191,15 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             src = b_src[beh]
             oi = b_orc[beh]
             if src == 0:
-                if reference:
-                    _drift_row(table, powers, row_at, s, na, clock, probs)
-                    base = _categorical(probs, na)
-                else:
-                    base = _categorical(table[s], na)
-                    _drift_step(table, ns, na, e2)
+                _drift_row(table, powers, row_at, s, na, clock, probs)
+                base = _categorical(probs, na)
             elif src == 1:
-                if reference and b_noise[beh] == 2:
+                if b_noise[beh] == 2:
                     base = _act_mb(Qm2, bonus2, s, na)
                 else:
                     base = _act_mb(Qm, bonus, s, na)
             elif src == 2:
-                base = _act_q(Q, n_sa, n_s, s, na, total, H, q_c, q_ucb, probs)
+                base = _act_q(Q, n_sa, n_s, s, na, total, H, 1.0, q_ucb, probs)
             elif src == 3:
                 base = orc[oi, b, s]
             else:
@@ -303,8 +207,7 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             # schedules: sch[beh] = r0, r_rate, r_floor, o0, o_rate, o_cap
             c = sch[beh]
             p_r = min(max(max(c[0] - c[1] * clock, c[2]), 0.0), 1.0)
-            p_o = min(max(min(c[3] + c[4] * clock, c[5]), 0.0), 1.0)
-            p_o = (1.0 - p_r) * p_o if reference else min(p_o, 1.0 - p_r)
+            p_o = (1.0 - p_r) * min(max(min(c[3] + c[4] * clock, c[5]), 0.0), 1.0)
             u = np.random.random()
             if u < p_r:
                 action = np.random.randint(0, na)
@@ -340,9 +243,8 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
             clock += 1.0
             if term or trunc:
                 mb_plan(counts, r_mean, n_sa, lterm, n_into, n_term_into, Qm, bonus, ns, na, mb_gamma, mb_c, prior)
-                if reference:
-                    mb_plan(counts, r_mean, n_sa, lterm, n_into, n_term_into, Qm2, bonus2, ns, na, mbo_gamma,
-                            mbo_c, prior)
+                mb_plan(counts, r_mean, n_sa, lterm, n_into, n_term_into, Qm2, bonus2, ns, na, mbo_gamma, mbo_c,
+                        prior)
                 if pos < T:
                     out_obs[b, pos] = mapping[b, s2]
                     out_tag[b, pos] = 7
@@ -353,11 +255,6 @@ def run_sequences(seeds, cdf, rmean, rnoise, start_cdf, terminal, max_steps, map
                     pos += 1
                 if switching and np.random.random() < dp[3]:
                     beh = draw_beh()
-                    if not reference:  # workbench_v1: the new behaviour starts afresh
-                        clock = 0.0
-                        _draw_schedule(b_noise[beh], b_src[beh], ns, na, fp, sch[beh], lp)
-                        if b_src[beh] == 0:
-                            e2 = _draw_drift(table, ns, na, dp[0], dp[1])
                 ep_masked = np.random.random() < dp[5]
                 s = _next_state(start_cdf[b], ns)
                 steps = 0
@@ -373,16 +270,16 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
     ns = tasks[0].ns
     arrays = stack_tasks(tasks)
     label_pol = np.asarray(oracle_policy(arrays, cfg.label_gamma)).reshape(B, ns)
+    table = behaviour_table()
     weights = behaviour_weights(cfg)
     support = np.flatnonzero(weights > 0)
+    src, noise, orc_i = table.src[support], table.noise[support], table.orc[support]
     orc = np.zeros((len(BEHAVIOUR_GAMMAS), B, ns), dtype=np.int64)
-    for i in sorted(set(_ORC[support][(_SRC[support] == 3) | (_NOISE[support] == 2)].tolist())):
+    for i in sorted(set(orc_i[(src == 3) | (noise == 2)].tolist())):
         g = BEHAVIOUR_GAMMAS[i]
         orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
-    cum = _scan_table(weights)
-    fp = np.array([m.learner_noise_prob, *m.learner_noise_range, m.learner_noise_decay, *m.mb_oracle_random_start,
-                   *m.mb_oracle_random_floor, *m.mb_oracle_oracle_start, *m.mb_oracle_oracle_cap, m.mb_oracle_rate,
-                   m.noisy_oracle_decay], dtype=np.float64)
+    lp = draw_learner_params(cfg, ns, B, seq)
+    sch = draw_schedules(table, weights, lp, cfg, ns, seq)
     seeds = seq.generate_state(B, np.uint32).astype(np.int64)
     out = {
         "obs": np.zeros((B, T), _dtype_obs(cfg)),
@@ -391,20 +288,19 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
         "reward": np.zeros((B, T), np.float32),
         "label": np.zeros((B, T), np.uint8),
         "behaviour": np.zeros((B, T), np.uint8),
-        "learner_params": np.zeros((B, len(LEARNER_PARAMS))),
     }
-    hp = np.array([m.learner_c_base, m.learner_alpha_base, *m.learner_gamma_range, m.learner_noisy_gamma])
     run_sequences(
         seeds, _cumulative(arrays.transition), np.stack([t.reward for t in tasks]),
         np.stack([t.reward_noise for t in tasks]), _cumulative(np.stack([t.start_prob for t in tasks])),
         np.stack([t.terminal for t in tasks]), np.array([t.max_steps for t in tasks]),
-        np.stack([t.state_mapping for t in tasks]).astype(np.int64), label_pol.astype(np.int64), orc, cum,
-        _SRC.astype(np.int64), _TAG.astype(np.int64), _ORC.astype(np.int64), _NOISE.astype(np.int64), fp, T,
-        ns == 1, cfg.preset in ("ad", "ad_eps"), cfg.tagless, m.q_rule == "ucb",
-        np.array([1.0, float(m.q_noisy_horizon_min)]), np.array([0.01, m.mb_oracle_gamma, m.mb_oracle_c]), hp,
+        np.stack([t.state_mapping for t in tasks]).astype(np.int64), label_pol.astype(np.int64), orc,
+        _scan_table(weights), table.src.astype(np.int64), table.tag.astype(np.int64), table.orc.astype(np.int64),
+        table.noise.astype(np.int64), lp, sch, T, ns == 1, cfg.preset in ("ad", "ad_eps"), cfg.tagless,
+        m.q_rule == "ucb", np.array([0.01, m.mb_oracle_gamma, m.mb_oracle_c]),
         np.array([m.drift_logit_scale, m.drift_scale, m.switch_fraction, m.switch_prob, m.seq_mask_prob,
                   m.episode_mask_prob]),
-        cfg.process == "reference", bool((_SRC[support] == 0).any()), _n_bits(T + 2),
-        out["obs"], out["tag"], out["action"], out["reward"], out["label"], out["behaviour"], out["learner_params"],
+        bool((src == 0).any()), _n_bits(T + 2),
+        out["obs"], out["tag"], out["action"], out["reward"], out["label"], out["behaviour"],
     )
+    out["learner_params"] = lp
     return out

@@ -10,24 +10,15 @@ from ..world.envs import BatchedAnyMDPEnv
 from ..world.learners import ModelBasedLearner, QLearner
 from ..world.oracle import BEHAVIOUR_GAMMAS, oracle_policy, stack_tasks
 from ..world.task import Task
-from .behaviours import (
-    _NOISE,
-    _ORACLE_TAGS,
-    _ORC,
-    _SOURCES,
-    _SRC,
-    _TAG,
-    _draw_learner_params,
-    _DriftingTables,
-    _redraw_schedules,
-    _scan_table,
-    _start_schedules,
-    behaviour_weights,
-    learner_uniforms,
-)
+from .behaviours import ActContext, _scan_table, behaviour_table, behaviour_weights, named_stream
 from .config import DatasetConfig
+from .drifting import DriftingTables
 from .engine_numba import _synthesize_batch_numba
 from .format import _LP_H, _LP_MB, _LP_Q, BOUNDARY, LABEL_MASKED, TAG_RANDOM, TAG_UNKNOWN, _dtype_obs
+from .schedules import Schedules, draw_learner_params, draw_schedules
+
+_ORACLE_TAGS = np.arange(4, dtype=np.uint8)  # oracle i acts -> tag i
+_said_numpy: set[str] = set()
 
 
 def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedSequence) -> dict[str, np.ndarray]:
@@ -35,8 +26,17 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
 
     Returns the per-step arrays [B, T] (:data:`STEP_FIELDS`) and ``learner_params`` [B, len(LEARNER_PARAMS)].
     """
+    table = behaviour_table()
+    weights = behaviour_weights(cfg)
+    support = np.flatnonzero(weights > 0)
+    plugins = [table.names[j] for j in support if table.src[j] == 5]
     if cfg.engine == "numba":
-        return _synthesize_batch_numba(tasks, cfg, seq)
+        if not plugins:
+            return _synthesize_batch_numba(tasks, cfg, seq)
+        if tuple(plugins) not in _said_numpy:
+            _said_numpy.add(tuple(plugins))
+            print(f"[omnirl synthesis] behaviour {', '.join(plugins)} has no compiled path: these sequences run on "
+                  "the numpy engine (engine: numba asked for)", flush=True)
     B, T, m = len(tasks), cfg.seq_len, cfg.mixture
     env_ss, beh_ss = seq.spawn(2)
     rng = np.random.default_rng(beh_ss)
@@ -45,36 +45,32 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     ns, na = env.ns, env.na
     arrays = stack_tasks(tasks)
     label_pol = np.asarray(oracle_policy(arrays, cfg.label_gamma)).reshape(B, ns)
-    weights = behaviour_weights(cfg)
-    support = np.flatnonzero(weights > 0)
-    used_src = set(_SRC[support].tolist())
-    orc_needed = sorted(set(_ORC[support][(_SRC[support] == 3) | (_NOISE[support] == 2)].tolist()))
+    src_of, noise_of, orc_of, tag_of = table.src, table.noise, table.orc, table.tag
+    used_src = set(src_of[support].tolist())
+    orc_needed = sorted(set(orc_of[support][(src_of[support] == 3) | (noise_of[support] == 2)].tolist()))
     orc = np.zeros((len(BEHAVIOUR_GAMMAS), B, ns), dtype=np.int64)
     for i in orc_needed:
         g = BEHAVIOUR_GAMMAS[i]
         orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
-    lp = _draw_learner_params(rng.random((B, 2, learner_uniforms(cfg))), cfg, ns)  # every sequence, used or not
-    reference = cfg.process == "reference"
+    lp = draw_learner_params(cfg, ns, B, seq)  # every sequence, used or not
+    sch = Schedules(draw_schedules(table, weights, lp, cfg, ns, seq))
+    plugin_rng = {int(j): named_stream(seq, table.names[j]) for j in support if src_of[j] == 5}
+    for gen in plugin_rng.values():  # past the 8 uniforms per sequence of its schedule draws
+        gen.random((B, 8))
     q = mb = mbo = drift = None
     if 2 in used_src:
         q = QLearner(rule=m.q_rule, gamma=lp[:, _LP_Q + 1], alpha=lp[:, _LP_Q + 2], H=lp[:, _LP_H])
         q.reset((B, ns, na))
-    mixes = (_NOISE[support] == 2).any()  # an mb_oracle mixture is in use
-    if reference:  # one solver per behaviour: the mixtures' model-based learner has its own gamma and c
-        if ((_SRC[support] == 1) & (_NOISE[support] != 2)).any():
-            mb = ModelBasedLearner(gamma=lp[:, _LP_MB + 1], c=lp[:, _LP_MB + 2])
-            mb.reset((B, ns, na))
-        if mixes:
-            mbo = ModelBasedLearner(gamma=m.mb_oracle_gamma, c=m.mb_oracle_c)
-            mbo.reset((B, ns, na))
-    elif 1 in used_src:  # workbench_v1: one model-based learner for both
+    # one solver per behaviour: the mixtures' model-based learner has its own gamma and c
+    if ((src_of[support] == 1) & (noise_of[support] != 2)).any():
         mb = ModelBasedLearner(gamma=lp[:, _LP_MB + 1], c=lp[:, _LP_MB + 2])
         mb.reset((B, ns, na))
-        mbo = mb
+    if (noise_of[support] == 2).any():
+        mbo = ModelBasedLearner(gamma=m.mb_oracle_gamma, c=m.mb_oracle_c)
+        mbo.reset((B, ns, na))
     if 0 in used_src:
-        drift = _DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale, every_step=reference,
-                                n_steps=T + 2)
-    learners = [x for x in dict.fromkeys((q, mb, mbo)) if x is not None]
+        drift = DriftingTables(B, ns, na, m.drift_logit_scale, m.drift_scale, n_steps=T + 2)
+    learners = [x for x in (q, mb, mbo) if x is not None]
 
     rows = np.arange(B)
     mapping = env.state_mapping
@@ -95,9 +91,9 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
 
     beh = draw_beh(B)
     if drift is not None:
-        drift.draw(rows if reference else np.flatnonzero(_SRC[beh] == 0), rng)
-    clock = np.zeros(B)  # schedule clock: steps since the sequence start (reference) or the last draw (v1)
-    sch = _start_schedules(beh, cfg, ns, rng, lp)
+        drift.draw(rows, rng)
+    clock = np.zeros(B)  # environment steps since the sequence start
+    prev_action = np.full(B, -1, dtype=np.int64)
     switching = rng.random(B) < m.switch_fraction
     seq_masked = rng.random(B) < m.seq_mask_prob
     ep_masked = rng.random(B) < m.episode_mask_prob
@@ -106,25 +102,22 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     pos = np.zeros(B, dtype=np.int64)
     while pos.min() < T:
         s = env.states.copy()
-        present = np.bincount(_SRC[beh], minlength=len(_SOURCES)) > 0
+        src = src_of[beh]
+        present = np.bincount(src, minlength=6) > 0
         base = np.zeros(B, dtype=np.int64)
-        src = _SRC[beh]
         if present[0]:
             idx = np.flatnonzero(src == 0)
             base[idx] = drift.act(idx, s[idx], rng, clock[idx])
         if present[1]:
-            mixed = _NOISE[beh] == 2
-            if mbo is not mb:  # reference: each of the two model-based solvers acts where it is the behaviour
-                if mb is not None and (~mixed & (src == 1)).any():
-                    base = np.where((src == 1) & ~mixed, mb.act(s, rng), base)
-                if mbo is not None and mixed.any():
-                    base = np.where(mixed, mbo.act(s, rng), base)
-            else:
-                base = np.where(src == 1, mb.act(s, rng), base)
+            mixed = noise_of[beh] == 2
+            if mb is not None and (~mixed & (src == 1)).any():
+                base = np.where((src == 1) & ~mixed, mb.act(s, rng), base)
+            if mbo is not None and mixed.any():
+                base = np.where(mixed, mbo.act(s, rng), base)
         if present[2]:
             a = q.act(s, rng)
             base = np.where(src == 2, a, base)
-        oi = _ORC[beh]
+        oi = orc_of[beh]
         a_orc = orc[oi, rows, s]
         if present[3]:
             base = np.where(src == 3, a_orc, base)
@@ -132,11 +125,17 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         rand_a = rng.integers(0, na, size=B)
         if present[4]:
             base = np.where(src == 4, rand_a, base)
+        if present[5]:
+            for j, gen in plugin_rng.items():
+                idx = np.flatnonzero(beh == j)
+                if idx.size:
+                    base[idx] = _plugin_actions(table.entries[j], ActContext(
+                        idx, s[idx], clock[idx], prev_action[idx], label_pol[idx, s[idx]], na, ns, B, gen))
         p_r, p_o = sch.probs(beh, clock)
         is_rand = u < p_r
         is_orc = ~is_rand & (u < p_r + p_o)
         action = np.where(is_rand, rand_a, np.where(is_orc, a_orc, base))
-        tag = np.where(is_rand, TAG_RANDOM, np.where(is_orc, _ORACLE_TAGS[oi], _TAG[beh])).astype(np.uint8)
+        tag = np.where(is_rand, TAG_RANDOM, np.where(is_orc, _ORACLE_TAGS[oi], tag_of[beh])).astype(np.uint8)
         tag[seq_masked | ep_masked] = TAG_UNKNOWN
         if no_tags:
             tag[:] = TAG_UNKNOWN
@@ -152,6 +151,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         out["reward"][rows, p] = reward
         out["label"][rows, p] = action if self_label else label_pol[rows, s]
         out["behaviour"][rows, p] = beh
+        prev_action = action.astype(np.int64)
         clock += 1
         if done.any():
             d = np.flatnonzero(done)
@@ -167,13 +167,20 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
             redraw = d[switching[d] & (rng.random(d.size) < m.switch_prob)]
             if redraw.size:
                 beh[redraw] = draw_beh(redraw.size)
-                if not reference:  # workbench_v1: the new behaviour starts afresh
-                    clock[redraw] = 0
-                    _redraw_schedules(sch, redraw, beh, cfg, ns, rng, lp)
-                    if drift is not None:
-                        drift.draw(redraw[_SRC[beh[redraw]] == 0], rng)
             ep_masked[d] = rng.random(d.size) < m.episode_mask_prob
         pos += 1 + done
     res = {k: np.ascontiguousarray(v[:, :T]) for k, v in out.items()}
     res["learner_params"] = lp
     return res
+
+
+def _plugin_actions(b, ctx: ActContext) -> np.ndarray:
+    """A plug-in's actions, checked: one int per sequence it acts in, each in 0 .. na - 1."""
+    a = np.asarray(b.act(ctx))
+    if a.shape != ctx.states.shape or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"behaviour {b.name!r}: act returned {a.dtype} {a.shape}, expected integer actions of shape "
+                         f"{ctx.states.shape}")
+    if a.size and (a.min() < 0 or a.max() >= ctx.na):
+        raise ValueError(f"behaviour {b.name!r}: act returned actions outside 0 .. {ctx.na - 1} "
+                         f"(min {a.min()}, max {a.max()})")
+    return a

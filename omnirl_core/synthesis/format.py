@@ -20,7 +20,9 @@ from ..workbook.atomic import write_text_atomic
 from ..workbook.errors import InputError
 from .config import DatasetConfig
 
-SCHEMA_VERSION = 3  # 2: per-sequence learner hyperparameters (learner_params); 3: their q_horizon column
+SCHEMA_VERSION = 4  # 2: per-sequence learner hyperparameters (learner_params); 3: their q_horizon column;
+# 4: named random streams (the behaviour registry); one process
+READABLE_SCHEMA_VERSIONS = (3, 4)  # the same files and fields: a schema-3 dataset is read, never resumed
 FORMAT = "omnirl-dpd-dataset"
 LABEL_MASKED = 255
 BOUNDARY = 255  # behaviour id of boundary steps
@@ -155,8 +157,9 @@ def check_manifest(man: Any, path: Path) -> dict:
         raise DatasetError(f"{path}: not a dataset manifest (a JSON object), got {type(man).__name__}")
     if man.get("format") != FORMAT:
         raise DatasetError(f"{path}: format {man.get('format')!r}, expected {FORMAT!r}")
-    if man.get("schema_version") != SCHEMA_VERSION:
-        raise DatasetError(f"{path}: schema version {man.get('schema_version')}, this code reads {SCHEMA_VERSION}")
+    if man.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        raise DatasetError(f"{path}: schema version {man.get('schema_version')}, this code reads "
+                           f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}")
     _typed(man, _MANIFEST_KEYS, str(path))
     try:
         cfg = load_config(DatasetConfig, man["config"])

@@ -75,7 +75,7 @@ _IDS_KEY = 0x1D5  # separates the observation-id draws from the task draws
 def shard_tasks(cfg: DatasetConfig, k: int) -> list[Task]:
     """The tasks of the sequences of shard ``k``, in order (rebuilt from the config, seed and k).
 
-    With ``ns_max`` set and the reference process, every task shows its states under observation ids drawn as a
+    With ``ns_max`` set, every task shows its states under observation ids drawn as a
     random subset of ``0 .. ns_max - 1`` (one draw per sequence, from ``(seed, k)``): a model never learns that a
     small task uses small ids. Otherwise the ids are the sampler's permutation of ``0 .. ns - 1``."""
     ns, seeds, _, _ = dataset_tasks(cfg, k)
@@ -86,7 +86,7 @@ def shard_tasks(cfg: DatasetConfig, k: int) -> list[Task]:
         for s in dict.fromkeys(seeds.tolist()):
             cache[s] = task_for(cfg, ns, s)
         tasks = [cache[s] for s in seeds.tolist()]
-    if cfg.ns_max is not None and cfg.process == "reference":
+    if cfg.ns_max is not None:
         rng = np.random.default_rng([cfg.seed, k, _IDS_KEY])
         tasks = [_spread_ids(t, cfg.ns_max, rng) for t in tasks]
     return tasks

@@ -155,7 +155,7 @@ def plot_reward_curves(curves: dict, *, behaviours: tuple[str, ...] = BEHAVIOUR_
     tag's colour, dashed when it is a noisy variant."""
     from matplotlib.figure import Figure
 
-    from ..synthesis.behaviours import _TAG, BEHAVIOURS
+    from ..synthesis.behaviours import BEHAVIOUR_REGISTRY
     from ..synthesis.format import TAG_NAMES
 
     fig = Figure(figsize=(13, 3.3 * len(curves)), layout="constrained")
@@ -165,7 +165,7 @@ def plot_reward_curves(curves: dict, *, behaviours: tuple[str, ...] = BEHAVIOUR_
             ax_t.plot(centres, vals, marker=".", color=TAG_COLOURS[TAG_NAMES.index(tag_name)], label=tag_name)
         for b in behaviours:
             if b in per_beh:
-                ax_b.plot(centres, per_beh[b], marker=".", color=TAG_COLOURS[int(_TAG[BEHAVIOURS.index(b)])],
+                ax_b.plot(centres, per_beh[b], marker=".", color=TAG_COLOURS[BEHAVIOUR_REGISTRY.get(b).tag],
                           ls="--" if b.startswith("noisy") else "-", label=b)
         ax_t.set_title(f"{name}: steps of each tag (tag 7 left out)", fontsize=9)
         ax_b.set_title(f"{name}: all steps of a behaviour", fontsize=9)
