@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Re-train the shipped OmniRL-tiny (bandits) from scratch with the recipe in params/tiny/, on CPU:
-# synthesis (~15 s), training (~13 min on one core of a 2-core machine), then the online evaluation of the
+# Re-train OmniRL-tiny (bandits) from scratch with the recipe in params/tiny/ (the shipped model's own recipe is
+# this script at git tag data-process-v1; today's: bench/results/omnirl_tiny_bandit_retrained.md), on CPU:
+# synthesis (~15 s), training (~4 min on one core of a 2-core machine), then the online evaluation of the
 # result beside the shipped checkpoint on the same 64 unseen bandits. Nothing under models/ is touched;
 # pass --install to copy the new weights over the shipped ones afterwards.
 #   bash scripts/retrain_tiny.sh [--install] [--out outputs/tiny]
