@@ -24,13 +24,14 @@
 #   the model-based learner mixed with oracles of four discounts,
 #   noisy oracles whose epsilon decays, and pure oracles. Learners learn from *every* executed step, so a
 #   learner switched in later is already partly trained; in 85% of sequences the behaviour is re-drawn with
-#   probability 0.2 at each episode end;
+#   probability 0.2 at each episode end (the paper's mixture; a dataset of the parameter file may set its own
+#   weights, switching and schedules, as the quick profile's bandit datasets do: their file says how and why);
 # - the **label** of every step is the action of the oracle (value iteration on the true task, gamma 0.994)
 #   in the current state, whatever the behaviour did.
 #
 # Each step also carries a **tag** saying which kind of policy acted (0-3 oracles, 4 model-based, 5 Q-learning,
-# 6 random, 7 unknown); tags of whole sequences and of single episodes are masked to 7 (15% each), so the
-# model learns to act with and without that prior. After every episode one **boundary step** is stored
+# 6 random, 7 unknown); tags of whole sequences and of single episodes are masked to 7 (15% each by default), so
+# the model learns to act with and without that prior. After every episode one **boundary step** is stored
 # (the final state, action `na`, reward 0, tag 7, label masked out of the loss) in place of a terminal token.
 #
 # This notebook synthesises the datasets of its parameter file with `omnirl_core.synthesis` (sharded,

@@ -222,8 +222,9 @@ _ = sheet.below("chunked_forward_equal", f"Chunked forward pass (chunks of {cfg.
 # the task in its memory. The evaluation hook, every `eval.every` iterations, measures it on fixed batches: with a
 # dataset (`data.path`) these are the dataset's **first `eval.batches` training batches**, sequences the model
 # also trains on (no held-out split is made), and with the stand-in data held-out sequences of another seed. Each
-# curve is one evaluation; a model that has learned to learn in context shows curves sloping down, more steeply
-# as training goes on.
+# curve is one evaluation; a model that has learned to learn in context shows curves sloping down, where an
+# early one is flat (the label's marginals only); from one evaluation to the next the curves need not improve
+# steadily.
 #
 # The claim uses sequences the model never trained on, where there are some: the first `data.seq_len` steps of
 # the post-training dataset (`post_training.data_path`, another seed of the same process), else training batches

@@ -35,10 +35,10 @@
 # with a 95% interval over tasks. Section 5 puts every variant
 # on further suites too (`also_suites`), one column per suite as in the paper's Table 1.
 #
-# The quick profile works on 5-armed bandits, where a 0.1M-parameter model learns in context within a minute of
-# CPU training; its numbers show the mechanics and the direction of each effect at a tiny scale and from one
-# training seed, not the paper's magnitudes (the three-seed table of docs/results/ablations.md pools them). The
-# quick workbook runs the studies listed in `run`; all of them:
+# The quick profile works on 5-armed bandits, where a 0.1M-parameter model learns in context within a few
+# minutes of CPU training; its numbers show the mechanics, and whether each effect's direction is resolved at a
+# tiny scale and from one training seed, not the paper's magnitudes (the three-seed table of
+# docs/results/ablations.md pools them). The quick workbook runs the studies listed in `run`; all of them:
 # `python -m omnirl_core.studies params/quick/05_ablations.yaml --all --out outputs/ablations_quick`.
 # All logic lives in `omnirl_core.studies` (`ablations`, `cross_suite`); cells here only call it.
 

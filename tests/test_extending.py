@@ -160,9 +160,11 @@ def test_unregistered_names_are_refused_with_the_registered_ones_listed():
         load_config(EvaluationConfig, {"suites": ["toy_chain"]})
     with pytest.raises(ValueError, match="unknown suite 'toy_chain'; choose one of anymdp_1, "):
         build_suite("toy_chain", 2)
-    with pytest.raises(ValueError, match="mixture.weights: unknown behaviour 'sticky_random'; registered: "
-                                         "drift_random, "):
-        synthesize_shard(_dataset({"weights": {"sticky_random": 1.0}}), 0)
+    with pytest.raises(ConfigError, match="'mixture.weights.sticky_random': 'sticky_random' is not allowed: must be a "
+                                          "registered behaviour: drift_random, "):
+        _dataset({"weights": {"sticky_random": 1.0}})
+    with pytest.raises(ConfigError, match=r"'mixture.weights.orcale_0.994': .* \(did you mean 'oracle_0.994'\?\)"):
+        _dataset({"weights": {"orcale_0.994": 1.0}})
 
 
 def test_studies_accept_a_registered_suite_and_skip_one_with_more_actions_than_the_model():
@@ -231,7 +233,8 @@ def test_plug_ins_train_and_evaluate_through_the_command_lines(tmp_path):
 
 def test_a_plug_in_behaviour_synthesises_through_the_command_line(tmp_path):
     """``python -m omnirl_core.synthesis``: the plug-in is listed, a parameter file weighting it by name writes a
-    dataset where it acts; without the plug-in the same file is refused before any work, naming the key."""
+    dataset where it acts, and the dataset reads without the plug-in; without it the same file is refused before
+    any work, naming the file and the key."""
     params = {"datasets": {"sticky": {"seed": 1, "ns": 8, "na": 3, "seq_len": 64, "n_sequences": 4,
                                       "sequences_per_shard": 4, "batch_size": 4,
                                       "mixture": {"weights": {"sticky_random": 0.5}}}}, "workers": 1}
@@ -243,7 +246,7 @@ def test_a_plug_in_behaviour_synthesises_through_the_command_line(tmp_path):
     res = subprocess.run([*cmd, "p.yaml", "--out", "data", "--no-progress"], cwd=tmp_path, env=_env(),
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
-    arrays = load_dataset_arrays(tmp_path / "data" / "sticky")
+    arrays = load_dataset_arrays(tmp_path / "data" / "sticky")  # read without the plug-in: its code is not needed
     manifest = json.loads((tmp_path / "data" / "sticky" / "manifest.json").read_text())
     assert manifest["behaviours"][14] == "sticky_random"
     assert ((arrays["behaviour"] == 14) & (arrays["tag"] != TAG_UNKNOWN)).any()
@@ -251,4 +254,5 @@ def test_a_plug_in_behaviour_synthesises_through_the_command_line(tmp_path):
     res = subprocess.run([*cmd, "p.yaml", "--out", "data2"], cwd=tmp_path, env=bare, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 2 and not (tmp_path / "data2").exists()
-    assert "p.yaml: datasets.sticky.mixture.weights: unknown behaviour 'sticky_random'" in res.stderr, res.stderr
+    assert "p.yaml (SynthesisConfig): 'datasets.sticky.mixture.weights.sticky_random': 'sticky_random' is not " \
+           "allowed: must be a registered behaviour" in res.stderr, res.stderr

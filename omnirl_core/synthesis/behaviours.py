@@ -1,5 +1,5 @@
-"""The behaviours of decoupled policy distillation: a name-keyed registry, the mixture's weights by name, and the
-random stream each behaviour draws from.
+"""The behaviours of decoupled policy distillation: the registry (kept in :mod:`.registry`, re-exported here), the
+mixture's weights by name, and the random stream each behaviour draws from.
 
 A behaviour (:class:`Behaviour`) has a name, the tag its own actions carry (0-7, :data:`~.format.TAG_NAMES`), and
 either a built-in source (the drifting random policy, the model-based learner, the Q-learner, an oracle, uniform
@@ -17,7 +17,8 @@ Outside code adds one as Gymnasium adds environments::
 
     register_behaviour("sticky_random", sticky_random, tag=6)
 
-and gives it a weight by name in a dataset's mixture (``mixture.weights: {sticky_random: 0.2}``); a module listed
+and gives it a weight by name in a dataset's mixture (``mixture.weights: {sticky_random: 0.2}``, whose names the
+configuration checks against the registry when it is loaded); a module listed
 in ``OMNIRL_PLUGINS`` is imported by every command line and worker (:mod:`omnirl_core.workbook.plugins`).
 
 Random streams: a behaviour's schedule parameters and a plug-in's actions come from a stream of its own, keyed by
@@ -29,118 +30,22 @@ dataset stays the same (``tests/test_extending.py``).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..workbook.errors import InputError
-from ..workbook.plugins import Registry
 from .config import DatasetConfig
-from .format import TAG_MODEL_BASED, TAG_Q, TAG_RANDOM, TAG_UNKNOWN
-
-SOURCES = ("drift", "mb", "q", "oracle", "uniform", "plugin")
-"""What produces a behaviour's base action; ``plugin``: its own ``act`` rule."""
-NOISES = ("none", "learner", "mb_oracle", "eps")
-"""How its schedules mix in random and oracle actions: not at all, its learner's decaying noise, the model-based +
-oracle mixture's two schedules, an epsilon decaying from 1."""
-MAX_BEHAVIOURS = 255  # ids are uint8 and 255 marks boundary steps
-
-
-@dataclass
-class ActContext:
-    """What a plug-in's ``act`` rule sees for the ``k`` sequences of a batch where it acts this step."""
-
-    rows: np.ndarray
-    "[k] the sequences' rows in the batch (index per-sequence state of your own with them)."
-    states: np.ndarray
-    "[k] the inner states they are in (0 .. ns - 1)."
-    clock: np.ndarray
-    "[k] environment steps since the start of each sequence."
-    prev_action: np.ndarray
-    "[k] the action executed at each sequence's previous step (-1 at the start of the sequence)."
-    oracle: np.ndarray
-    "[k] the label oracle's actions in these states (a behaviour may imitate or avoid it)."
-    na: int
-    "Number of actions."
-    ns: int
-    "Number of inner states of the batch's tasks."
-    batch: int
-    "Sequences in the batch (rows are below it)."
-    rng: np.random.Generator
-    "This behaviour's own random stream (keyed by its name): draw every random number from it."
-
-
-@dataclass(frozen=True)
-class Behaviour:
-    """One behaviour of the mixture (see the module docstring)."""
-
-    name: str
-    tag: int
-    source: str = "plugin"
-    oracle: int = 0
-    "Index into ``world.oracle.BEHAVIOUR_GAMMAS`` of the oracle it is, or that its schedules mix in."
-    noise: str = "none"
-    act: Callable[[ActContext], np.ndarray] | None = field(default=None, compare=False)
-    doc: str = ""
-
-
-_tables: dict = {}  # names -> BehaviourTable (behaviour_table)
-BEHAVIOUR_REGISTRY: Registry[Behaviour] = Registry(
-    "behaviour", hint="register one with omnirl_core.synthesis.register_behaviour, or list its module in "
-                      "OMNIRL_PLUGINS")
-BEHAVIOURS = BEHAVIOUR_REGISTRY.view()
-"""Behaviour id -> name (the ``behaviour`` array; 255 marks boundary steps): the built-ins, then plug-ins in the
-order they were registered. A dataset's manifest records the list it was written with."""
-
-
-def register_behaviour(name: str, act: Callable[[ActContext], np.ndarray], *, tag: int, doc: str = "",
-                       replace: bool = False) -> Behaviour:
-    """Add a behaviour with its own act rule (``act(ctx: ActContext) -> actions [k]``) whose actions carry
-    ``tag`` (0-6; 7 is "unknown", which masking sets). It joins a mixture by name (``mixture.weights``)."""
-    if not callable(act):
-        raise TypeError(f"behaviour {name!r}: act must be callable, got {act!r}")
-    if not (isinstance(tag, int) and 0 <= tag < TAG_UNKNOWN):
-        raise ValueError(f"behaviour {name!r}: tag must be an int in 0 .. {TAG_UNKNOWN - 1}, got {tag!r}")
-    return _register(Behaviour(name, tag, "plugin", 0, "none", act, doc), replace)
-
-
-def unregister_behaviour(name: str) -> Behaviour:
-    """Remove a registered plug-in (a test that adds one removes it afterwards); built-ins stay."""
-    if BEHAVIOUR_REGISTRY.get(name).source != "plugin":
-        raise ValueError(f"behaviour {name!r} is built in and cannot be removed")
-    _tables.clear()
-    return BEHAVIOUR_REGISTRY.unregister(name)
-
-
-def _register(b: Behaviour, replace: bool = False) -> Behaviour:
-    known = b.name in BEHAVIOUR_REGISTRY._entries
-    if known and replace and BEHAVIOUR_REGISTRY._entries[b.name].source != "plugin":
-        raise ValueError(f"behaviour {b.name!r} is built in and cannot be replaced")
-    if not known and len(BEHAVIOUR_REGISTRY._entries) >= MAX_BEHAVIOURS:
-        raise ValueError(f"at most {MAX_BEHAVIOURS} behaviours (ids are uint8, 255 marks boundary steps)")
-    _tables.clear()
-    return BEHAVIOUR_REGISTRY.register(b.name, b, replace=replace)
-
-
-# Built-ins: name, source, tag, oracle index of the base or mixed oracle, noise, description.
-for _b in (
-    ("drift_random", "drift", TAG_RANDOM, 0, "none", "drifting random softmax policy (drifting.py)"),
-    ("model_based", "mb", TAG_MODEL_BASED, 0, "learner", "model-based learner with its drawn noise"),
-    ("q_learning", "q", TAG_Q, 0, "learner", "Q-learner with its drawn noise"),
-    ("mb_oracle_0", "mb", TAG_MODEL_BASED, 0, "mb_oracle", "model-based learner mixed with oracle gamma 0"),
-    ("mb_oracle_1", "mb", TAG_MODEL_BASED, 1, "mb_oracle", "model-based learner mixed with oracle gamma 0.5"),
-    ("mb_oracle_2", "mb", TAG_MODEL_BASED, 2, "mb_oracle", "model-based learner mixed with oracle gamma 0.93"),
-    ("mb_oracle_3", "mb", TAG_MODEL_BASED, 3, "mb_oracle", "model-based learner mixed with oracle gamma 0.994"),
-    ("noisy_oracle_0.93", "oracle", 2, 2, "eps", "oracle gamma 0.93, epsilon decaying from 1"),
-    ("noisy_oracle_0.994", "oracle", 3, 3, "eps", "oracle gamma 0.994, epsilon decaying from 1"),
-    ("oracle_0.5", "oracle", 1, 1, "none", "oracle gamma 0.5"),
-    ("oracle_0.93", "oracle", 2, 2, "none", "oracle gamma 0.93"),
-    ("oracle_0.994", "oracle", 3, 3, "none", "oracle gamma 0.994 (the label's)"),
-    ("uniform_random", "uniform", TAG_RANDOM, 0, "none", "uniform random actions (preset dpt)"),
-    ("q_learning_pure", "q", TAG_Q, 0, "none", "Q-learner without noise (preset ad)"),
-):
-    _register(Behaviour(_b[0], _b[2], _b[1], _b[3], _b[4], doc=_b[5]))
+from .registry import (
+    BEHAVIOUR_REGISTRY,
+    BEHAVIOURS,
+    NOISES,
+    SOURCES,
+    ActContext,
+    Behaviour,
+    _tables,
+    register_behaviour,
+    unregister_behaviour,
+)
 
 
 @dataclass(frozen=True)
@@ -187,12 +92,7 @@ def mixture_weights(cfg: DatasetConfig) -> dict[str, float]:
     w |= {f"mb_oracle_{i}": v for i, v in enumerate(m.w_mb_oracle)}
     w |= dict(zip(("noisy_oracle_0.93", "noisy_oracle_0.994"), m.w_noisy_oracle))
     w |= dict(zip(("oracle_0.5", "oracle_0.93", "oracle_0.994"), m.w_oracle))
-    for name, v in m.weights.items():
-        if name not in BEHAVIOUR_REGISTRY:
-            raise InputError(f"mixture.weights: unknown behaviour {name!r}; registered: "
-                             f"{', '.join(BEHAVIOUR_REGISTRY.names())} ({BEHAVIOUR_REGISTRY.hint})")
-        w[name] = float(v)
-    return w
+    return w | {name: float(v) for name, v in m.weights.items()}  # names checked by MixtureConfig.validate
 
 
 def behaviour_weights(cfg: DatasetConfig) -> np.ndarray:
@@ -200,7 +100,7 @@ def behaviour_weights(cfg: DatasetConfig) -> np.ndarray:
     names = behaviour_table().names
     w = np.zeros(len(names))
     for name, v in mixture_weights(cfg).items():
-        w[names.index(name)] = v
+        w[names.index(BEHAVIOUR_REGISTRY.get(name).name)] = v  # get: an unregistered name lists the registered
     if w.sum() <= 0:
         raise ValueError("the behaviour weights of the mixture are all zero")
     return w / w.sum()

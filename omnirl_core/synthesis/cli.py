@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..workbook.config import load_config
 from ..workbook.errors import CliParser, InputError, run_cli
-from .behaviours import SOURCES, behaviour_table, mixture_weights
+from .behaviours import SOURCES, behaviour_table
 from .config import SynthesisConfig
 from .format import TAG_NAMES
 from .writer import synthesize
@@ -84,11 +84,6 @@ def _main(argv: list[str]) -> int:
     if unknown:
         raise InputError(f"--only {unknown[0]!r}: {args.params} has no such dataset; it has "
                          f"{', '.join(cfg.datasets) or 'none'}")
-    for name, dcfg in cfg.datasets.items():  # every behaviour named in a mixture is registered, before any work
-        try:
-            mixture_weights(dcfg)
-        except InputError as exc:
-            raise InputError(f"{args.params}: datasets.{name}.{exc}") from None
     workers = args.workers or cfg.workers
     part = parse_part(args.part)
     out = Path(args.out).expanduser().resolve()  # relative to the working directory, as for every command line

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
 from ..workbook.fields import STATE_COUNT, check, param
+from .registry import BEHAVIOUR_REGISTRY
 
 DATASET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 """What a dataset's name may be: it is the dataset's folder name under DATA_DIR."""
@@ -91,6 +93,11 @@ class MixtureConfig:
 
     def validate(self) -> None:
         for name, w in self.weights.items():
+            names = BEHAVIOUR_REGISTRY.names()
+            close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.8)
+            check(name in BEHAVIOUR_REGISTRY, f"weights.{name}", name,
+                  (f"a registered behaviour (did you mean {close[0]!r}?): " if close else "a registered behaviour: ")
+                  + f"{', '.join(names)} ({BEHAVIOUR_REGISTRY.hint})")
             check(w >= 0, f"weights.{name}", w, ">= 0")
         for key in ("learner_noise_range", "learner_gamma_range", "mb_oracle_random_start", "mb_oracle_random_floor",
                     "mb_oracle_oracle_start", "mb_oracle_oracle_cap"):

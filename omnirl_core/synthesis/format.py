@@ -8,6 +8,7 @@ renamed into place.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import numpy as np
 from ..workbook.atomic import write_text_atomic
 from ..workbook.errors import InputError
 from .config import DatasetConfig
+from .registry import TAG_MODEL_BASED, TAG_Q, TAG_RANDOM, TAG_UNKNOWN  # noqa: F401  (re-exported with TAG_NAMES)
 
 SCHEMA_VERSION = 4  # 2: per-sequence learner hyperparameters (learner_params); 3: their q_horizon column;
 # 4: named random streams (the behaviour registry); one process
@@ -26,10 +28,6 @@ READABLE_SCHEMA_VERSIONS = (3, 4)  # the same files and fields: a schema-3 datas
 FORMAT = "omnirl-dpd-dataset"
 LABEL_MASKED = 255
 BOUNDARY = 255  # behaviour id of boundary steps
-TAG_UNKNOWN = 7
-TAG_RANDOM = 6
-TAG_MODEL_BASED = 4
-TAG_Q = 5
 TAG_NAMES = (
     "oracle g=0",
     "oracle g=0.5",
@@ -161,8 +159,12 @@ def check_manifest(man: Any, path: Path) -> dict:
         raise DatasetError(f"{path}: schema version {man.get('schema_version')}, this code reads "
                            f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}")
     _typed(man, _MANIFEST_KEYS, str(path))
+    recorded = copy.deepcopy(man["config"])
+    weights = (recorded.get("mixture") or {}).get("weights")
+    if isinstance(weights, dict):  # reading needs no behaviour's code: a plug-in's name need not be registered here
+        weights.clear()
     try:
-        cfg = load_config(DatasetConfig, man["config"])
+        cfg = load_config(DatasetConfig, recorded)
     except InputError as exc:
         raise DatasetError(f"{path}: its recorded dataset configuration is invalid: {exc}") from None
     n, per, T = cfg.n_sequences, cfg.sequences_per_shard, cfg.seq_len
