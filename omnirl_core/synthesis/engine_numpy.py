@@ -15,6 +15,7 @@ from .config import DatasetConfig
 from .drifting import DriftingTables
 from .engine_numba import _synthesize_batch_numba
 from .format import _LP_H, _LP_MB, _LP_Q, BOUNDARY, LABEL_MASKED, TAG_RANDOM, TAG_UNKNOWN, _dtype_obs
+from .registry import PLUGIN_SOURCE
 from .schedules import Schedules, draw_learner_params, draw_schedules
 
 _ORACLE_TAGS = np.arange(4, dtype=np.uint8)  # oracle i acts -> tag i
@@ -29,7 +30,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     table = behaviour_table()
     weights = behaviour_weights(cfg)
     support = np.flatnonzero(weights > 0)
-    plugins = [table.names[j] for j in support if table.src[j] == 5]
+    plugins = [table.names[j] for j in support if table.src[j] == PLUGIN_SOURCE]
     if cfg.engine == "numba":
         if not plugins:
             return _synthesize_batch_numba(tasks, cfg, seq)
@@ -54,7 +55,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
     lp = draw_learner_params(cfg, ns, B, seq)  # every sequence, used or not
     sch = Schedules(draw_schedules(table, weights, lp, cfg, ns, seq))
-    plugin_rng = {int(j): named_stream(seq, table.names[j]) for j in support if src_of[j] == 5}
+    plugin_rng = {int(j): named_stream(seq, table.names[j]) for j in support if src_of[j] == PLUGIN_SOURCE}
     for gen in plugin_rng.values():  # past the 8 uniforms per sequence of its schedule draws
         gen.random((B, 8))
     q = mb = mbo = drift = None
@@ -103,7 +104,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     while pos.min() < T:
         s = env.states.copy()
         src = src_of[beh]
-        present = np.bincount(src, minlength=6) > 0
+        present = np.bincount(src, minlength=PLUGIN_SOURCE + 1) > 0
         base = np.zeros(B, dtype=np.int64)
         if present[0]:
             idx = np.flatnonzero(src == 0)
@@ -125,7 +126,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
         rand_a = rng.integers(0, na, size=B)
         if present[4]:
             base = np.where(src == 4, rand_a, base)
-        if present[5]:
+        if present[PLUGIN_SOURCE]:
             for j, gen in plugin_rng.items():
                 idx = np.flatnonzero(beh == j)
                 if idx.size:

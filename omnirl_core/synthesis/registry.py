@@ -17,6 +17,7 @@ TAG_RANDOM, TAG_MODEL_BASED, TAG_Q, TAG_UNKNOWN = 6, 4, 5, 7
 
 SOURCES = ("drift", "mb", "q", "oracle", "uniform", "plugin")
 """What produces a behaviour's base action; ``plugin``: its own ``act`` rule."""
+PLUGIN_SOURCE = SOURCES.index("plugin")
 NOISES = ("none", "learner", "mb_oracle", "eps")
 """How its schedules mix in random and oracle actions: not at all, its learner's decaying noise, the model-based +
 oracle mixture's two schedules, an epsilon decaying from 1."""
@@ -119,5 +120,5 @@ for _b in (
     _register(Behaviour(_b[0], _b[2], _b[1], _b[3], _b[4], doc=_b[5]))
 
 
-__all__ = ["ActContext", "BEHAVIOURS", "BEHAVIOUR_REGISTRY", "Behaviour", "MAX_BEHAVIOURS", "NOISES", "SOURCES",
-           "register_behaviour", "unregister_behaviour"]
+__all__ = ["ActContext", "BEHAVIOURS", "BEHAVIOUR_REGISTRY", "Behaviour", "MAX_BEHAVIOURS", "NOISES", "PLUGIN_SOURCE",
+           "SOURCES", "register_behaviour", "unregister_behaviour"]
