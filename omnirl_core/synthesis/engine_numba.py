@@ -18,8 +18,9 @@ environment, learners and mixture:
 - the drifting softmax policy (``omnirl_core.synthesis.drifting``), tags, masking and boundary steps of
   ``omnirl_core.synthesis``.
 
-The learners' hyperparameters and the behaviours' schedules are drawn before, in numpy, by the functions the numpy
-engine calls (``omnirl_core.synthesis.schedules``), and passed in: both engines hold the same values.
+The learners' hyperparameters, the behaviours' schedules and the oracles' actions are computed before, in numpy,
+by the functions the numpy engine calls (``omnirl_core.synthesis.schedules``), and passed in: both engines hold
+the same values.
 
 Randomness: inside compiled code ``np.random.*`` is numba's own generator (numpy's global RNG is never
 touched); each sequence seeds it from its own seed, so a sequence's data does not depend on the other
@@ -35,13 +36,13 @@ import math
 import numpy as np
 from numba import njit
 
-from ..world.oracle import BEHAVIOUR_GAMMAS, oracle_policy, stack_tasks
+from ..world.oracle import oracle_policy, stack_tasks
 from ..world.task import Task
 from .behaviours import _scan_table, behaviour_table, behaviour_weights
 from .config import DatasetConfig
 from .format import _dtype_obs
 from .numba_learners import _act_mb, _act_q, _categorical, learn_terminal, mb_observe, mb_plan, q_observe
-from .schedules import draw_learner_params, draw_schedules
+from .schedules import draw_learner_params, draw_schedules, oracle_actions
 
 __all__ = ["run_sequences"]
 
@@ -273,11 +274,7 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
     table = behaviour_table()
     weights = behaviour_weights(cfg)
     support = np.flatnonzero(weights > 0)
-    src, noise, orc_i = table.src[support], table.noise[support], table.orc[support]
-    orc = np.zeros((len(BEHAVIOUR_GAMMAS), B, ns), dtype=np.int64)
-    for i in sorted(set(orc_i[(src == 3) | (noise == 2)].tolist())):
-        g = BEHAVIOUR_GAMMAS[i]
-        orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
+    orc = oracle_actions(table, weights, arrays, label_pol, cfg.label_gamma)
     lp = draw_learner_params(cfg, ns, B, seq)
     sch = draw_schedules(table, weights, lp, cfg, ns, seq)
     seeds = seq.generate_state(B, np.uint32).astype(np.int64)
@@ -299,7 +296,7 @@ def _synthesize_batch_numba(tasks: list[Task], cfg: DatasetConfig, seq: np.rando
         m.q_rule == "ucb", np.array([0.01, m.mb_oracle_gamma, m.mb_oracle_c]),
         np.array([m.drift_logit_scale, m.drift_scale, m.switch_fraction, m.switch_prob, m.seq_mask_prob,
                   m.episode_mask_prob]),
-        bool((src == 0).any()), _n_bits(T + 2),
+        bool((table.src[support] == 0).any()), _n_bits(T + 2),
         out["obs"], out["tag"], out["action"], out["reward"], out["label"], out["behaviour"],
     )
     out["learner_params"] = lp

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..world.envs import BatchedAnyMDPEnv
 from ..world.learners import ModelBasedLearner, QLearner
-from ..world.oracle import BEHAVIOUR_GAMMAS, oracle_policy, stack_tasks
+from ..world.oracle import oracle_policy, stack_tasks
 from ..world.task import Task
 from .behaviours import ActContext, _scan_table, behaviour_table, behaviour_weights, named_stream
 from .config import DatasetConfig
@@ -16,7 +16,7 @@ from .drifting import DriftingTables
 from .engine_numba import _synthesize_batch_numba
 from .format import _LP_H, _LP_MB, _LP_Q, BOUNDARY, LABEL_MASKED, TAG_RANDOM, TAG_UNKNOWN, _dtype_obs
 from .registry import PLUGIN_SOURCE
-from .schedules import Schedules, draw_learner_params, draw_schedules
+from .schedules import Schedules, draw_learner_params, draw_schedules, oracle_actions
 
 _ORACLE_TAGS = np.arange(4, dtype=np.uint8)  # oracle i acts -> tag i
 _said_numpy: set[str] = set()
@@ -48,11 +48,7 @@ def synthesize_batch(tasks: list[Task], cfg: DatasetConfig, seq: np.random.SeedS
     label_pol = np.asarray(oracle_policy(arrays, cfg.label_gamma)).reshape(B, ns)
     src_of, noise_of, orc_of, tag_of = table.src, table.noise, table.orc, table.tag
     used_src = set(src_of[support].tolist())
-    orc_needed = sorted(set(orc_of[support][(src_of[support] == 3) | (noise_of[support] == 2)].tolist()))
-    orc = np.zeros((len(BEHAVIOUR_GAMMAS), B, ns), dtype=np.int64)
-    for i in orc_needed:
-        g = BEHAVIOUR_GAMMAS[i]
-        orc[i] = label_pol if g == cfg.label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
+    orc = oracle_actions(table, weights, arrays, label_pol, cfg.label_gamma)
     lp = draw_learner_params(cfg, ns, B, seq)  # every sequence, used or not
     sch = Schedules(draw_schedules(table, weights, lp, cfg, ns, seq))
     plugin_rng = {int(j): named_stream(seq, table.names[j]) for j in support if src_of[j] == PLUGIN_SOURCE}

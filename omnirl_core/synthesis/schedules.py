@@ -1,4 +1,5 @@
-"""Per-sequence draws that both engines share: the learners' hyperparameters and every behaviour's schedules.
+"""What both engines compute before a batch is simulated: the learners' hyperparameters and every behaviour's
+schedules (per-sequence draws), and the oracles' actions the mixture uses.
 
 Both are drawn in numpy, before a batch is simulated, from named random streams
 (:func:`~.behaviours.named_stream`): the learners' from ``learners``, a behaviour's schedules from its own name.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..world.oracle import BEHAVIOUR_GAMMAS, oracle_policy
 from .behaviours import BehaviourTable, named_stream
 from .config import DatasetConfig
 from .format import _LP_H, _LP_MB, _LP_Q, LEARNER_PARAMS
@@ -100,6 +102,21 @@ def draw_schedules(table: BehaviourTable, weights: np.ndarray, lp: np.ndarray, c
     return out
 
 
+def oracle_actions(table: BehaviourTable, weights: np.ndarray, arrays, label_pol: np.ndarray,
+                   label_gamma: float) -> np.ndarray:
+    """[len(BEHAVIOUR_GAMMAS), B, ns] the actions of the oracles that the behaviours with weight use (as themselves
+    or in their schedules' mixture); the label's oracle ``label_pol`` [B, ns] is reused, the others are solved on
+    the stacked tasks ``arrays``; zeros for oracles no behaviour uses."""
+    B, ns = label_pol.shape
+    support = np.flatnonzero(weights > 0)
+    used = (table.src[support] == 3) | (table.noise[support] == 2)
+    out = np.zeros((len(BEHAVIOUR_GAMMAS), B, ns), dtype=np.int64)
+    for i in sorted(set(table.orc[support][used].tolist())):
+        g = BEHAVIOUR_GAMMAS[i]
+        out[i] = label_pol if g == label_gamma else np.asarray(oracle_policy(arrays, g)).reshape(B, ns)
+    return out
+
+
 @dataclass
 class Schedules:
     """The schedules of a batch: ``params`` [B, nb, 6] (:func:`draw_schedules`)."""
@@ -116,4 +133,4 @@ class Schedules:
 
 
 __all__ = ["LEARNER_UNIFORMS", "Schedules", "draw_learner_params", "draw_schedules", "learner_params",
-           "schedule_params"]
+           "oracle_actions", "schedule_params"]
