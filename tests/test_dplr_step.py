@@ -72,6 +72,20 @@ def test_step_kernel_matches_naive(shape, with_state):
         _close(a / scale, b / scale, tol=5e-5)
 
 
+@pytest.mark.parametrize("shape", SHAPES + [(4, 2, 3, 16, 16)])
+def test_without_gradients_the_forward_loops_alone_match_naive(shape, monkeypatch):
+    """Nothing to differentiate (online acting): the loops without the autograd function give the same values."""
+    x = _inputs(*shape, seed=sum(shape) + 1)
+    o1, s1 = dplr_naive(*x[:6], initial_state=x[6])
+    monkeypatch.setattr(dplr_step._DplrRecurrence, "apply", lambda *a: pytest.fail("autograd function ran"))
+    with torch.no_grad():
+        o2, s2 = dplr_recurrent(*x[:6], initial_state=x[6])
+    _close(o2, o1)
+    _close(s2, s1)
+    o3, _ = dplr_recurrent(*x[:6])  # no input requires a gradient: the same path, from a zero state
+    _close(o3, dplr_naive(*x[:6])[0])
+
+
 @pytest.mark.parametrize("every", [1, 3, 16, 1000])
 def test_checkpoint_interval_changes_nothing(every):
     """The backward pass recomputes states between checkpoints: any interval gives the same gradients."""

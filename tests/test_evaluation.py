@@ -95,12 +95,18 @@ def test_omnirl_online_uses_tag_7_and_writes_boundary_steps(anymdp16):
         calls.append((tag.clone(), action.clone(), reward.clone()))
         return orig(obs, tag, action, reward, state)
 
+    joint = []  # steps where every run ended an episode: the boundary token goes with the next act, in one pass
+    orig_joint = model.act_after_end
     model.step = spy
+    model.act_after_end = lambda final_obs, obs, state: joint.append(final_obs.clone()) or orig_joint(final_obs, obs,
+                                                                                                       state)
     records: list = []
     res = run_agent(anymdp16, OmniRLAgent(model), 2, seed=1, on_step=_record(records))
     assert all((r["tags"] == 7).all() for r in records)
     n_episode_ends = sum(int(r["done"].any()) for r in records)
-    assert len(calls) == n_episode_ends > 0  # one (batched, masked) boundary step per step where any episode ended
+    n_all = sum(int(r["done"].all()) for r in records[:-1])  # (the last step's token: no act follows)
+    assert len(joint) == n_all
+    assert len(calls) + len(joint) + int(records[-1]["done"].all()) == n_episode_ends > len(joint)  # one per step
     for tag, action, reward in calls:
         assert (tag == 7).all() and (action == 5).all() and (reward == 0).all()
     assert np.all(res.steps[:, 1] > res.steps[:, 0])

@@ -197,6 +197,28 @@ def test_recurrent_steps_equal_full_forward(backbone, layout):
     close(logits, full[:, 4])
 
 
+@pytest.mark.parametrize("backbone,layout", VARIANTS)
+def test_end_token_and_next_act_in_one_pass_equal_two_calls(backbone, layout):
+    """act_after_end(final_obs, obs) = step(final_obs, tag 7, action na, reward 0) then act(obs): same logits, and
+    the memories it leaves give the same logits afterwards."""
+    cfg = tiny(backbone, layout)
+    m = make_model(cfg)
+    obs, tag, action, reward = make_batch(cfg, T=8)
+    _, _, st = m(obs[:, :4], tag[:, :4], action[:, :4], reward[:, :4])
+    B = obs.shape[0]
+    _, _, ended = m.step(obs[:, 4], torch.full((B,), 7), torch.full((B,), cfg.na), torch.zeros(B), st)
+    want, two_calls = m.act(obs[:, 5], ended)
+    got, one_pass = m.act_after_end(obs[:, 4], obs[:, 5], st)
+    close(got, want, tol=1e-5)
+    later = []
+    for state in (two_calls, one_pass):
+        _, state = m.observe(tag[:, 5], action[:, 5], reward[:, 5], state)
+        later.append(m.step(obs[:, 6], tag[:, 6], action[:, 6], reward[:, 6], state)[0])
+    close(later[1], later[0], tol=1e-5)
+    wrong, _ = m.act_after_end(obs[:, 4], obs[:, 5], ended)  # the end token fed twice reads differently
+    assert not torch.allclose(wrong, want, atol=1e-4)
+
+
 @pytest.mark.parametrize("backbone", IMPLEMENTED)
 def test_block_keeps_the_backbone_contract(backbone):
     check_block_contract(backbone)

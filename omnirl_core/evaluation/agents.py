@@ -215,6 +215,7 @@ class OmniRLAgent(Agent):
             raise InputError(f"suite {suite.name} has {suite.na} actions, the model ({self.source}) only {cfg.na} "
                              "(model.na)")
         self.state = None
+        self.ended_on: np.ndarray | None = None  # final observations of an episode every run ended, not yet fed
         self.t = np.zeros(self.num_envs, dtype=np.int64)
 
     def _temperature(self) -> np.ndarray:
@@ -230,7 +231,12 @@ class OmniRLAgent(Agent):
     def act(self, obs):
         import torch
 
-        logits, self.state = self.model.act(self._tensor(obs, torch.long), self.state)
+        if self.ended_on is not None:  # the end-of-episode token and this step's in one pass
+            logits, self.state = self.model.act_after_end(self._tensor(self.ended_on, torch.long),
+                                                          self._tensor(obs, torch.long), self.state)
+            self.ended_on = None
+        else:
+            logits, self.state = self.model.act(self._tensor(obs, torch.long), self.state)
         z = logits.double().cpu().numpy()
         if not np.isfinite(z).all():
             bad = np.flatnonzero(~np.isfinite(z).all(axis=1))
@@ -252,18 +258,38 @@ class OmniRLAgent(Agent):
     def observe(self, obs, actions, rewards, next_obs, terminated, truncated, tags):
         import torch
 
+        self._feed_ended()  # (act feeds it; here only when a caller observes without acting)
         _, self.state = self.model.observe(self._tensor(tags, torch.long), self._tensor(actions, torch.long),
                                            self._tensor(rewards, torch.float32), self.state)
 
     def end_episode(self, mask, final_obs):
+        """The masked runs feed their end-of-episode token (``final_obs``, tag unknown, action ``na``, reward 0).
+        When every run ended one, the token waits for the next :meth:`act`, which feeds both in one pass
+        (:meth:`~omnirl_core.model.OmniRL.act_after_end`): the same tokens, half the passes for bandits."""
         import torch
 
         mask = np.asarray(mask, bool)
         if not mask.any():
             return
-        B, na = self.num_envs, self.model.cfg.na
+        self._feed_ended()
+        if mask.all():
+            self.ended_on = np.array(final_obs, dtype=np.int64)
+            return
+        new = self._end_token(final_obs)
+        self.state = _merge_state(new, self.state, self._tensor(mask, torch.bool))
+
+    def _end_token(self, final_obs) -> dict:
+        """The memory after every run feeds its end-of-episode token."""
+        import torch
+
+        B = self.num_envs
         _, _, new = self.model.step(
             self._tensor(final_obs, torch.long), self._tensor(np.full(B, TAG_UNKNOWN), torch.long),
-            self._tensor(np.full(B, na), torch.long), self._tensor(np.zeros(B), torch.float32), self.state,
-        )
-        self.state = new if mask.all() else _merge_state(new, self.state, self._tensor(mask, torch.bool))
+            self._tensor(np.full(B, self.model.cfg.na), torch.long), self._tensor(np.zeros(B), torch.float32),
+            self.state)
+        return new
+
+    def _feed_ended(self) -> None:
+        """Feed the end-of-episode token kept for the next act now."""
+        if self.ended_on is not None:
+            self.state, self.ended_on = self._end_token(self.ended_on), None

@@ -311,6 +311,31 @@ class OmniRL(nn.Module):
         return aux, {"blocks": state["blocks"], "prev": prev}
 
     @torch.no_grad()
+    def act_after_end(self, final_obs: torch.Tensor, obs: torch.Tensor, state: dict):
+        """:meth:`step` with the end-of-episode token (``final_obs``, tag unknown, action ``na``, reward 0), then
+        :meth:`act` on ``obs`` (each [B]), in one pass of the backbone: -> (logits [B, na] read at ``obs``,
+        new_state). Every run of the batch ended an episode; a bandit ends one every step, so its online runs
+        cost one pass per step rather than two."""
+        B = obs.shape[0]
+        unknown = torch.full((B,), TAG_UNKNOWN, dtype=torch.long, device=obs.device)
+        no_action = torch.full((B,), self.cfg.na, dtype=torch.long, device=obs.device)
+        if self.cfg.layout == "paper":  # s_end, g, a, r of the end token, then s_t: 5 tokens
+            te = self.type_emb.weight
+            x = torch.stack([self.state_emb(final_obs) + te[0], self.tag_emb(unknown) + te[1],
+                             self.action_emb(no_action) + te[2],
+                             self.reward_emb(torch.zeros(B, 1, device=obs.device, dtype=te.dtype)) + te[3],
+                             self.state_emb(obs) + te[0]], dim=1)  # [B, 5, d]
+            h, blocks = self._backbone(x, state)
+            return self.policy_head(h[:, -1]), {"blocks": blocks}
+        prev = state.get("prev") if state is not None else None
+        prev = prev if prev is not None else self._empty_prev(B, obs.device)
+        two = lambda first, second: torch.stack([first.view(B), second.view(B)], dim=1)  # noqa: E731  [B, 2]
+        x = self._embed_compact(two(final_obs, obs), two(unknown, unknown), two(no_action, no_action),
+                                torch.zeros(B, 2, device=obs.device), prev)  # the second token's inputs: unused
+        h, blocks = self._backbone(x, state)
+        return self.policy_head(h[:, -1]), {"blocks": blocks, "prev": None, "obs": obs.view(B)}
+
+    @torch.no_grad()
     def step(self, obs, tag, action, reward, state: dict | None = None):
         """One whole step (obs, tag, action, reward each [B]) -> (logits [B, na] read at s_t, aux, new_state)."""
         logits, state = self.act(obs, state)

@@ -101,6 +101,39 @@ def _forward(q, k, v, a, b, d, s0, zero, every, o, u, ckpt, s_out):  # pragma: n
 
 
 @njit(cache=True, fastmath=_FAST)
+def _forward_only(q, k, v, a, b, d, s0, zero, o, s_out):  # pragma: no cover - compiled
+    """:func:`_forward` without what only the backward pass reads (``u``, the checkpoints): the no-gradient path
+    (online acting, one token at a time, where the per-call cost is most of the time)."""
+    N, T, K = q.shape
+    V = v.shape[2]
+    H = o.shape[2]
+    z = zero[()]
+    u = np.empty(V, dtype=s0.dtype)
+    for n in range(N):
+        bn, hn = n // H, n % H
+        S = s_out[n]
+        S[:, :] = s0[n]
+        for t in range(T):
+            ot, vt = o[bn, t, hn], v[n, t]
+            at, bt, kt, qt, dt = a[n, t], b[n, t], k[n, t], q[n, t], d[n, t]
+            for j in range(V):
+                u[j] = z
+                ot[j] = z
+            for i in range(K):
+                ai = at[i]
+                Si = S[i]
+                for j in range(V):
+                    u[j] += ai * Si[j]
+            for i in range(K):
+                di, bi, ki, qi = dt[i], bt[i], kt[i], qt[i]
+                Si = S[i]
+                for j in range(V):
+                    s = di * Si[j] + bi * u[j] + ki * vt[j]
+                    Si[j] = s
+                    ot[j] += qi * s
+
+
+@njit(cache=True, fastmath=_FAST)
 def _backward(q, k, v, a, b, d, u, ckpt, s_out, zero, every, do, ds_out,
               dq, dk, dv, da, db, dd, ds0):  # pragma: no cover - compiled
     """Gradients of :func:`_forward` w.r.t. q (scaled), k, v, a, b, d ([B, T, H, D]) and s0 ([N, K, V]), see the
@@ -212,6 +245,18 @@ class _DplrRecurrence(torch.autograd.Function):
         return (*grads, ds0, None)
 
 
+def _no_grad(q, k, v, alpha, beta, d, s0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(o [B, T, H, V], S_T [B, H, K, V])`` by :func:`_forward_only` (no copy of an input at T = 1)."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    o = torch.empty(B, T, H, V, dtype=q.dtype)
+    s_out = torch.empty(B, H, K, V, dtype=q.dtype)
+    _forward_only(*(_rows(x).numpy() for x in (q, k, v, alpha, beta, d)),
+                  s0.detach().reshape(B * H, K, V).contiguous().numpy(), np.zeros((), dtype=s_out.numpy().dtype),
+                  o.numpy(), s_out.view(B * H, K, V).numpy())
+    return o, s_out
+
+
 _OPAQUE: list = []  # the autograd function wrapped by torch.compiler.disable, once torch.compile is in use
 
 
@@ -256,7 +301,10 @@ def dplr_recurrent(
     s0 = q.new_zeros(B, H, K, V, dtype=dt) if initial_state is None else initial_state.to(dt)
     q, k, v, alpha, beta, gk = (x.to(dt) for x in (q, k, v, alpha, beta, gk))
     q = q if scale == 1.0 else q * scale  # RWKV-7's scale is 1
-    o, S = _apply(q, k, v, alpha, beta, gk.exp(), s0, max(1, int(checkpoint_every)))
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v, alpha, beta, gk, s0)):
+        o, S = _apply(q, k, v, alpha, beta, gk.exp(), s0, max(1, int(checkpoint_every)))
+    else:  # nothing to differentiate: the loops alone, without the autograd function or what it keeps
+        o, S = _no_grad(q, k, v, alpha, beta, gk.exp(), s0)
     return o.to(out_dtype), (S if output_final_state else None)
 
 
