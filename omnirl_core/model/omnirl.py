@@ -271,7 +271,7 @@ class OmniRL(nn.Module):
         return self.policy_head(h), aux, {"blocks": blocks, "prev": prev}
 
     # ---- online acting ---------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: torch.Tensor, state: dict | None = None):
         """Feed s_t (obs [B]) and read the policy: -> (logits [B, na], new_state)."""
         obs = obs.view(-1, 1)
@@ -288,7 +288,7 @@ class OmniRL(nn.Module):
         h, blocks = self._backbone(x, state)
         return self.policy_head(h[:, 0]), {"blocks": blocks, "prev": None, "obs": obs.view(B)}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def observe(self, tag: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, state: dict):
         """Feed g_t, a_t, r_t (each [B]) after :meth:`act`: -> (aux, new_state); aux has the world-model outputs."""
         aux: dict[str, torch.Tensor] = {}
@@ -310,7 +310,7 @@ class OmniRL(nn.Module):
         prev = {"obs": state["obs"], "tag": tag, "action": action, "reward": reward.float()}
         return aux, {"blocks": state["blocks"], "prev": prev}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act_after_end(self, final_obs: torch.Tensor, obs: torch.Tensor, state: dict):
         """:meth:`step` with the end-of-episode token (``final_obs``, tag unknown, action ``na``, reward 0), then
         :meth:`act` on ``obs`` (each [B]), in one pass of the backbone: -> (logits [B, na] read at ``obs``,
@@ -335,7 +335,7 @@ class OmniRL(nn.Module):
         h, blocks = self._backbone(x, state)
         return self.policy_head(h[:, -1]), {"blocks": blocks, "prev": None, "obs": obs.view(B)}
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, obs, tag, action, reward, state: dict | None = None):
         """One whole step (obs, tag, action, reward each [B]) -> (logits [B, na] read at s_t, aux, new_state)."""
         logits, state = self.act(obs, state)
