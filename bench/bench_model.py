@@ -23,10 +23,10 @@ Second table, training iterations at one thread (``--iteration-threads``): forwa
 an AdamW step, on stand-in sequences of the config's batch shape. Old path: the RWKV-7 layers run the chunked
 form (``ops.dplr.dplr_chunked``); new: the kernel the layer selects (on CPU at head dims up to
 ``ops.dplr_step.STEP_MAX_HEAD_DIM``, the per-step numba kernel). Rows: the quick config
-(``params/quick/03_training.yaml``: its model and batch, as trained), and the paper config's shapes
-(``params/paper/03_training.yaml``: 512 wide, heads of 64, batch 5, chunks of 2,048 steps in the four-token
-layout) cut down to ``--paper-layers`` of its 18 blocks and ``--paper-steps`` steps per sequence, which one CPU
-thread can time (its recurrence at the paper's own batch and chunk length is the row after it).
+(``params/quick/03_training.yaml``: its model and the batch of each of its processes, as trained), and the paper
+config's shapes (``params/paper/03_training.yaml``: 512 wide, heads of 64, batch 5, chunks of 2,048 steps in the
+four-token layout) cut down to ``--paper-layers`` of its 18 blocks and ``--paper-steps`` steps per sequence, which
+one CPU thread can time (its recurrence at the paper's own batch and chunk length is the row after it).
 
     .venv/bin/python bench/bench_model.py [--markdown] [--repeats 5]
     .venv/bin/python bench/bench_model.py --iterations-only   # the second table alone
@@ -257,7 +257,8 @@ def iteration_rows(args) -> tuple[list[dict], list[str]]:
                          f"{b:.7g}, relative difference {abs(b / a - 1):.1e}")
     # the recurrence alone, forward + backward, at the shapes of the two configs' layers
     pB, pT = (1, 64) if args.smoke else (5, args.paper_recurrence_T)
-    qB, qT = (1, 32) if args.smoke else (8, 512)
+    quick = iteration_config(TRAIN_CONFIG, quick_over)  # one process's batch, chunks of chunk_len steps
+    qB, qT = (1, 32) if args.smoke else (quick.data.batch_size, quick.chunk_len)
     for B, T, H, K, label in ((qB, qT, 4, 16, "quick"), (pB, pT, 8, 64, "paper")):
         x = rwkv7_inputs(B, T, H, K)
         chunk = 32 if label == "quick" else 64  # each config's chunk_size (the paper's: the layer's default)
@@ -425,9 +426,10 @@ def kernel_section(args) -> None:
         )
     print_table(head, lines, args.markdown)
     print(
-        f"training, {TRAIN_CONFIG} on CPU: {train_rate:,.0f} environment steps/s "
-        f"(batch x sequence length per iteration / seconds, {args.train_steps} iterations; data: "
-        f"{args.train_sequences} sequences of its dataset as {DATA_CONFIG} defines it, synthesised for this run)"
+        f"training, {TRAIN_CONFIG} on CPU: {train_rate:,.0f} environment steps/s in one process (its batch x "
+        f"sequence length per iteration / seconds, {args.train_steps} iterations; notebook 03 runs "
+        f"launch.nproc_per_node such processes; data: {args.train_sequences} sequences of its dataset as "
+        f"{DATA_CONFIG} defines it, synthesised for this run)"
     )
     if dplr_ref is None or gdn_ref is None:
         print("fla-core is not installed: reference columns are empty (pip install fla-core==0.6.0)")

@@ -157,11 +157,11 @@ display(table)
 # called with `resume=True`: running this notebook again continues from the checkpoint (a finished run is not
 # repeated), exactly as `python -m omnirl_core.training ... --resume` after an interruption. A non-finite loss skips
 # its iteration (counted in `bad_steps_total`); `max_bad_steps` of them in a row stop the run with
-# `NonFiniteLossError`, leaving the last checkpoint as it was. With `launch.nproc_per_node` above 1 (the paper
-# profile: 8, one process per GPU) the cell starts the same training under torchrun instead
-# (`training.train_or_launch`): its progress bar follows rank 0's metrics, a failing rank fails the cell with
-# that rank's own error (every rank's output is in `03_training/run/launch_logs/`), and the finished run is read
-# back from its checkpoint, so the rest of the notebook is the same. The summary's last row says which kernels
+# `NonFiniteLossError`, leaving the last checkpoint as it was. With `launch.nproc_per_node` above 1 (the quick
+# profile: 2, one process per core; the paper profile: 8, one per GPU) the cell starts the same training under
+# torchrun instead (`training.train_or_launch`): its progress bar follows rank 0's metrics, a failing rank fails
+# the cell with that rank's own error (every rank's output is in `03_training/run/launch_logs/`), and the finished
+# run is read back from its checkpoint, so the rest of the notebook is the same. The summary's last row says which kernels
 # each layer ran (fla's Triton ops or the PyTorch ones, and why), from `run/kernels.json` that training writes.
 
 # %%

@@ -38,7 +38,7 @@ SHRINK = {
            "incontext.suites=[anymdp_16]", "incontext.n_tasks=2", "incontext.steps=64", "incontext.bins=3",
            "long_context.steps=256", "long_context.n_tasks=2", "long_context.loss_sequences=1",
            "long_context.bins=4", "long_context.chunk_len=128"],
-    "05": ["run=[tags]", "eval_tasks=2", "eval_steps=400", "loss_sequences=2", "tql=false", "workers=1",
+    "05": ["run=[tags]", "seeds=2", "eval_tasks=2", "eval_steps=400", "loss_sequences=2", "tql=false", "workers=1",
            "torch_threads=1",
            "dataset.n_sequences=8", "dataset.seq_len=256", "dataset.sequences_per_shard=4", "dataset.batch_size=4",
            "training.steps=2", "training.chunk_len=128", "training.model.hidden_size=32",
