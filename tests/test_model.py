@@ -219,6 +219,22 @@ def test_end_token_and_next_act_in_one_pass_equal_two_calls(backbone, layout):
     assert not torch.allclose(wrong, want, atol=1e-4)
 
 
+def test_rwkv7_head_norm_is_its_group_norm():
+    """The RWKV-7 layer normalises each head's output as its ``g_norm`` GroupNorm (fla's module) would."""
+    from omnirl_core.model.layers.rwkv7 import RWKV7Attention
+
+    attn = RWKV7Attention(48, head_dim=16)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        attn.g_norm.weight.copy_(torch.randn(48, generator=g))
+        attn.g_norm.bias.copy_(torch.randn(48, generator=g))
+    o = torch.randn(2, 7, 3, 16, generator=g) * 3 + 1
+    close(attn.head_norm(o), attn.g_norm(o.reshape(14, 48)).view(2, 7, 48), tol=1e-5)
+    one_group = torch.nn.functional.group_norm(o.reshape(14, 48), 1, attn.g_norm.weight, attn.g_norm.bias,
+                                               attn.g_norm.eps)  # the whole vector as one group: not the same
+    assert not torch.allclose(attn.head_norm(o), one_group.view(2, 7, 48), atol=1e-3)
+
+
 @pytest.mark.parametrize("backbone", IMPLEMENTED)
 def test_block_keeps_the_backbone_contract(backbone):
     check_block_contract(backbone)
