@@ -118,7 +118,8 @@ class RWKV7Attention(nn.Module):
         H, Dh = self.num_heads, self.head_dim
         state = state or {}
         delta = token_shift(x, state.get("attn_shift")) - x  # [B, T, D]
-        xr, xw, xk, xv, xa, xg = (x + delta * p for p in (self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g))
+        mix = torch.stack([self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g])  # [6, 1, 1, D]
+        xr, xw, xk, xv, xa, xg = torch.addcmul(x, delta, mix).unbind(0)  # x + delta * x_r, ...: [B, T, D] each
 
         r = self.r_proj(xr)  # receptance (query)                  [B, T, D]
         w = -W_SCALE * torch.sigmoid(self.w_lora(xw))  # log decay in [-e^-0.5, 0]
