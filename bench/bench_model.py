@@ -216,6 +216,7 @@ def iteration_rows(args) -> tuple[list[dict], list[str]]:
     """Rows of the second table (rate per second of each side) and notes (losses of both sides)."""
     rows, notes = [], []
     quick_over = ["data.ns=1"]  # its dataset is bandits: one state (model.ns_max 1)
+    quick_over += [f"data.batch_size={args.quick_batch}"] if args.quick_batch else []
     quick_over += ["data.batch_size=1", "data.seq_len=32", "chunk_len=16"] if args.smoke else []
     paper_over = [f"model.num_layers={args.paper_layers}", f"data.seq_len={args.paper_steps}",
                   f"chunk_len={min(args.paper_steps, 2048)}"] + (["data.batch_size=1"] if args.smoke else [])
@@ -316,6 +317,8 @@ def main(argv=None) -> int:
                         "iteration [256; smoke 8]")
     parser.add_argument("--paper-recurrence-T", type=int, default=2048, help="tokens per sequence of the paper "
                         "layer's recurrence row (its rate per token does not depend on it) [2048]")
+    parser.add_argument("--quick-batch", type=int, default=None, help="sequences per iteration of the quick config's "
+                        "rows [its data.batch_size: one process's share]")
     parser.add_argument("--iterations-only", action="store_true", help="the second table alone")
     parser.add_argument("--compile", action="store_true", help="add a row: the quick config's iteration under "
                         "torch.compile (tens of seconds of compilation first)")
