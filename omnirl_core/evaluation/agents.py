@@ -13,7 +13,8 @@ Agents share one batched interface over **observation ids** (what a learner may 
 OmniRL (:class:`OmniRLAgent`) acts from an empty memory with tag 7 at every step, sampling from
 ``softmax(logits / temperature)`` (0.5; optionally decaying 1.0 -> 0.1 linearly over 10K steps of the run);
 its memory carries over all episodes of a run, and after every episode a boundary step is written as in
-training (the observation the episode ended in, tag 7, action ``na``, reward 0).
+training (the observation the episode ended in, tag 7, action ``na``, reward 0); when every run of the batch ended
+an episode (a bandit: every step), that step goes into the same pass as the next observation.
 
 A learner scored on test episodes (:mod:`.tested`) also has ``test_policy() -> [B, n_obs, na]``, the action
 probabilities its test episodes play (TQL-UCB: greedy, no bonus).
