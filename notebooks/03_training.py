@@ -161,8 +161,9 @@ display(table)
 # profile: 2, one process per core; the paper profile: 8, one per GPU) the cell starts the same training under
 # torchrun instead (`training.train_or_launch`): its progress bar follows rank 0's metrics, a failing rank fails
 # the cell with that rank's own error (every rank's output is in `03_training/run/launch_logs/`), and the finished
-# run is read back from its checkpoint, so the rest of the notebook is the same. The summary's last row says which kernels
-# each layer ran (fla's Triton ops or the PyTorch ones, and why), from `run/kernels.json` that training writes.
+# run is read back from its checkpoint, so the rest of the notebook is the same. The summary's last row says which
+# kernels each layer ran (fla's Triton ops or the PyTorch ones, and why), from `run/kernels.json` that training
+# writes.
 
 # %%
 result = training.train_or_launch(cfg, out_dir / "run", resume=True, progress=True)
@@ -235,14 +236,16 @@ _ = sheet.below("chunked_forward_equal", f"Chunked forward pass (chunks of {cfg.
 _ = show_figure(views.plot_position_loss(evals, title=("loss against position, on the first training batches"
                                                        if cfg.data.path else "loss against position, held-out")),
                 out_dir / "position_loss.png")
+per_iteration = cfg.data.batch_size * cfg.launch.nproc_per_node  # one iteration's sequences, all processes
 if cfg.post_training.data_path:
     held_path = run_artefact(repo_path(run_dir), cfg.post_training.data_path, key="post_training.data_path",
                              made_by="02_synthesis")
-    held_cfg = load_config(TrainConfig, config_to_dict(cfg), overrides={"data.path": str(held_path),
-                                                                        "data.standin_share": 0.0})
+    held_cfg = load_config(TrainConfig, config_to_dict(cfg), overrides={
+        "data.path": str(held_path), "data.standin_share": 0.0, "data.batch_size": per_iteration})
     what = f"held-out: sequences of {held_path.name}, never trained on by this model"
 else:
-    held_cfg, what = cfg, "training batches (no held-out dataset in these parameters)"
+    held_cfg = load_config(TrainConfig, config_to_dict(cfg), overrides={"data.batch_size": per_iteration})
+    what = "training batches (no held-out dataset in these parameters)"
 held = training.make_data(held_cfg)
 n_batches = max(cfg.eval.batches, 4)
 if hasattr(held, "ds"):  # a dataset: no batch twice
