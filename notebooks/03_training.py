@@ -175,7 +175,9 @@ summary = {
     "final loss (last row)": round(rows[-1]["loss"], 4),
     "skipped iterations": result.bad_steps,
     "environment steps / s (median)": round(sorted(speed)[len(speed) // 2]),
-    "iterations / s (median)": round(sorted(speed)[len(speed) // 2] / batch["obs"].numel(), 2),
+    # steps_per_s counts every process's sequences; `batch` holds one process's
+    "iterations / s (median)": round(sorted(speed)[len(speed) // 2]
+                                     / (batch["obs"].numel() * cfg.launch.nproc_per_node), 2),
     "wall time (s)": round(rows[-1]["elapsed_s"], 1),
 }
 # which kernels each layer ran (fla's Triton ops or the PyTorch ones, and why), as the training process recorded
