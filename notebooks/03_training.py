@@ -238,16 +238,15 @@ _ = sheet.below("chunked_forward_equal", f"Chunked forward pass (chunks of {cfg.
 _ = show_figure(views.plot_position_loss(evals, title=("loss against position, on the first training batches"
                                                        if cfg.data.path else "loss against position, held-out")),
                 out_dir / "position_loss.png")
-per_iteration = cfg.data.batch_size * cfg.launch.nproc_per_node  # one iteration's sequences, all processes
+held_over = {"data.batch_size": cfg.data.batch_size * cfg.launch.nproc_per_node}  # one iteration, all processes
 if cfg.post_training.data_path:
     held_path = run_artefact(repo_path(run_dir), cfg.post_training.data_path, key="post_training.data_path",
                              made_by="02_synthesis")
-    held_cfg = load_config(TrainConfig, config_to_dict(cfg), overrides={
-        "data.path": str(held_path), "data.standin_share": 0.0, "data.batch_size": per_iteration})
+    held_over |= {"data.path": str(held_path), "data.standin_share": 0.0}
     what = f"held-out: sequences of {held_path.name}, never trained on by this model"
 else:
-    held_cfg = load_config(TrainConfig, config_to_dict(cfg), overrides={"data.batch_size": per_iteration})
     what = "training batches (no held-out dataset in these parameters)"
+held_cfg = load_config(TrainConfig, config_to_dict(cfg), overrides=held_over)
 held = training.make_data(held_cfg)
 n_batches = max(cfg.eval.batches, 4)
 if hasattr(held, "ds"):  # a dataset: no batch twice

@@ -320,11 +320,9 @@ class OmniRL(nn.Module):
         unknown = torch.full((B,), TAG_UNKNOWN, dtype=torch.long, device=obs.device)
         no_action = torch.full((B,), self.cfg.na, dtype=torch.long, device=obs.device)
         if self.cfg.layout == "paper":  # s_end, g, a, r of the end token, then s_t: 5 tokens
-            te = self.type_emb.weight
-            x = torch.stack([self.state_emb(final_obs) + te[0], self.tag_emb(unknown) + te[1],
-                             self.action_emb(no_action) + te[2],
-                             self.reward_emb(torch.zeros(B, 1, device=obs.device, dtype=te.dtype)) + te[3],
-                             self.state_emb(obs) + te[0]], dim=1)  # [B, 5, d]
+            end = self._embed_paper(final_obs.view(B, 1), unknown.view(B, 1), no_action.view(B, 1),
+                                    torch.zeros(B, 1, device=obs.device))  # [B, 4, d]
+            x = torch.cat([end, self.state_emb(obs.view(B, 1)) + self.type_emb.weight[0]], dim=1)  # [B, 5, d]
             h, blocks = self._backbone(x, state)
             return self.policy_head(h[:, -1]), {"blocks": blocks}
         prev = state.get("prev") if state is not None else None
